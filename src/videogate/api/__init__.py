@@ -1,0 +1,1 @@
+"""HTTP surfaces (FastAPI). ``create_app`` builds the ASGI app from the settings."""

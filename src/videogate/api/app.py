@@ -1,0 +1,81 @@
+"""The ASGI app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from videogate.api import files, meta, relay
+from videogate.api.errors import install_error_handlers
+from videogate.api.relay_schemas import RelayCreate
+from videogate.api.state import ApiState
+from videogate.service.context import AppContext, open_context
+from videogate.service.keys import KeyAuthenticator
+from videogate.service.tasks import TaskService
+from videogate.settings import Settings
+
+log = logging.getLogger("videogate")
+
+
+def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = True) -> FastAPI:
+    """The HTTP app; with ``run_worker`` it also runs a task worker in-process."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = await open_context(settings, migrate=migrate)
+        app.state.api = build_state(ctx)
+        stop = asyncio.Event()
+        worker_task = None
+        if run_worker:
+            from videogate.worker import Worker
+
+            worker_task = asyncio.create_task(Worker(ctx).run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                await worker_task
+            await ctx.close()
+
+    app = FastAPI(
+        title="videogate",
+        version="0.1.0",
+        summary="Self-hostable, Seedance-2.0-compatible video generation API",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (relay, files, meta):
+        app.include_router(module.router)
+    _add_schema(app)
+    return app
+
+
+def build_state(ctx: AppContext) -> ApiState:
+    return ApiState(
+        ctx=ctx,
+        auth=KeyAuthenticator(ctx.store, ctx.settings.key_cache_seconds),
+        tasks=TaskService(ctx),
+    )
+
+
+def _add_schema(app: FastAPI) -> None:
+    """Publish the relay body schema that ``POST /v1/videos`` parses by hand."""
+    original = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        defs = RelayCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(defs.pop("$defs", {}))
+        components["RelayCreate"] = defs
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,150 @@
+"""``POST /v1/files`` uploads and ``/files/{key}`` signed downloads (API.md §1.4, §1.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from videogate.api.responses import blob_response, json_response
+from videogate.api.state import api_state
+from videogate.errors import InvalidRequest, NotFound
+from videogate.ids import new_id
+from videogate.media.probe import MediaError, probe
+from videogate.service.references import upload_prefix
+from videogate.store.tables import StoredFile
+
+router = APIRouter(tags=["files"])
+
+_upload_schema = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+def file_object(row: StoredFile, url: str, expires_at: int) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "file",
+        "bytes": row.bytes,
+        "mime_type": row.mime_type,
+        "filename": row.filename,
+        "created_at": int(row.created_at),
+        "url": url,
+        "expires_at": expires_at,
+    }
+
+
+@router.post("/v1/files", openapi_extra=_upload_schema, summary="Upload a reference file")
+async def upload_file(request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    ctx = state.ctx
+    limit = ctx.settings.max_upload_bytes
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest(
+            "send the file as multipart/form-data with a 'file' field", param="file"
+        )
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit + 64 * 1024:
+        raise InvalidRequest(f"the file is over the {limit // (1024 * 1024)} MB upload limit")
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception as exc:  # the multipart parser raises several unrelated types
+        raise InvalidRequest(f"could not read the multipart body: {exc}", param="file") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest("the form needs a 'file' field holding the file", param="file")
+    tmp = ctx.tmp_dir / uuid.uuid4().hex
+    try:
+        size = await _save(upload, tmp, limit)
+        if size == 0:
+            raise InvalidRequest("the uploaded file is empty", param="file")
+        try:
+            info = await asyncio.to_thread(probe, tmp)
+        except MediaError as exc:
+            raise InvalidRequest(
+                f"the upload is not an image, video or audio file we can read ({exc})",
+                param="file",
+            ) from None
+        file_id = new_id("file")
+        ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
+        blob_key = f"{upload_prefix(caller.key_id)}{file_id}{ext}"
+        await ctx.blobs.put_file(blob_key, tmp)
+    finally:
+        await upload.close()
+        tmp.unlink(missing_ok=True)
+    row = StoredFile(
+        id=file_id,
+        key_id=caller.key_id,
+        blob_key=blob_key,
+        filename=(upload.filename or "")[:300],
+        mime_type=info.mime_type,
+        bytes=size,
+        created_at=time.time(),
+    )
+    await ctx.store.files.insert(row)
+    url, expires = ctx.signer.sign(blob_key, ctx.settings.upload_ttl_seconds)
+    return json_response(file_object(row, url, expires))
+
+
+async def _save(upload: UploadFile, dest: Path, limit: int) -> int:
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := await upload.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise InvalidRequest(
+                    f"the file is over the {limit // (1024 * 1024)} MB upload limit", param="file"
+                )
+            await asyncio.to_thread(out.write, chunk)
+    return size
+
+
+@router.get("/v1/files/{file_id}", summary="Get an uploaded file with a fresh URL")
+async def get_file(file_id: str, request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    row = await state.ctx.store.files.get(file_id[:40], caller.key_id)
+    if row is None:
+        raise NotFound(f"no file '{file_id[:100]}' for this API key", param="file_id")
+    url, expires = state.ctx.signer.sign(row.blob_key, state.ctx.settings.upload_ttl_seconds)
+    return json_response(file_object(row, url, expires))
+
+
+@router.api_route(
+    "/files/{blob_key:path}",
+    methods=["GET", "HEAD"],
+    include_in_schema=True,
+    summary="Download a result or upload through a signed URL (no auth header)",
+)
+async def signed_download(blob_key: str, request: Request) -> Response:
+    state = api_state(request)
+    q = request.query_params
+    state.ctx.signer.verify(blob_key, q.get("exp"), q.get("sig"))
+    media_type = mimetypes.guess_type(blob_key)[0] or "application/octet-stream"
+    return await blob_response(
+        state.ctx.blobs,
+        blob_key,
+        media_type,
+        request.headers.get("range"),
+        head=request.method == "HEAD",
+        filename=blob_key.rsplit("/", 1)[-1],
+    )

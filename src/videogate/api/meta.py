@@ -1,0 +1,41 @@
+"""``/v1/models`` and the health endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from videogate.api.responses import json_response
+from videogate.api.state import api_state
+
+router = APIRouter(tags=["meta"])
+
+
+@router.get("/v1/models", summary="Models reachable with the caller's key")
+async def list_models(request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    data = []
+    for spec in state.ctx.models.values():
+        routes = state.ctx.router.candidates(spec.name, caller.group)
+        if not routes:
+            continue
+        item = spec.as_public()
+        item["providers"] = sorted({r.provider for r in routes})
+        item["price"] = {"currency": "USD", "unit": "token", "per_million": "0"}
+        data.append(item)
+    return json_response({"object": "list", "data": data})
+
+
+@router.get("/healthz", summary="Liveness and database check")
+@router.get("/health", include_in_schema=False)
+async def health(request: Request) -> Response:
+    state = api_state(request)
+    try:
+        async with state.ctx.store.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        db = "ok"
+    except Exception as exc:
+        return json_response({"status": "error", "database": str(exc)[:200]}, status=503)
+    return json_response({"status": "ok", "database": db})

@@ -1,0 +1,158 @@
+"""``/v1/videos``: the Seedance-relay task API (API.md §1)."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from videogate.api.errors import describe_validation_errors
+from videogate.api.relay_present import relay_task
+from videogate.api.relay_schemas import RelayCreate, to_generation_request
+from videogate.api.responses import blob_response, json_response, query_int
+from videogate.api.state import api_state
+from videogate.errors import InvalidRequest, NotFound
+
+router = APIRouter(tags=["videos (relay)"])
+
+MAX_JSON_BODY = 96 * 1024 * 1024
+
+_create_schema = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RelayCreate"}}},
+    }
+}
+
+
+async def read_json_body(request: Request) -> object:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_JSON_BODY):
+        raise InvalidRequest(
+            f"request body is over {MAX_JSON_BODY // (1024 * 1024)} MB; "
+            "upload large references with POST /v1/files and pass their URLs"
+        )
+    body = await request.body()
+    if len(body) > MAX_JSON_BODY:
+        raise InvalidRequest("request body is too large")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def parse_relay_body(data: object) -> RelayCreate:
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object with at least 'model' and 'prompt'")
+    try:
+        return RelayCreate.model_validate(data)
+    except ValidationError as exc:
+        message, param = describe_validation_errors(exc.errors())
+        raise InvalidRequest(message, param=param) from None
+
+
+def poll_headers(request: Request) -> dict[str, str]:
+    return {"openai-poll-after-ms": str(api_state(request).ctx.settings.poll_after_ms)}
+
+
+@router.post("/v1/videos", openapi_extra=_create_schema, summary="Create a video task")
+async def create_video(request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise InvalidRequest(
+            "send the body as application/json (see API.md §1.1)", param="content-type"
+        )
+    body = parse_relay_body(await read_json_body(request))
+    req = to_generation_request(body)
+    task, _ = await state.tasks.create(
+        caller, req, idempotency_key=request.headers.get("idempotency-key")
+    )
+    ttl = state.ctx.settings.url_ttl_seconds
+    return json_response(
+        relay_task(task, state.ctx.signer, ttl, on_create=True), headers=poll_headers(request)
+    )
+
+
+@router.get("/v1/videos/{task_id}", summary="Get a video task")
+async def get_video(task_id: str, request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    task = await state.tasks.get(caller, task_id)
+    ttl = state.ctx.settings.url_ttl_seconds
+    return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
+
+
+@router.get("/v1/videos", summary="List the caller's video tasks")
+async def list_videos(request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    q = request.query_params
+    limit = query_int(q.get("limit"), "limit", 20, 1, 100)
+    order = q.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("'order' must be 'asc' or 'desc'", param="order")
+    after = q.get("after") or None
+    if after is not None and len(after) > 100:
+        raise InvalidRequest("'after' is not a task id", param="after")
+    rows, has_more = await state.tasks.list(caller, limit=limit, after=after, order=order)
+    ttl = state.ctx.settings.url_ttl_seconds
+    data = [relay_task(t, state.ctx.signer, ttl) for t in rows]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        },
+        headers=poll_headers(request),
+    )
+
+
+@router.delete("/v1/videos/{task_id}", summary="Cancel or delete a video task")
+async def delete_video(task_id: str, request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    task = await state.tasks.cancel_or_delete(caller, task_id)
+    return json_response({"id": task.id, "object": "video.deleted", "deleted": True})
+
+
+VARIANTS = {
+    "video": ("video_key", "video/mp4", "video.mp4"),
+    "thumbnail": ("thumbnail_key", "image/jpeg", "thumbnail.jpg"),
+    "last_frame": ("last_frame_key", "image/png", "last_frame.png"),
+}
+
+
+@router.api_route(
+    "/v1/videos/{task_id}/content", methods=["GET", "HEAD"], summary="Download a result"
+)
+async def video_content(task_id: str, request: Request) -> Response:
+    state = api_state(request)
+    caller = await state.caller(request)
+    variant = request.query_params.get("variant") or "video"
+    if variant not in VARIANTS:
+        raise InvalidRequest(
+            f"variant '{variant[:50]}' is not known; use video, thumbnail or last_frame",
+            param="variant",
+        )
+    task = await state.tasks.get(caller, task_id)
+    if task.status != "succeeded":
+        raise NotFound(
+            f"task {task.id} has no content: its status is {task.status}", param="task_id"
+        )
+    column, media_type, filename = VARIANTS[variant]
+    key = getattr(task, column)
+    if task.media_deleted or not key:
+        raise NotFound(f"task {task.id} has no {variant} (deleted or not requested)")
+    return await blob_response(
+        state.ctx.blobs,
+        key,
+        media_type,
+        request.headers.get("range"),
+        head=request.method == "HEAD",
+        filename=filename,
+    )

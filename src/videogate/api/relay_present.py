@@ -1,0 +1,84 @@
+"""The task object as the ``/v1/videos`` surface shows it (API.md §1.2)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from videogate.request import GenerationRequest, resolve_output
+from videogate.signing import UrlSigner
+from videogate.store.tables import Task
+
+RELAY_STATUS = {
+    "queued": "queued",
+    "running": "in_progress",
+    "fetching": "in_progress",
+    "succeeded": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+    "expired": "failed",
+}
+
+
+def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None, int | None]:
+    if not key:
+        return None, None
+    # Rounded to the minute so repeated polls see the same URL for a while.
+    now = math.floor(time.time() / 60) * 60
+    return signer.sign(key, ttl, now=now)
+
+
+def billing_detail(task: Task) -> dict[str, Any]:
+    # The sandbox is free; priced routes and the ledger come with billing (issue 4).
+    if task.status == "succeeded":
+        return {"currency": "USD", "amount": "0.00", "state": "settled"}
+    if task.status in ("failed", "cancelled", "expired"):
+        return {"currency": "USD", "amount": "0.00", "state": "refunded"}
+    return {"currency": "USD", "estimated_amount": "0.00", "state": "held"}
+
+
+def relay_task(
+    task: Task, signer: UrlSigner, ttl: int, *, on_create: bool = False
+) -> dict[str, Any]:
+    req = GenerationRequest.model_validate(task.request)
+    ratio, width, height = resolve_output(req)
+    if task.width and task.height:
+        width, height = task.width, task.height
+    status = "submitted" if on_create and task.status == "queued" else RELAY_STATUS[task.status]
+    video_url = expires_at = last_frame_url = thumbnail_url = None
+    if task.status == "succeeded" and not task.media_deleted:
+        video_url, expires_at = signed_url(signer, task.video_key, ttl)
+        last_frame_url, _ = signed_url(signer, task.last_frame_key, ttl)
+        thumbnail_url, _ = signed_url(signer, task.thumbnail_key, ttl)
+    seconds = task.seconds if task.seconds is not None else req.duration
+    error = None
+    if task.error_code:
+        error = {"code": task.error_code, "message": task.error_message or task.error_code}
+    progress = 100 if task.status == "succeeded" else task.progress
+    return {
+        "id": task.id,
+        "object": "video",
+        "model": task.model,
+        "status": status,
+        "progress": progress,
+        "created_at": int(task.created_at),
+        "updated_at": int(task.updated_at),
+        "completed_at": int(task.completed_at) if task.completed_at else None,
+        "video_url": video_url,
+        "url": video_url,
+        "expires_at": expires_at,
+        "last_frame_url": last_frame_url,
+        "thumbnail_url": thumbnail_url,
+        "prompt": req.prompt,
+        "ratio": ratio,
+        "resolution": req.resolution,
+        "duration": int(seconds) if seconds and seconds > 0 else req.duration,
+        "seconds": str(int(seconds)) if seconds and seconds > 0 else str(req.duration),
+        "size": f"{width}x{height}",
+        "seed": task.seed,
+        "generate_audio": req.generate_audio,
+        "usage": {"completion_tokens": task.completion_tokens} if task.completion_tokens else None,
+        "billing_detail": billing_detail(task),
+        "error": error,
+    }

@@ -1,0 +1,132 @@
+"""``videogate keys …``: create, list and revoke API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from decimal import Decimal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from videogate.service.keys import create_key
+from videogate.settings import load_settings
+from videogate.store import Store
+from videogate.store.migrate import upgrade
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+console = Console()
+
+
+async def _open() -> Store:
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await upgrade(settings.effective_database_url)
+    return Store.open(settings.effective_database_url)
+
+
+def _money(micros: int | None) -> str:
+    return "unlimited" if micros is None else f"{Decimal(micros) / 1_000_000:.2f}"
+
+
+@app.command("create")
+def create(
+    name: str = typer.Option("", "--name", help="A label for the key"),
+    group: str = typer.Option("default", "--group", help="Token group (decides routes, prices)"),
+    balance: str | None = typer.Option(None, "--balance", help="Prepaid balance; none = unlimited"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts"),
+) -> None:
+    """Create a key and print its secret (shown only this once)."""
+
+    async def run() -> None:
+        store = await _open()
+        try:
+            new = await create_key(store, name=name, group=group, balance=balance)
+        finally:
+            await store.close()
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": new.id,
+                        "name": new.name,
+                        "key": new.key,
+                        "group": new.group,
+                        "webhook_secret": new.webhook_secret,
+                    }
+                )
+            )
+            return
+        console.print(f"[bold]created key[/bold] {new.id} (group {new.group})")
+        console.print(f"secret (shown once): [bold green]{new.key}[/bold green]")
+        console.print(f"webhook secret: {new.webhook_secret}")
+
+    _run(run())
+
+
+@app.command("list")
+def list_keys(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List keys (never their secrets)."""
+
+    async def run() -> None:
+        store = await _open()
+        try:
+            rows = await store.keys.all()
+        finally:
+            await store.close()
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [
+                        {
+                            "id": r.id,
+                            "name": r.name,
+                            "group": r.group,
+                            "prefix": r.key_prefix,
+                            "balance": _money(r.balance_micros),
+                            "created_at": int(r.created_at),
+                            "revoked": r.revoked_at is not None,
+                        }
+                        for r in rows
+                    ]
+                )
+            )
+            return
+        table = Table("id", "name", "group", "prefix", "balance", "created", "state")
+        for r in rows:
+            table.add_row(
+                r.id,
+                r.name,
+                r.group,
+                r.key_prefix + "…",
+                _money(r.balance_micros),
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
+                "revoked" if r.revoked_at else "active",
+            )
+        console.print(table)
+
+    _run(run())
+
+
+@app.command("revoke")
+def revoke(key_id: str = typer.Argument(..., help="The key's id (key_…)")) -> None:
+    """Revoke a key: it stops working within a few seconds."""
+
+    async def run() -> None:
+        store = await _open()
+        try:
+            done = await store.keys.revoke(key_id, time.time())
+        finally:
+            await store.close()
+        if not done:
+            console.print(f"[red]no active key {key_id}[/red]")
+            raise typer.Exit(1)
+        console.print(f"revoked {key_id}")
+
+    _run(run())
+
+
+def _run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,120 @@
+"""The ``videogate`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import typer
+from rich.console import Console
+
+from videogate.cli import keys
+from videogate.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="videogate: a self-hostable, Seedance-2.0-compatible video generation service.",
+    no_args_is_help=True,
+)
+app.add_typer(keys.app, name="keys")
+console = Console()
+
+
+def _settings(host: str | None, port: int | None) -> Settings:
+    overrides: dict[str, object] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    return load_settings(**overrides)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Bind address (VIDEOGATE_HOST)"),
+    port: int | None = typer.Option(None, help="Port (VIDEOGATE_PORT)"),
+) -> None:
+    """API and worker in one process: the embedded default."""
+    from videogate.cli.first_run import prepare
+
+    settings = _settings(host, port)
+    _logging(settings)
+    asyncio.run(prepare(settings, console))
+    _uvicorn(settings, run_worker=True)
+
+
+@app.command()
+def api(
+    host: str | None = typer.Option(None, help="Bind address (VIDEOGATE_HOST)"),
+    port: int | None = typer.Option(None, help="Port (VIDEOGATE_PORT)"),
+) -> None:
+    """Serve HTTP only; run workers separately with 'videogate worker'."""
+    from videogate.store.migrate import upgrade
+
+    settings = _settings(host, port)
+    _logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(upgrade(settings.effective_database_url))
+    _uvicorn(settings, run_worker=False)
+
+
+@app.command()
+def worker() -> None:
+    """Run a task worker alone (several may share one database)."""
+    from videogate.service.context import open_context
+    from videogate.worker import Worker
+
+    settings = load_settings()
+    _logging(settings)
+
+    async def run() -> None:
+        ctx = await open_context(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Worker(ctx).run(stop)
+        finally:
+            await ctx.close()
+
+    asyncio.run(run())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (serve, api and worker also do this at start)."""
+    from videogate.store.migrate import upgrade
+
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(upgrade(settings.effective_database_url))
+    console.print("database is up to date")
+
+
+def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
+    import uvicorn
+
+    from videogate.api.app import create_app
+
+    # Migrations already ran above; every process must not race to run them again.
+    app = create_app(settings, run_worker=run_worker, migrate=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=os.environ.get("VIDEOGATE_ACCESS_LOG", "") == "1",
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,96 @@
+"""One root exception and its typed subclasses.
+
+The HTTP layer maps each class to a status and an error code through one table
+(:data:`videogate.api.errors.HTTP_STATUS`); nothing else decides HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class VideogateError(Exception):
+    """Root of every error videogate raises on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(VideogateError):
+    """The request body, a field or a reference is wrong; the message says how to fix it."""
+
+    code = "invalid_request"
+
+
+class AuthenticationFailed(VideogateError):
+    code = "invalid_api_key"
+
+
+class PermissionDenied(VideogateError):
+    code = "permission_denied"
+
+
+class InsufficientBalance(VideogateError):
+    code = "insufficient_balance"
+
+
+class NotFound(VideogateError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(VideogateError):
+    code = "conflict"
+
+
+class RateLimited(VideogateError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NoAvailableRoute(VideogateError):
+    code = "no_available_route"
+
+
+class UpstreamError(VideogateError):
+    """An upstream refused or failed; ``retryable`` tells the engine whether to try again."""
+
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retryable = retryable
+        self.status = status
+
+
+class ReferenceUnreachable(VideogateError):
+    """A reference URL could not be fetched (the task fails with this code)."""
+
+    code = "reference_unreachable"
+
+
+class UnsafeURL(InvalidRequest):
+    """A URL points at a loopback, private, link-local or metadata address."""
+
+
+class SignatureInvalid(VideogateError):
+    """A signed URL is expired or was tampered with."""
+
+    code = "forbidden"

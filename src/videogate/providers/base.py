@@ -1,0 +1,95 @@
+"""The one small interface every upstream adapter implements.
+
+A provider turns a :class:`~videogate.request.GenerationRequest` into an upstream job
+(``submit``), reports on it (``poll``) and stops it (``cancel``). It never touches the
+database: the engine records what it returns. Retryable failures raise
+:class:`~videogate.errors.UpstreamError` with ``retryable=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from videogate.request import GenerationRequest
+from videogate.settings import Settings
+
+UpstreamStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to serve a public model (see DESIGN.md, glossary)."""
+
+    name: str
+    model: str
+    provider: str
+    upstream_model: str
+    base_url: str = ""
+    api_key_env: str = ""
+    priority: int = 0
+    weight: int = 1
+    max_in_flight: int = 100
+    groups: tuple[str, ...] = ("default",)
+    enabled: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a provider may know about the task it works on."""
+
+    task_id: str
+    request: GenerationRequest
+    route: Route
+    # Local copies of the references, by label ("image 1"), fetched at create time.
+    reference_paths: dict[str, Path]
+    work_dir: Path
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """The upstream's view of a job. URLs may be ``http(s)://`` or ``file://``."""
+
+    status: UpstreamStatus
+    progress: int | None = None
+    video_url: str | None = None
+    last_frame_url: str | None = None
+    thumbnail_url: str | None = None
+    completion_tokens: int | None = None
+    seconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderDeps:
+    """Shared resources handed to providers (one per worker process)."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    run_cpu: Callable[..., Any]  # runs a picklable function in the render pool, awaitable
+
+
+class Provider(Protocol):
+    """An adapter for one upstream API shape."""
+
+    async def submit(self, ctx: TaskContext) -> str:
+        """Start the job upstream and return its upstream id."""
+        ...
+
+    async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
+        """Report the job's state."""
+        ...
+
+    async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
+        """Stop the job if the upstream allows it."""
+        ...

@@ -1,0 +1,106 @@
+"""The built-in offline provider: renders real mp4 previews locally (no key, no network).
+
+``submit`` only names the job; the render happens on the first ``poll``, in the worker's
+render process pool, so the API stays responsive. A crash mid-render is harmless: the
+render is deterministic and simply runs again when another worker takes the task over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from videogate.media.render import RenderResult, RenderSpec, render
+from videogate.providers.base import PollResult, Provider, ProviderDeps, Route, TaskContext
+from videogate.request import resolve_output
+
+DEFAULT_AUTO_DURATION = 5
+
+
+def _seed_for(ctx: TaskContext) -> int:
+    if ctx.request.seed is not None and ctx.request.seed >= 0:
+        return ctx.request.seed
+    digest = hashlib.sha256(ctx.task_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _render_job(spec: RenderSpec, out_dir: str) -> RenderResult:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return render(
+        spec,
+        out / "video.mp4",
+        out_thumbnail=out / "thumbnail.jpg",
+        out_last_frame=out / "last_frame.png",
+    )
+
+
+class SandboxProvider:
+    """Renders locally with :func:`videogate.media.render.render`."""
+
+    def __init__(self, route: Route, deps: ProviderDeps) -> None:
+        self._route = route
+        self._deps = deps
+
+    def build_spec(self, ctx: TaskContext) -> RenderSpec:
+        req = ctx.request
+        _, width, height = resolve_output(req)
+        paths = ctx.reference_paths
+
+        def of_role(role: str) -> tuple[Path, ...]:
+            return tuple(paths[r.label] for r in req.references if r.role == role)
+
+        first = of_role("first_frame")
+        last = of_role("last_frame")
+        return RenderSpec(
+            prompt=req.prompt,
+            width=width,
+            height=height,
+            duration=float(req.duration if req.duration > 0 else DEFAULT_AUTO_DURATION),
+            seed=_seed_for(ctx),
+            generate_audio=req.generate_audio,
+            model=req.model,
+            first_frame=first[0] if first else None,
+            last_frame=last[0] if last else None,
+            reference_images=of_role("reference_image"),
+            reference_videos=of_role("reference_video"),
+            reference_audios=of_role("reference_audio"),
+            watermark=req.watermark,
+        )
+
+    async def submit(self, ctx: TaskContext) -> str:
+        return f"sbx-{ctx.task_id}"
+
+    async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
+        spec = self.build_spec(ctx)
+        out_dir = ctx.work_dir / upstream_id
+        result: RenderResult = await self._deps.run_cpu(_render_job, spec, str(out_dir))
+        return PollResult(
+            status="succeeded",
+            progress=100,
+            video_url=(out_dir / "video.mp4").resolve().as_uri(),
+            thumbnail_url=(out_dir / "thumbnail.jpg").resolve().as_uri(),
+            last_frame_url=(
+                (out_dir / "last_frame.png").resolve().as_uri()
+                if ctx.request.return_last_frame
+                else None
+            ),
+            seconds=result.duration,
+            width=result.width,
+            height=result.height,
+            seed=spec.seed,
+            completion_tokens=_tokens(result.width, result.height, result.duration),
+        )
+
+    async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
+        # Nothing runs between polls, so there is nothing to stop.
+        return None
+
+
+def _tokens(width: int, height: int, seconds: float) -> int:
+    # Seedance's token formula (API.md §4), so sandbox usage looks like real usage.
+    return int(width * height * (24 * seconds + 1) / 1024)
+
+
+def create_provider(route: Route, deps: ProviderDeps) -> Provider:
+    return SandboxProvider(route, deps)

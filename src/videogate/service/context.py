@@ -1,0 +1,75 @@
+"""Everything a running videogate needs, built once from the settings and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from videogate.blobs import BlobStore, open_blob_store
+from videogate.catalog import ModelSpec, builtin_models
+from videogate.fetch import UrlGuard, guard_from_settings
+from videogate.routing import Router, sandbox_routes
+from videogate.settings import Settings
+from videogate.signing import UrlSigner
+from videogate.store import Store
+from videogate.store.migrate import upgrade
+
+
+@dataclass
+class AppContext:
+    """Shared, long-lived resources of one process."""
+
+    settings: Settings
+    store: Store
+    blobs: BlobStore
+    signer: UrlSigner
+    http: httpx.AsyncClient
+    guard: UrlGuard
+    router: Router
+    models: dict[str, ModelSpec]
+    # Set when a task becomes due, so an in-process worker starts it at once.
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def tmp_dir(self) -> Path:
+        path = self.settings.data_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def work_dir(self) -> Path:
+        path = self.settings.data_dir / "work"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.store.close()
+
+
+async def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
+    """Open the database (migrating it unless told not to), storage and HTTP client."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        await upgrade(settings.effective_database_url)
+    store = Store.open(settings.effective_database_url)
+    secret = settings.secret_key or await store.shared_secret("url_signing_secret")
+    models = builtin_models()
+    return AppContext(
+        settings=settings,
+        store=store,
+        blobs=open_blob_store(settings.blob_dir),
+        signer=UrlSigner(secret, settings.effective_public_url),
+        http=httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.reference_timeout_seconds, connect=10.0),
+            follow_redirects=False,
+            # An ambient proxy would bypass the SSRF guard's address pinning (see fetch.py).
+            trust_env=False,
+        ),
+        guard=guard_from_settings(settings),
+        router=Router(sandbox_routes(models.values())),
+        models=models,
+    )

@@ -1,0 +1,103 @@
+"""Creating, checking and revoking API keys."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from videogate.errors import AuthenticationFailed, InvalidRequest
+from videogate.ids import new_id, new_secret
+from videogate.signing import hash_api_key
+from videogate.store import Store
+from videogate.store.tables import ApiKey
+
+KEY_PREFIX = "vg-"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated key, as the request handlers see it."""
+
+    key_id: str
+    group: str
+
+
+@dataclass(frozen=True)
+class NewKey:
+    id: str
+    name: str
+    key: str
+    group: str
+    webhook_secret: str
+
+
+def to_micros(amount: Decimal | str | float | None) -> int | None:
+    if amount is None:
+        return None
+    try:
+        value = Decimal(str(amount))
+    except ArithmeticError:
+        raise InvalidRequest(f"balance {amount!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidRequest(f"balance {amount!r} must be a non-negative amount")
+    return int(value * 1_000_000)
+
+
+async def create_key(
+    store: Store, *, name: str = "", group: str = "default", balance: Decimal | str | None = None
+) -> NewKey:
+    secret = new_secret(KEY_PREFIX, 24)
+    webhook_secret = new_secret("whsec_", 24)
+    row = ApiKey(
+        id=new_id("key"),
+        name=name,
+        group=group,
+        key_hash=hash_api_key(secret),
+        key_prefix=secret[:10],
+        balance_micros=to_micros(balance),
+        webhook_secret=webhook_secret,
+        created_at=time.time(),
+    )
+    await store.keys.insert(row)
+    return NewKey(row.id, name, secret, group, webhook_secret)
+
+
+class KeyAuthenticator:
+    """Checks bearer keys; caches hits briefly so a poll costs no key query.
+
+    A revoked key keeps working for at most ``ttl`` seconds in processes that cached it.
+    """
+
+    def __init__(self, store: Store, ttl: float, max_entries: int = 10_000) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._max = max_entries
+        self._cache: dict[str, tuple[Caller, float]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        if not authorization:
+            raise AuthenticationFailed(
+                "missing API key: send 'Authorization: Bearer <key>' "
+                "(create one with 'videogate keys create')"
+            )
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationFailed(
+                "malformed Authorization header: use 'Authorization: Bearer <key>'"
+            )
+        key_hash = hash_api_key(token)
+        now = time.monotonic()
+        hit = self._cache.get(key_hash)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        row = await self._store.keys.by_hash(key_hash)
+        if row is None or row.revoked_at is not None:
+            self._cache.pop(key_hash, None)
+            raise AuthenticationFailed("invalid API key: it is unknown or was revoked")
+        caller = Caller(row.id, row.group)
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        self._cache[key_hash] = (caller, now + self._ttl)
+        return caller

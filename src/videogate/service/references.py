@@ -1,0 +1,129 @@
+"""Fetching, storing and probing the references of a new task.
+
+Runs at create time so that limit violations are a 400 naming the item; a reference that
+cannot be reached is not the client's syntax error, so it fails the task instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from videogate.errors import InvalidRequest, ReferenceUnreachable, SignatureInvalid
+from videogate.fetch import fetch_url
+from videogate.media.probe import MediaError, MediaInfo, probe
+from videogate.request import GenerationRequest, Reference
+from videogate.service.context import AppContext
+from videogate.service.keys import Caller
+
+UPLOADS = "uploads"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    request: GenerationRequest
+    unreachable: ReferenceUnreachable | None
+
+
+def upload_prefix(key_id: str) -> str:
+    return f"{UPLOADS}/{key_id}/"
+
+
+async def resolve_references(
+    ctx: AppContext, caller: Caller, task_id: str, req: GenerationRequest
+) -> Resolved:
+    """Store a copy of every reference and probe it; return the request with media facts."""
+    if not req.references:
+        return Resolved(req, None)
+    results = await asyncio.gather(
+        *(_resolve_one(ctx, caller, task_id, ref) for ref in req.references),
+        return_exceptions=True,
+    )
+    resolved: list[Reference] = []
+    unreachable: ReferenceUnreachable | None = None
+    for ref, result in zip(req.references, results, strict=True):
+        if isinstance(result, ReferenceUnreachable):
+            unreachable = unreachable or result
+            resolved.append(ref)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            resolved.append(result)
+    return Resolved(req.model_copy(update={"references": tuple(resolved)}), unreachable)
+
+
+async def _resolve_one(ctx: AppContext, caller: Caller, task_id: str, ref: Reference) -> Reference:
+    own = ctx.signer.parse_own_url(ref.url)
+    if own is not None:
+        blob_key, exp, sig = own
+        try:
+            ctx.signer.verify(blob_key, exp, sig)
+        except SignatureInvalid as exc:
+            raise InvalidRequest(f"{ref.label}: {exc.message}", param="content") from None
+        if not blob_key.startswith(upload_prefix(caller.key_id)) and not blob_key.startswith(
+            f"results/{caller.key_id}/"
+        ):
+            raise InvalidRequest(
+                f"{ref.label}: that file belongs to another key; upload it with this key",
+                param="content",
+            )
+        path = ctx.blobs.local_path(blob_key)
+        if path is None or not path.exists():
+            raise InvalidRequest(f"{ref.label}: that file no longer exists", param="content")
+        info = await _probe(ref, path)
+        return _with_info(ref, blob_key, info)
+
+    tmp = ctx.tmp_dir / f"{uuid.uuid4().hex}"
+    try:
+        fetched = await fetch_url(
+            ref.url,
+            tmp,
+            label=ref.label,
+            client=ctx.http,
+            guard=ctx.guard,
+            max_bytes=ctx.settings.max_reference_bytes,
+            timeout=ctx.settings.reference_timeout_seconds,
+        )
+        info = await _probe(ref, fetched.path)
+        ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
+        blob_key = f"refs/{task_id}/{ref.kind}{ref.index}{ext}"
+        await ctx.blobs.put_file(blob_key, fetched.path)
+        return _with_info(ref, blob_key, info)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def _probe(ref: Reference, path: Path) -> MediaInfo:
+    try:
+        info = await asyncio.to_thread(probe, path)
+    except MediaError as exc:
+        raise InvalidRequest(
+            f"{ref.label}: not a readable {ref.kind} file ({exc})", param="content"
+        ) from None
+    if info.kind != ref.kind:
+        raise InvalidRequest(
+            f"{ref.label}: expected {_article(ref.kind)} {ref.kind}, but the URL holds "
+            f"{_article(info.kind)} {info.kind} ({info.mime_type})",
+            param="content",
+        )
+    return info
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _with_info(ref: Reference, blob_key: str, info: MediaInfo) -> Reference:
+    return ref.model_copy(
+        update={
+            "blob_key": blob_key,
+            "mime_type": info.mime_type,
+            "width": info.width,
+            "height": info.height,
+            "duration": info.duration,
+            "bytes": info.bytes,
+        }
+    )

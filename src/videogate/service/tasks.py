@@ -1,0 +1,142 @@
+"""Create, read, list, cancel and delete tasks on behalf of a key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from videogate.errors import Conflict, InvalidRequest, ModelNotFound, NoAvailableRoute, NotFound
+from videogate.ids import new_id
+from videogate.request import GenerationRequest, check_probed_references, check_request
+from videogate.service.context import AppContext
+from videogate.service.keys import Caller
+from videogate.service.references import resolve_references
+from videogate.store.tables import Task
+from videogate.store.tasks import UNFINISHED
+
+TASK_PREFIX = "video"
+
+
+def request_fingerprint(req: GenerationRequest) -> str:
+    body = json.dumps(req.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class TaskService:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    def check_model(self, caller: Caller, model: str) -> None:
+        spec = self._ctx.models.get(model)
+        if spec is None:
+            known = ", ".join(sorted(self._ctx.models))
+            raise ModelNotFound(
+                f"model '{model}' does not exist; available models: {known}", param="model"
+            )
+        if not self._ctx.router.candidates(model, caller.group):
+            raise NoAvailableRoute(
+                f"No available route for model {model} under group {caller.group}"
+            )
+
+    async def create(
+        self, caller: Caller, req: GenerationRequest, *, idempotency_key: str | None = None
+    ) -> tuple[Task, bool]:
+        """Accept a task; returns it and whether it was newly created."""
+        ctx = self._ctx
+        self.check_model(caller, req.model)
+        spec = ctx.models[req.model]
+        check_request(req, spec)
+        fingerprint = request_fingerprint(req)
+        if idempotency_key is not None:
+            if len(idempotency_key) > 255:
+                raise InvalidRequest("Idempotency-Key is longer than 255 characters")
+            existing = await ctx.store.tasks.by_idempotency(caller.key_id, idempotency_key)
+            if existing is not None:
+                if existing.request_hash != fingerprint:
+                    raise Conflict(
+                        "this Idempotency-Key was already used with a different request body; "
+                        "use a new key for a new request"
+                    )
+                return existing, False
+
+        task_id = new_id(TASK_PREFIX)
+        resolved = await resolve_references(ctx, caller, task_id, req)
+        try:
+            check_probed_references(resolved.request, spec)
+        except InvalidRequest:
+            await ctx.blobs.delete_prefix(f"refs/{task_id}")
+            raise
+        now = time.time()
+        failed = resolved.unreachable
+        task = Task(
+            id=task_id,
+            key_id=caller.key_id,
+            model=req.model,
+            status="failed" if failed else "queued",
+            request=resolved.request.model_dump(mode="json"),
+            progress=0,
+            error_code=failed.code if failed else None,
+            error_message=failed.message if failed else None,
+            seed=req.seed if req.seed is not None and req.seed >= 0 else None,
+            created_at=now,
+            updated_at=now,
+            completed_at=now if failed else None,
+            deadline_at=now + ctx.settings.task_deadline_seconds,
+            next_run_at=None if failed else now,
+            media_deleted=False,
+            steps=0,
+            poll_errors=0,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+        )
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            await ctx.store.tasks.insert(task)
+        except IntegrityError:
+            # A concurrent retry with the same Idempotency-Key won the race.
+            if idempotency_key is None:
+                raise
+            existing = await ctx.store.tasks.by_idempotency(caller.key_id, idempotency_key)
+            if existing is None or existing.request_hash != fingerprint:
+                raise Conflict(
+                    "this Idempotency-Key was already used with a different request body"
+                ) from None
+            return existing, False
+        ctx.wakeup.set()
+        return task, True
+
+    async def get(self, caller: Caller, task_id: str) -> Task:
+        task = (
+            await self._ctx.store.tasks.get(task_id, caller.key_id) if _plausible(task_id) else None
+        )
+        if task is None:
+            raise NotFound(f"no task '{task_id[:100]}' for this API key", param="task_id")
+        return task
+
+    async def list(
+        self, caller: Caller, *, limit: int, after: str | None, order: str
+    ) -> tuple[list[Task], bool]:
+        rows = await self._ctx.store.tasks.page(
+            caller.key_id, limit=limit + 1, after=after, order=order
+        )
+        return rows[:limit], len(rows) > limit
+
+    async def cancel_or_delete(self, caller: Caller, task_id: str) -> Task:
+        """Cancel an unfinished task; delete the stored media of a finished one."""
+        task = await self.get(caller, task_id)
+        now = time.time()
+        if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
+            task.id, caller.key_id, now
+        ):
+            await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+            return await self.get(caller, task_id)
+        await self._ctx.blobs.delete_prefix(f"results/{task.key_id}/{task.id}")
+        await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+        await self._ctx.store.tasks.mark_media_deleted(task.id, now)
+        return await self.get(caller, task_id)
+
+
+def _plausible(task_id: str) -> bool:
+    return 0 < len(task_id) <= 40 and task_id.isascii()

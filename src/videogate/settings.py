@@ -1,0 +1,128 @@
+"""One typed settings object, read from ``VIDEOGATE_*`` environment variables and an
+optional TOML file named by ``VIDEOGATE_CONFIG``.
+
+Environment variables win over the TOML file; both win over the defaults. The object is
+built once by the entry point (CLI, app factory) and passed down; nothing reads the
+environment anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Every knob videogate has. See the README's "Settings" table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIDEOGATE_",
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path("./var"), description="Where SQLite, blobs and secrets live"
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; default sqlite in data_dir. postgresql://… for scale-out",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field(
+        default="",
+        description="Base URL clients reach this server at; used in signed URLs",
+    )
+    secret_key: str = Field(
+        default="",
+        description="Signs result URLs; default: generated once into data_dir/secret_key",
+    )
+    url_ttl_seconds: int = Field(default=86_400, ge=60, description="Signed result URL lifetime")
+    upload_ttl_seconds: int = Field(
+        default=7 * 86_400, ge=60, description="Lifetime of URLs issued for uploads"
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Allow reference URLs on loopback/private addresses (tests, local dev)",
+    )
+    task_deadline_seconds: int = Field(
+        default=3 * 3600, ge=10, description="A task not finished by then is expired"
+    )
+    lease_seconds: float = Field(default=30.0, gt=0, description="Worker lease on a task")
+    worker_concurrency: int = Field(default=8, ge=1, description="Tasks one worker steps at once")
+    worker_poll_interval: float = Field(
+        default=0.5, gt=0, description="How often an idle worker looks for due tasks"
+    )
+    render_processes: int = Field(
+        default=0, ge=0, description="Sandbox render processes; 0 = number of CPUs"
+    )
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_reference_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    reference_timeout_seconds: float = Field(default=30.0, gt=0)
+    key_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long an API key lookup is cached in-process"
+    )
+    poll_after_ms: int = Field(default=2000, ge=100, description="Suggested wait between polls")
+    log_level: str = "info"
+    config: Path | None = Field(default=None, description="TOML file with more settings")
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("VIDEOGATE_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        """The async SQLAlchemy URL, defaulting to SQLite in the data dir."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'videogate.db').resolve()}"
+        return to_async_url(url)
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def to_async_url(url: str) -> str:
+    """Map plain ``sqlite://`` / ``postgresql://`` URLs onto the async drivers we ship."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and ``VIDEOGATE_CONFIG``), plus overrides."""
+    return Settings(**overrides)

@@ -1,0 +1,51 @@
+"""HMAC-signed URLs for results and uploads: no auth header needed, expire, tamper-proof."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+from videogate.errors import SignatureInvalid
+
+
+class UrlSigner:
+    """Signs ``/files/{blob_key}`` paths with an expiry."""
+
+    def __init__(self, secret: str, public_url: str) -> None:
+        self._secret = secret.encode()
+        self._public_url = public_url.rstrip("/")
+
+    def _sig(self, blob_key: str, expires: int) -> str:
+        msg = f"{blob_key}\n{expires}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:40]
+
+    def sign(self, blob_key: str, ttl_seconds: int, *, now: float | None = None) -> tuple[str, int]:
+        """The absolute URL for ``blob_key`` and its expiry (unix seconds)."""
+        expires = int((now if now is not None else time.time()) + ttl_seconds)
+        query = urlencode({"exp": expires, "sig": self._sig(blob_key, expires)})
+        return f"{self._public_url}/files/{quote(blob_key)}?{query}", expires
+
+    def verify(self, blob_key: str, exp: str | None, sig: str | None) -> None:
+        """Raise :class:`SignatureInvalid` unless the URL is intact and not expired."""
+        if not exp or not sig or not exp.isdigit():
+            raise SignatureInvalid("this URL is not signed: request a fresh one from the task")
+        expected = self._sig(blob_key, int(exp))
+        if not hmac.compare_digest(expected, sig):
+            raise SignatureInvalid("this URL's signature is invalid: it was altered")
+        if int(exp) < time.time():
+            raise SignatureInvalid("this URL has expired: GET the task again for a fresh video_url")
+
+    def parse_own_url(self, url: str) -> tuple[str, str | None, str | None] | None:
+        """If ``url`` is one this server issued, return (blob_key, exp, sig)."""
+        prefix = f"{self._public_url}/files/"
+        if not url.startswith(prefix):
+            return None
+        path, _, query_string = url[len(prefix) :].partition("?")
+        query = parse_qs(query_string)
+        return unquote(path), query.get("exp", [None])[0], query.get("sig", [None])[0]
+
+
+def hash_api_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

@@ -1,0 +1,96 @@
+"""SQLAlchemy table definitions. Migrations in ``store/migrations`` must match these."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    group: Mapped[str] = mapped_column("group_name", String(100), default="default")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(20))
+    # Money is kept in millionths of the currency unit to stay exact on every backend.
+    balance_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    webhook_secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), ForeignKey("api_keys.id"))
+    model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    route: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Where the finished result is before we copy it (never shown to clients).
+    upstream_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    video_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    last_frame_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    media_deleted: Mapped[bool] = mapped_column(default=False)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deadline_at: Mapped[float] = mapped_column(Float)
+    # The engine's bookkeeping: when the next step is due, who holds the task, for how long.
+    next_run_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    poll_errors: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        Index("ix_tasks_key_created", "key_id", "created_at", "id"),
+        Index("ix_tasks_due", "next_run_at"),
+        Index("ix_tasks_idem", "key_id", "idempotency_key", unique=True),
+    )
+
+
+class StoredFile(Base):
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), ForeignKey("api_keys.id"))
+    blob_key: Mapped[str] = mapped_column(String(300))
+    filename: Mapped[str] = mapped_column(String(300), default="")
+    mime_type: Mapped[str] = mapped_column(String(100))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_files_key", "key_id", "created_at"),)
+
+
+class Meta(Base):
+    """Small shared values (the URL-signing secret) that every process must agree on."""
+
+    __tablename__ = "meta"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,202 @@
+"""Task queries. Every write by the engine is a compare-and-set on (status, lease owner),
+so a step that lost its lease, or a task cancelled meanwhile, changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from videogate.store.tables import Task
+
+UNFINISHED = ("queued", "running", "fetching")
+TERMINAL = ("succeeded", "failed", "cancelled", "expired")
+
+
+class TaskStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
+        self._sessions = sessions
+        self._dialect = dialect
+
+    async def insert(self, task: Task) -> None:
+        async with self._sessions.begin() as s:
+            s.add(task)
+
+    async def get(self, task_id: str, key_id: str | None = None) -> Task | None:
+        """The task, or None; with ``key_id`` only if that key owns it."""
+        stmt = select(Task).where(Task.id == task_id)
+        if key_id is not None:
+            stmt = stmt.where(Task.key_id == key_id)
+        async with self._sessions() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def by_idempotency(self, key_id: str, idempotency_key: str) -> Task | None:
+        stmt = select(Task).where(Task.key_id == key_id, Task.idempotency_key == idempotency_key)
+        async with self._sessions() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
+
+    async def page(
+        self,
+        key_id: str | None,
+        *,
+        limit: int,
+        after: str | None = None,
+        order: str = "desc",
+        statuses: Sequence[str] | None = None,
+        model: str | None = None,
+        ids: Sequence[str] | None = None,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Tasks newest first (``desc``) or oldest first; ``after`` is a cursor task id."""
+        stmt = select(Task)
+        if key_id is not None:
+            stmt = stmt.where(Task.key_id == key_id)
+        if statuses:
+            stmt = stmt.where(Task.status.in_(list(statuses)))
+        if model:
+            stmt = stmt.where(Task.model == model)
+        if ids:
+            stmt = stmt.where(Task.id.in_(list(ids)))
+        async with self._sessions() as s:
+            if after:
+                cursor = (
+                    await s.execute(select(Task.created_at, Task.id).where(Task.id == after))
+                ).one_or_none()
+                if cursor is not None:
+                    created, cid = cursor
+                    if order == "desc":
+                        stmt = stmt.where(
+                            or_(
+                                Task.created_at < created,
+                                and_(Task.created_at == created, Task.id < cid),
+                            )
+                        )
+                    else:
+                        stmt = stmt.where(
+                            or_(
+                                Task.created_at > created,
+                                and_(Task.created_at == created, Task.id > cid),
+                            )
+                        )
+            if order == "desc":
+                stmt = stmt.order_by(Task.created_at.desc(), Task.id.desc())
+            else:
+                stmt = stmt.order_by(Task.created_at.asc(), Task.id.asc())
+            stmt = stmt.offset(offset).limit(limit)
+            return list((await s.execute(stmt)).scalars())
+
+    async def count(
+        self,
+        key_id: str | None,
+        *,
+        statuses: Sequence[str] | None = None,
+        model: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        from sqlalchemy import func
+
+        stmt = select(func.count()).select_from(Task)
+        if key_id is not None:
+            stmt = stmt.where(Task.key_id == key_id)
+        if statuses:
+            stmt = stmt.where(Task.status.in_(list(statuses)))
+        if model:
+            stmt = stmt.where(Task.model == model)
+        if ids:
+            stmt = stmt.where(Task.id.in_(list(ids)))
+        async with self._sessions() as s:
+            return int((await s.execute(stmt)).scalar_one())
+
+    async def cancel(
+        self, task_id: str, key_id: str, now: float, *, only_statuses: Sequence[str] = UNFINISHED
+    ) -> bool:
+        """Cancel an unfinished task; False if it was already finished (or not this key's)."""
+        stmt = (
+            update(Task)
+            .where(Task.id == task_id, Task.key_id == key_id, Task.status.in_(list(only_statuses)))
+            .values(
+                status="cancelled",
+                error_code="cancelled",
+                error_message="the task was cancelled by its owner",
+                updated_at=now,
+                completed_at=now,
+                next_run_at=None,
+            )
+        )
+        async with self._sessions.begin() as s:
+            return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+
+    async def mark_media_deleted(self, task_id: str, now: float) -> None:
+        stmt = update(Task).where(Task.id == task_id).values(media_deleted=True, updated_at=now)
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)
+
+    async def delete(self, task_id: str) -> None:
+        async with self._sessions.begin() as s:
+            await s.execute(delete(Task).where(Task.id == task_id))
+
+    # The engine's side ------------------------------------------------------------------
+
+    async def claim_due(self, owner: str, limit: int, now: float, lease: float) -> list[Task]:
+        """Take up to ``limit`` due tasks that nobody holds (or whose holder's lease lapsed)."""
+        due = (
+            select(Task.id)
+            .where(Task.next_run_at <= now, or_(Task.lease_until.is_(None), Task.lease_until < now))
+            .order_by(Task.next_run_at)
+            .limit(limit)
+        )
+        if self._dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(Task)
+            .where(Task.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_until=now + lease, steps=Task.steps + 1)
+            .returning(Task)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions.begin() as s:
+            return list((await s.execute(stmt)).scalars())
+
+    async def renew(self, owner: str, task_ids: Sequence[str], until: float) -> int:
+        if not task_ids:
+            return 0
+        stmt = (
+            update(Task)
+            .where(Task.id.in_(list(task_ids)), Task.lease_owner == owner)
+            .values(lease_until=until)
+        )
+        async with self._sessions.begin() as s:
+            return (await s.execute(stmt)).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    async def transition(
+        self,
+        task_id: str,
+        owner: str,
+        expected_status: str,
+        *,
+        release: bool = True,
+        **values: Any,
+    ) -> bool:
+        """Apply ``values`` if the task is still ``expected_status`` and held by ``owner``."""
+        if release:
+            values.setdefault("lease_owner", None)
+            values.setdefault("lease_until", None)
+        stmt = (
+            update(Task)
+            .where(Task.id == task_id, Task.lease_owner == owner, Task.status == expected_status)
+            .values(**values)
+        )
+        async with self._sessions.begin() as s:
+            return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+
+    async def release(self, task_id: str, owner: str, next_run_at: float) -> None:
+        """Give the task back without changing its state (e.g. after a retryable error)."""
+        stmt = (
+            update(Task)
+            .where(Task.id == task_id, Task.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, next_run_at=next_run_at)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)

@@ -1,0 +1,175 @@
+"""Shared fixtures: settings in a temp dir, the app with its lifespan, keys, a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from videogate.api.app import create_app
+from videogate.api.state import ApiState
+from videogate.service.keys import create_key
+from videogate.settings import Settings
+
+TEST_BASE = "http://testserver"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "var",
+        public_url=TEST_BASE,
+        allow_private_urls=True,
+        worker_poll_interval=0.05,
+        render_processes=1,
+        key_cache_seconds=0,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def state(app: FastAPI) -> ApiState:
+    api: ApiState = app.state.api
+    return api
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as c:
+        yield c
+
+
+@pytest.fixture
+async def api_key(state: ApiState) -> str:
+    return (await create_key(state.ctx.store, name="test")).key
+
+
+@pytest.fixture
+def auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient,
+    task_id: str,
+    headers: dict[str, str],
+    statuses: tuple[str, ...] = ("completed", "failed"),
+    timeout: float = 60.0,
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = await client.get(f"/v1/videos/{task_id}", headers=headers)
+        assert r.status_code == 200, r.text
+        body: dict[str, object] = r.json()
+        if body["status"] in statuses:
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not reach {statuses} in {timeout} s")
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    settings: Settings
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real uvicorn server (API + worker) on a free loopback port, in a thread."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        data_dir=tmp_path / "live",
+        host="127.0.0.1",
+        port=port,
+        public_url=base,
+        allow_private_urls=True,
+        worker_poll_interval=0.05,
+        render_processes=1,
+        key_cache_seconds=0,
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("live server did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(base, settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def make_live_key(live: LiveServer) -> str:
+    """Create a key in the live server's database (from this thread)."""
+    from videogate.store import Store
+
+    async def run() -> str:
+        store = Store.open(live.settings.effective_database_url)
+        try:
+            return (await create_key(store, name="live")).key
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@dataclass
+class MediaServer:
+    """A plain HTTP file server on loopback, for reference URLs."""
+
+    root: Path
+    base_url: str
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+
+@pytest.fixture
+def media_server(tmp_path: Path) -> Iterator[MediaServer]:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path / "media"
+    root.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield MediaServer(root, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()

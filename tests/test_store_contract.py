@@ -1,0 +1,227 @@
+"""The store contract: the same tests on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from videogate.store import Store
+from videogate.store.migrate import upgrade
+from videogate.store.tables import ApiKey, Task
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _pg_available() -> bool:
+    try:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+        await upgrade(url)
+        s = Store.open(url)
+        yield s
+        await s.close()
+        return
+    if not await _pg_available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (.ci/run starts it)")
+    name = f"vg_contract_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    try:
+        await upgrade(url)
+        s = Store.open(url)
+        yield s
+        await s.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def make_key(store: Store, name: str = "k") -> ApiKey:
+    key = ApiKey(
+        id=f"key_{uuid.uuid4().hex[:12]}",
+        name=name,
+        group="default",
+        key_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+        key_prefix="vg-x",
+        balance_micros=None,
+        webhook_secret="whsec_x",
+        created_at=time.time(),
+    )
+    await store.keys.insert(key)
+    return key
+
+
+def make_task(
+    key_id: str,
+    *,
+    created: float | None = None,
+    due: float | None = 0.0,
+    status: str = "queued",
+    idem: str | None = None,
+) -> Task:
+    now = created if created is not None else time.time()
+    return Task(
+        id=f"video_{uuid.uuid4().hex[:20]}",
+        key_id=key_id,
+        model="sandbox",
+        status=status,
+        request={"model": "sandbox", "prompt": "p"},
+        progress=0,
+        created_at=now,
+        updated_at=now,
+        deadline_at=now + 3600,
+        next_run_at=due,
+        media_deleted=False,
+        steps=0,
+        poll_errors=0,
+        idempotency_key=idem,
+        request_hash="h" if idem else None,
+    )
+
+
+async def test_task_is_visible_only_to_its_key(store: Store) -> None:
+    a, b = await make_key(store, "a"), await make_key(store, "b")
+    task = make_task(a.id)
+    await store.tasks.insert(task)
+    got = await store.tasks.get(task.id, a.id)
+    assert got is not None and got.request == {"model": "sandbox", "prompt": "p"}
+    assert await store.tasks.get(task.id, b.id) is None
+    assert await store.tasks.page(b.id, limit=10) == []
+
+
+async def test_list_orders_and_pages_with_a_cursor(store: Store) -> None:
+    key = await make_key(store)
+    base = time.time()
+    tasks = [make_task(key.id, created=base + i) for i in range(7)]
+    for t in tasks:
+        await store.tasks.insert(t)
+    ids = [t.id for t in tasks]
+    first = await store.tasks.page(key.id, limit=3)
+    assert [t.id for t in first] == ids[::-1][:3]
+    rest = await store.tasks.page(key.id, limit=10, after=first[-1].id)
+    assert [t.id for t in rest] == ids[::-1][3:]
+    asc = await store.tasks.page(key.id, limit=2, order="asc", after=ids[1])
+    assert [t.id for t in asc] == ids[2:4]
+    assert await store.tasks.count(key.id) == 7
+    assert await store.tasks.count(key.id, statuses=["failed"]) == 0
+
+
+async def test_idempotency_key_is_unique_per_key(store: Store) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    key, other = await make_key(store), await make_key(store)
+    await store.tasks.insert(make_task(key.id, idem="abc"))
+    await store.tasks.insert(make_task(other.id, idem="abc"))  # another key may reuse it
+    found = await store.tasks.by_idempotency(key.id, "abc")
+    assert found is not None and found.key_id == key.id
+    with pytest.raises(IntegrityError):
+        await store.tasks.insert(make_task(key.id, idem="abc"))
+
+
+async def test_claim_takes_only_due_unleased_tasks(store: Store) -> None:
+    key = await make_key(store)
+    now = time.time()
+    due = make_task(key.id, due=now - 1)
+    later = make_task(key.id, due=now + 3600)
+    done = make_task(key.id, due=None, status="succeeded")
+    for t in (due, later, done):
+        await store.tasks.insert(t)
+    claimed = await store.tasks.claim_due("w1", 10, now, lease=30)
+    assert [t.id for t in claimed] == [due.id]
+    assert claimed[0].lease_owner == "w1"
+    assert await store.tasks.claim_due("w2", 10, now, lease=30) == []
+    # the lease lapses: another worker takes the task over
+    again = await store.tasks.claim_due("w2", 10, now + 31, lease=30)
+    assert [t.id for t in again] == [due.id]
+    assert again[0].steps == 2
+
+
+async def test_concurrent_claimers_never_share_a_task(store: Store) -> None:
+    key = await make_key(store)
+    now = time.time()
+    for i in range(40):
+        await store.tasks.insert(make_task(key.id, due=now - 100 + i))
+    seen: list[str] = []
+
+    async def claimer(name: str) -> None:
+        while True:
+            got = await store.tasks.claim_due(name, 3, now, lease=300)
+            if not got:
+                return
+            seen.extend(t.id for t in got)
+
+    await asyncio.gather(*(claimer(f"w{i}") for i in range(4)))
+    assert len(seen) == 40 and len(set(seen)) == 40
+
+
+async def test_transition_is_compare_and_set(store: Store) -> None:
+    key = await make_key(store)
+    task = make_task(key.id)
+    await store.tasks.insert(task)
+    now = time.time()
+    await store.tasks.claim_due("w1", 1, now, lease=30)
+    assert not await store.tasks.transition(task.id, "w2", "queued", status="running")
+    assert not await store.tasks.transition(task.id, "w1", "running", status="failed")
+    assert await store.tasks.transition(
+        task.id, "w1", "queued", status="running", upstream_id="up-1", next_run_at=now + 5
+    )
+    got = await store.tasks.get(task.id)
+    assert got is not None
+    assert (got.status, got.upstream_id, got.lease_owner) == ("running", "up-1", None)
+
+
+async def test_cancel_only_touches_unfinished_tasks(store: Store) -> None:
+    key = await make_key(store)
+    queued, finished = make_task(key.id), make_task(key.id, status="succeeded", due=None)
+    for t in (queued, finished):
+        await store.tasks.insert(t)
+    assert await store.tasks.cancel(queued.id, key.id, time.time())
+    assert not await store.tasks.cancel(finished.id, key.id, time.time())
+    got = await store.tasks.get(queued.id)
+    assert got is not None and got.status == "cancelled" and got.next_run_at is None
+    # a worker that held it can no longer move it
+    assert not await store.tasks.transition(queued.id, "w1", "queued", status="running")
+
+
+async def test_lease_renewal_keeps_the_task(store: Store) -> None:
+    key = await make_key(store)
+    task = make_task(key.id)
+    await store.tasks.insert(task)
+    now = time.time()
+    await store.tasks.claim_due("w1", 1, now, lease=10)
+    assert await store.tasks.renew("w1", [task.id], now + 100) == 1
+    assert await store.tasks.renew("w2", [task.id], now + 100) == 0
+    assert await store.tasks.claim_due("w2", 1, now + 50, lease=10) == []
+
+
+async def test_keys_hash_lookup_and_revoke(store: Store) -> None:
+    key = await make_key(store)
+    found = await store.keys.by_hash(key.key_hash)
+    assert found is not None and found.id == key.id
+    assert await store.keys.count_active() == 1
+    assert await store.keys.revoke(key.id, time.time())
+    assert not await store.keys.revoke(key.id, time.time())
+    assert await store.keys.count_active() == 0
+
+
+async def test_shared_secret_is_created_once(store: Store) -> None:
+    first = await store.shared_secret("s")
+    assert len(first) == 64
+    assert await store.shared_secret("s") == first
+    assert await store.shared_secret("other") != first
