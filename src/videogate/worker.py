@@ -183,12 +183,17 @@ class Worker:
                 local = self.ctx.blobs.local_path(ref.blob_key)
                 if local is not None:
                     paths[ref.label] = local
+
+        async def report_progress(progress: int) -> None:
+            await self.ctx.store.tasks.set_progress(row.id, self.owner, progress, time.time())
+
         return TaskContext(
             task_id=row.id,
             request=req,
             route=route,
             reference_paths=paths,
             work_dir=self.ctx.work_dir,
+            report_progress=report_progress,
         )
 
     async def _group_of(self, key_id: str) -> str:

@@ -117,4 +117,17 @@ def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    from videogate.errors import VideogateError
+
+    try:
+        app()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "VIDEOGATE_" + "_".join(str(p) for p in err["loc"]).upper()
+            console.print(f"[red]invalid setting {name}:[/red] {err['msg']}")
+        raise SystemExit(2) from None
+    except VideogateError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(1) from None

@@ -8,7 +8,7 @@ database: the engine records what it returns. Retryable failures raise
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -50,6 +50,8 @@ class TaskContext:
     reference_paths: dict[str, Path]
     work_dir: Path
     callback_url: str | None = None
+    # Lets a long-running ``poll`` (the sandbox render) report 0-100 while it works.
+    report_progress: Callable[[int], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

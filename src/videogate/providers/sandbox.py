@@ -7,6 +7,7 @@ render is deterministic and simply runs again when another worker takes the task
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from videogate.providers.base import PollResult, Provider, ProviderDeps, Route, 
 from videogate.request import resolve_output
 
 DEFAULT_AUTO_DURATION = 5
+PROGRESS_INTERVAL = 0.5
 
 
 def _seed_for(ctx: TaskContext) -> int:
@@ -24,15 +26,32 @@ def _seed_for(ctx: TaskContext) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+PROGRESS_FILE = "progress"
+
+
 def _render_job(spec: RenderSpec, out_dir: str) -> RenderResult:
+    """Runs in a render process; leaves its progress in a file the worker reads."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / PROGRESS_FILE
+
+    def on_progress(fraction: float) -> None:
+        progress_file.write_text(f"{fraction:.3f}")
+
     return render(
         spec,
         out / "video.mp4",
         out_thumbnail=out / "thumbnail.jpg",
         out_last_frame=out / "last_frame.png",
+        on_progress=on_progress,
     )
+
+
+def _read_progress(path: Path) -> int | None:
+    try:
+        return int(float(path.read_text()) * 100)
+    except (OSError, ValueError):
+        return None
 
 
 class SandboxProvider:
@@ -74,7 +93,15 @@ class SandboxProvider:
     async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
         spec = self.build_spec(ctx)
         out_dir = ctx.work_dir / upstream_id
-        result: RenderResult = await self._deps.run_cpu(_render_job, spec, str(out_dir))
+        job = asyncio.ensure_future(self._deps.run_cpu(_render_job, spec, str(out_dir)))
+        last = -1
+        while not job.done():
+            await asyncio.wait([job], timeout=PROGRESS_INTERVAL)
+            progress = _read_progress(out_dir / PROGRESS_FILE)
+            if ctx.report_progress and progress is not None and progress > last:
+                last = progress
+                await ctx.report_progress(min(max(progress, 5), 98))
+        result: RenderResult = job.result()
         return PollResult(
             status="succeeded",
             progress=100,

@@ -191,6 +191,15 @@ class TaskStore:
         async with self._sessions.begin() as s:
             return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
 
+    async def set_progress(self, task_id: str, owner: str, progress: int, now: float) -> None:
+        stmt = (
+            update(Task)
+            .where(Task.id == task_id, Task.lease_owner == owner, Task.status == "running")
+            .values(progress=progress, updated_at=now)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)
+
     async def release(self, task_id: str, owner: str, next_run_at: float) -> None:
         """Give the task back without changing its state (e.g. after a retryable error)."""
         stmt = (

@@ -1,0 +1,229 @@
+"""The task engine: deadlines, lease takeover, retries, upstream failures, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from videogate.errors import UpstreamError
+from videogate.providers.base import PollResult, Route, TaskContext
+from videogate.request import GenerationRequest
+from videogate.routing import Router
+from videogate.service.context import AppContext, open_context
+from videogate.service.keys import Caller, create_key
+from videogate.service.tasks import TaskService
+from videogate.settings import Settings
+from videogate.worker import Worker, poll_delay
+
+
+@dataclass
+class FakeProvider:
+    """Scripted upstream: ``polls`` are returned (or raised) in order."""
+
+    polls: list[PollResult | Exception] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    submit_error: Exception | None = None
+
+    async def submit(self, ctx: TaskContext) -> str:
+        if self.submit_error is not None:
+            raise self.submit_error
+        self.submitted.append(ctx.task_id)
+        return f"up-{len(self.submitted)}"
+
+    async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
+        item = self.polls.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
+        return None
+
+
+@pytest.fixture
+async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
+    context = await open_context(settings)
+    yield context
+    await context.close()
+
+
+ROUTE = Route(name="fake", model="sandbox", provider="fake", upstream_model="x", groups=("*",))
+
+
+def fake_worker(ctx: AppContext, provider: FakeProvider, owner: str = "w1") -> Worker:
+    ctx.router = Router([ROUTE])
+    worker = Worker(ctx, owner=owner)
+    worker._providers[ROUTE.name] = provider  # tests inject the upstream directly
+    return worker
+
+
+async def new_task(ctx: AppContext) -> str:
+    key = await create_key(ctx.store)
+    caller = Caller(key.id, "default")
+    task, _ = await TaskService(ctx).create(
+        caller, GenerationRequest(model="sandbox", prompt="p", duration=4, resolution="480p")
+    )
+    return task.id
+
+
+async def drive(worker: Worker, task_id: str, ctx: AppContext, steps: int = 20) -> str:
+    """Run steps (ignoring poll delays) until the task is terminal."""
+    for _ in range(steps):
+        row = await ctx.store.tasks.get(task_id)
+        assert row is not None
+        if row.status in ("succeeded", "failed", "cancelled", "expired"):
+            return row.status
+        await ctx.store.tasks.release(task_id, "nobody", time.time())
+        from sqlalchemy import update
+
+        from videogate.store.tables import Task
+
+        async with ctx.store.sessions.begin() as s:
+            await s.execute(update(Task).where(Task.id == task_id).values(next_run_at=0))
+        await worker.run_until_idle(timeout=10)
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None
+    return row.status
+
+
+def done_result(tmp: Path) -> PollResult:
+    video = tmp / "v.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42 fake")
+    return PollResult(
+        status="succeeded",
+        video_url=video.as_uri(),
+        completion_tokens=123,
+        seconds=4.0,
+        width=864,
+        height=496,
+        seed=7,
+    )
+
+
+async def test_success_path_copies_the_result(ctx: AppContext, tmp_path: Path) -> None:
+    provider = FakeProvider(
+        polls=[
+            PollResult(status="queued"),
+            PollResult(status="running", progress=40),
+            done_result(tmp_path),
+        ]
+    )
+    worker = fake_worker(ctx, provider)
+    task_id = await new_task(ctx)
+    assert await drive(worker, task_id, ctx) == "succeeded"
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.video_key and row.completion_tokens == 123 and row.seed == 7
+    assert (await ctx.blobs.size(row.video_key)) > 0
+    assert provider.submitted == [task_id]  # submitted exactly once
+
+
+async def test_upstream_failure_keeps_its_code(ctx: AppContext) -> None:
+    provider = FakeProvider(
+        polls=[
+            PollResult(
+                status="failed",
+                error_code="OutputVideoSensitiveContentDetected",
+                error_message="the output may be related to copyright",
+            )
+        ]
+    )
+    worker = fake_worker(ctx, provider)
+    task_id = await new_task(ctx)
+    assert await drive(worker, task_id, ctx) == "failed"
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.error_code == "OutputVideoSensitiveContentDetected"
+
+
+async def test_upstream_expired_and_cancelled_map_to_terminal_states(ctx: AppContext) -> None:
+    statuses: list[Literal["expired", "cancelled"]] = ["expired", "cancelled"]
+    for status in statuses:
+        provider = FakeProvider(polls=[PollResult(status=status)])
+        worker = fake_worker(ctx, provider)
+        task_id = await new_task(ctx)
+        assert await drive(worker, task_id, ctx) == status
+
+
+async def test_poll_errors_back_off_then_fail(ctx: AppContext) -> None:
+    boom = UpstreamError("HTTP 503", retryable=True)
+    script: list[PollResult | Exception] = [boom, boom, PollResult(status="running")]
+    provider = FakeProvider(polls=script + [boom] * 5)
+    worker = fake_worker(ctx, provider)
+    task_id = await new_task(ctx)
+    assert await drive(worker, task_id, ctx) == "failed"
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.error_code == "upstream_poll_failed"
+    assert "5 times" in (row.error_message or "")
+
+
+async def test_unexpected_errors_are_retried_not_lost(ctx: AppContext, tmp_path: Path) -> None:
+    provider = FakeProvider(polls=[RuntimeError("glitch"), done_result(tmp_path)])
+    worker = fake_worker(ctx, provider)
+    task_id = await new_task(ctx)
+    assert await drive(worker, task_id, ctx) == "succeeded"
+
+
+async def test_deadline_expires_a_task(ctx: AppContext) -> None:
+    from sqlalchemy import update
+
+    from videogate.store.tables import Task
+
+    provider = FakeProvider(polls=[PollResult(status="running")] * 3)
+    worker = fake_worker(ctx, provider)
+    task_id = await new_task(ctx)
+    async with ctx.store.sessions.begin() as s:
+        await s.execute(update(Task).where(Task.id == task_id).values(deadline_at=time.time() - 1))
+    await worker.run_until_idle(timeout=10)
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.status == "expired" and row.error_code == "expired"
+    assert row.next_run_at is None
+
+
+async def test_a_lapsed_lease_is_taken_over(ctx: AppContext, tmp_path: Path) -> None:
+    provider = FakeProvider(polls=[done_result(tmp_path)])
+    task_id = await new_task(ctx)
+    # a worker claims the task and dies without a trace
+    now = time.time()
+    assert await ctx.store.tasks.claim_due("dead-worker", 1, now, lease=0.2)
+    survivor = fake_worker(ctx, provider, owner="w2")
+    await survivor.run_until_idle(timeout=5)
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.status == "queued"  # still leased by the dead worker
+    await asyncio.sleep(0.3)
+    assert await drive(survivor, task_id, ctx) == "succeeded"
+
+
+async def test_cancel_during_a_step_wins(ctx: AppContext, tmp_path: Path) -> None:
+    task_id = await new_task(ctx)
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None
+    key_id = row.key_id
+
+    class CancelWhilePolling(FakeProvider):
+        async def poll(self, tctx: TaskContext, upstream_id: str) -> PollResult:
+            await ctx.store.tasks.cancel(task_id, key_id, time.time())
+            return done_result(tmp_path)
+
+    worker = fake_worker(ctx, CancelWhilePolling())
+    assert await drive(worker, task_id, ctx) == "cancelled"
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.video_key is None
+
+
+async def test_submit_error_that_is_not_retryable_fails_the_task(ctx: AppContext) -> None:
+    provider = FakeProvider(submit_error=UpstreamError("bad prompt", code="InvalidParameter"))
+    worker = fake_worker(ctx, provider)
+    task_id = await new_task(ctx)
+    assert await drive(worker, task_id, ctx) == "failed"
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None and row.error_code == "InvalidParameter"
+
+
+def test_poll_delay_grows_and_is_capped() -> None:
+    delays = [poll_delay(n) for n in range(12)]
+    assert delays[0] == 2.0 and delays == sorted(delays) and delays[-1] == 30.0
