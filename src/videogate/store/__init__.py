@@ -22,7 +22,7 @@ class Store:
         self.engine = engine
         self.sessions = session_factory(engine)
         self.dialect = engine.dialect.name
-        self.tasks = TaskStore(self.sessions, dialect=self.dialect)
+        self.tasks = TaskStore(engine, self.sessions, dialect=self.dialect)
         self.keys = KeyStore(self.sessions)
         self.files = FileStore(self.sessions)
 

@@ -7,16 +7,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from videogate.store.tables import Task
 
 UNFINISHED = ("queued", "running", "fetching")
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
+_TASK_TABLE = Task.__table__
 
 
 class TaskStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], *, dialect: str
+    ) -> None:
+        self._engine = engine
         self._sessions = sessions
         self._dialect = dialect
 
@@ -25,12 +29,17 @@ class TaskStore:
             s.add(task)
 
     async def get(self, task_id: str, key_id: str | None = None) -> Task | None:
-        """The task, or None; with ``key_id`` only if that key owns it."""
-        stmt = select(Task).where(Task.id == task_id)
+        """The task, or None; with ``key_id`` only if that key owns it.
+
+        This is the poll's hot path: a plain Core query on a pooled connection, no ORM
+        session, and a detached ``Task`` built from the row.
+        """
+        stmt = select(_TASK_TABLE).where(_TASK_TABLE.c.id == task_id)
         if key_id is not None:
-            stmt = stmt.where(Task.key_id == key_id)
-        async with self._sessions() as s:
-            return (await s.execute(stmt)).scalar_one_or_none()
+            stmt = stmt.where(_TASK_TABLE.c.key_id == key_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else Task(**row._mapping)
 
     async def by_idempotency(self, key_id: str, idempotency_key: str) -> Task | None:
         stmt = select(Task).where(Task.key_id == key_id, Task.idempotency_key == idempotency_key)
