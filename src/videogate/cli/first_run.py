@@ -30,7 +30,8 @@ async def prepare(settings: Settings, console: Console) -> None:
     if key is None:
         console.print(f"videogate on {base} — create a key with 'videogate keys create'")
         return
-    console.print(banner(base, key), markup=False, highlight=False)
+    # soft_wrap: never break the pasteable commands at the terminal width.
+    console.print(banner(base, key), markup=False, highlight=False, soft_wrap=True)
 
 
 async def _local_key(path: Path, store: Store) -> str | None:

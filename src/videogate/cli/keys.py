@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from videogate.service.keys import create_key
 from videogate.settings import load_settings
@@ -17,7 +17,9 @@ from videogate.store import Store
 from videogate.store.migrate import upgrade
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-console = Console()
+# Piped output is not cut at 80 columns: ids must survive `keys list | grep`.
+console = Console(width=None if Console().is_terminal else 200)
+errors = Console(stderr=True)
 
 
 async def _open() -> Store:
@@ -94,7 +96,9 @@ def list_keys(as_json: bool = typer.Option(False, "--json")) -> None:
                 )
             )
             return
-        table = Table("id", "name", "group", "prefix", "balance", "created", "state")
+        table = Table(
+            Column("id", no_wrap=True), "name", "group", "prefix", "balance", "created", "state"
+        )
         for r in rows:
             table.add_row(
                 r.id,
@@ -121,7 +125,7 @@ def revoke(key_id: str = typer.Argument(..., help="The key's id (key_…)")) -> 
         finally:
             await store.close()
         if not done:
-            console.print(f"[red]no active key {key_id}[/red]")
+            errors.print(f"[red]no active key {key_id}[/red]")
             raise typer.Exit(1)
         console.print(f"revoked {key_id}")
 

@@ -28,13 +28,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-def create_engine_nopool(url: str) -> AsyncEngine:
-    """An engine without pooling, for one-off CLI commands and migrations."""
+def create_engine_nopool(url: str, *, immediate: bool = False) -> AsyncEngine:
+    """An engine without pooling, for one-off CLI commands and migrations.
+
+    ``immediate`` makes SQLite transactions take the write lock up front (waiting on the
+    busy timeout) instead of failing when a read transaction has to become a write.
+    """
     url = to_async_url(url)
     engine = create_async_engine(url, poolclass=NullPool)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        begin = _sqlite_begin_immediate if immediate else _sqlite_begin
+        event.listen(engine.sync_engine, "begin", begin)
     return engine
 
 
@@ -54,6 +59,10 @@ def _sqlite_begin(conn: Any) -> None:
     # a transaction starts here and covers reads too. Writes are single conditional
     # statements, so deferred locking never has to upgrade mid-transaction.
     conn.exec_driver_sql("BEGIN")
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
