@@ -17,7 +17,6 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageOps
 
-from videogate.media import render as render_module
 from videogate.media.probe import MediaError, probe
 from videogate.media.render import (
     SAMPLE_RATE,
@@ -26,6 +25,7 @@ from videogate.media.render import (
     RenderSpec,
     render,
 )
+from videogate.media.text import load_font, wrap
 
 RGB = NDArray[np.uint8]
 
@@ -267,15 +267,15 @@ def test_any_unicode_prompt_renders(tmp_path: Path, prompt: str) -> None:
 
 
 def test_long_prompts_are_wrapped_and_truncated() -> None:
-    font = render_module._font(16, {})
+    font = load_font(16, {})
     text = " ".join(f"word{n}" for n in range(500))
-    lines = render_module._wrap(text, font, 200, 3)
+    lines = wrap(text, font, 200, 3)
     assert len(lines) == 3
     assert lines[-1].endswith("...")
     assert all(font.getlength(line) <= 200 for line in lines)
-    unbroken = render_module._wrap("x" * 1000, font, 150, 4)
+    unbroken = wrap("x" * 1000, font, 150, 4)
     assert len(unbroken) == 4 and all(font.getlength(line) <= 150 for line in unbroken)
-    assert render_module._wrap("short", font, 200, 3) == ["short"]
+    assert wrap("short", font, 200, 3) == ["short"]
 
 
 def test_watermark_adds_a_mark(tmp_path: Path) -> None:
