@@ -45,6 +45,11 @@ class FakeProvider:
     async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
         return None
 
+    async def recover(
+        self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
+    ) -> str | None:
+        return None
+
 
 @pytest.fixture
 async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
@@ -158,7 +163,7 @@ async def test_poll_errors_back_off_then_fail(ctx: AppContext) -> None:
     assert await drive(worker, task_id, ctx) == "failed"
     row = await ctx.store.tasks.get(task_id)
     assert row is not None and row.error_code == "upstream_poll_failed"
-    assert "5 times" in (row.error_message or "")
+    assert "5 errors" in (row.error_message or "")
 
 
 async def test_unexpected_errors_are_retried_not_lost(ctx: AppContext, tmp_path: Path) -> None:
@@ -226,4 +231,4 @@ async def test_submit_error_that_is_not_retryable_fails_the_task(ctx: AppContext
 
 def test_poll_delay_grows_and_is_capped() -> None:
     delays = [poll_delay(n) for n in range(12)]
-    assert delays[0] == 2.0 and delays == sorted(delays) and delays[-1] == 30.0
+    assert delays[0] == 1.0 and delays == sorted(delays) and delays[-1] == 10.0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from videogate.catalog import ModelSpec
+from videogate.catalog import ModelSpec, builtin_models
 from videogate.providers.base import Route
+from videogate.settings import Settings
 
 
 def sandbox_routes(models: Iterable[ModelSpec]) -> list[Route]:
@@ -22,6 +23,50 @@ def sandbox_routes(models: Iterable[ModelSpec]) -> list[Route]:
         )
         for m in models
     ]
+
+
+def configured_routes(settings: Settings, environ: Mapping[str, str]) -> list[Route]:
+    """The ``[[routes]]`` of the settings, with their secrets read from the environment."""
+    return [
+        Route(
+            name=rc.name,
+            model=rc.model,
+            provider=rc.provider,
+            upstream_model=rc.upstream_model or rc.model,
+            base_url=rc.base_url.rstrip("/"),
+            api_key_env=rc.api_key_env,
+            api_key=environ.get(rc.api_key_env, "") if rc.api_key_env else "",
+            priority=rc.priority,
+            weight=rc.weight,
+            max_in_flight=rc.max_in_flight,
+            groups=rc.groups,
+            enabled=rc.enabled,
+            request_format=rc.request_format,
+            timeout_seconds=rc.timeout_seconds,
+            max_concurrent_polls=rc.max_concurrent_polls,
+        )
+        for rc in settings.routes
+    ]
+
+
+def build_catalog_and_routes(
+    settings: Settings, environ: Mapping[str, str]
+) -> tuple[dict[str, ModelSpec], list[Route]]:
+    """Every public model and its routes: configured routes replace the built-in sandbox
+    route of their model; models only known from routes get Seedance 2.0 capabilities."""
+    models = builtin_models()
+    configured = configured_routes(settings, environ)
+    for route in configured:
+        if route.model not in models:
+            fast = "fast" in route.model or "fast" in route.upstream_model
+            models[route.model] = ModelSpec(
+                route.model,
+                f"served by route {route.name}",
+                resolutions=("480p", "720p") if fast else ("480p", "720p", "1080p"),
+            )
+    routed = {r.model for r in configured}
+    sandbox = sandbox_routes(m for m in models.values() if m.name not in routed)
+    return models, configured + sandbox
 
 
 class Router:

@@ -10,15 +10,46 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+
+class GroupConfig(BaseModel):
+    """A token group (``[[groups]]`` in the TOML file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100)
+
+
+class RouteConfig(BaseModel):
+    """One way to serve a public model (``[[routes]]`` in the TOML file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200, description="public model name")
+    provider: Literal["ark", "openai", "sandbox"]
+    base_url: str = ""
+    api_key_env: str = Field(default="", description="environment variable holding the key")
+    upstream_model: str = Field(default="", description="model name upstream; default: model")
+    priority: int = Field(default=0, description="lower is tried first")
+    weight: int = Field(default=1, ge=0, description="weighted random within a priority")
+    max_in_flight: int = Field(default=100, ge=1, description="unfinished upstream tasks")
+    groups: tuple[str, ...] = ("default",)
+    enabled: bool = True
+    request_format: Literal["json", "multipart"] = Field(
+        default="json", description="openai provider: relay JSON body or OpenAI multipart form"
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, description="per upstream request")
+    max_concurrent_polls: int = Field(default=32, ge=1, description="per worker")
 
 
 class Settings(BaseSettings):
@@ -59,7 +90,9 @@ class Settings(BaseSettings):
         default=3 * 3600, ge=10, description="A task not finished by then is expired"
     )
     lease_seconds: float = Field(default=30.0, gt=0, description="Worker lease on a task")
-    worker_concurrency: int = Field(default=8, ge=1, description="Tasks one worker steps at once")
+    worker_concurrency: int = Field(
+        default=64, ge=1, description="Tasks one worker steps at once (polls, renders, copies)"
+    )
     worker_poll_interval: float = Field(
         default=0.5, gt=0, description="How often an idle worker looks for due tasks"
     )
@@ -68,13 +101,45 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_reference_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_result_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024, ge=1024, description="Largest result we copy"
+    )
+    result_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="Downloading one result from an upstream"
+    )
     reference_timeout_seconds: float = Field(default=30.0, gt=0)
     key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long an API key lookup is cached in-process"
     )
     poll_after_ms: int = Field(default=2000, ge=100, description="Suggested wait between polls")
     log_level: str = "info"
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive submit failures that bench a route"
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=60.0, gt=0, description="How long a benched route rests"
+    )
+    groups: tuple[GroupConfig, ...] = (GroupConfig(name="default"),)
+    routes: tuple[RouteConfig, ...] = ()
     config: Path | None = Field(default=None, description="TOML file with more settings")
+
+    @model_validator(mode="after")
+    def _check_routes(self) -> Settings:
+        names = [r.name for r in self.routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"route names must be unique; repeated: {', '.join(dupes)}")
+        groups = {g.name for g in self.groups}
+        for route in self.routes:
+            unknown = [g for g in route.groups if g not in groups and g != "*"]
+            if unknown:
+                raise ValueError(
+                    f"route {route.name!r} names unknown group(s) {', '.join(unknown)}; "
+                    "declare them with [[groups]]"
+                )
+            if route.provider != "sandbox" and not route.base_url:
+                raise ValueError(f"route {route.name!r} needs a base_url")
+        return self
 
     @field_validator("public_url")
     @classmethod

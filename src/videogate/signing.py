@@ -14,7 +14,8 @@ class UrlSigner:
     """Signs ``/files/{blob_key}`` paths with an expiry."""
 
     def __init__(self, secret: str, public_url: str) -> None:
-        self._secret = secret.encode()
+        self.secret = secret.encode()
+        self._secret = self.secret
         self._public_url = public_url.rstrip("/")
 
     def _sig(self, blob_key: str, expires: int) -> str:

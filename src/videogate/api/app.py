@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from videogate.api import files, meta, relay
+from videogate.api import callbacks, files, meta, relay
 from videogate.api.errors import install_error_handlers
 from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (relay, files, meta):
+    for module in (relay, files, meta, callbacks):
         app.include_router(module.router)
     _add_schema(app)
     return app

@@ -36,7 +36,11 @@ class Route:
     max_in_flight: int = 100
     groups: tuple[str, ...] = ("default",)
     enabled: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    request_format: str = "json"
+    timeout_seconds: float = 30.0
+    max_concurrent_polls: int = 32
+    # The upstream secret, read from ``api_key_env`` when the routes are built.
+    api_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class TaskContext:
     route: Route
     # Local copies of the references, by label ("image 1"), fetched at create time.
     reference_paths: dict[str, Path]
+    # URLs an upstream can fetch the references from, by label: the client's own http(s)
+    # or data: URL, or a signed URL of ours for uploads.
+    reference_urls: dict[str, str]
     work_dir: Path
     callback_url: str | None = None
     # Lets a long-running ``poll`` (the sandbox render) report 0-100 while it works.
@@ -94,4 +101,15 @@ class Provider(Protocol):
 
     async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
         """Stop the job if the upstream allows it."""
+        ...
+
+    async def recover(
+        self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
+    ) -> str | None:
+        """Find the job a crashed worker may have submitted since ``submitted_after``.
+
+        ``exclude`` holds upstream ids already known to belong to other tasks.
+        Returns its upstream id, or None when the upstream shows no such job. Raises
+        :class:`~videogate.errors.UpstreamError` when the upstream cannot tell.
+        """
         ...

@@ -123,6 +123,12 @@ class SandboxProvider:
         # Nothing runs between polls, so there is nothing to stop.
         return None
 
+    async def recover(
+        self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
+    ) -> str | None:
+        # Submitting is only naming the job: it is safe to name it again.
+        return f"sbx-{ctx.task_id}"
+
 
 def _tokens(width: int, height: int, seconds: float) -> int:
     # Seedance's token formula (API.md §4), so sandbox usage looks like real usage.

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from videogate.blobs import BlobStore, open_blob_store
-from videogate.catalog import ModelSpec, builtin_models
+from videogate.catalog import ModelSpec
 from videogate.fetch import UrlGuard, guard_from_settings
-from videogate.routing import Router, sandbox_routes
+from videogate.routing import Router, build_catalog_and_routes
 from videogate.settings import Settings
 from videogate.signing import UrlSigner
 from videogate.store import Store
@@ -57,7 +58,7 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
         await upgrade(settings.effective_database_url)
     store = Store.open(settings.effective_database_url)
     secret = settings.secret_key or await store.shared_secret("url_signing_secret")
-    models = builtin_models()
+    models, routes = build_catalog_and_routes(settings, os.environ)
     return AppContext(
         settings=settings,
         store=store,
@@ -70,6 +71,6 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
             trust_env=False,
         ),
         guard=guard_from_settings(settings),
-        router=Router(sandbox_routes(models.values())),
+        router=Router(routes),
         models=models,
     )

@@ -8,9 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from videogate.store.attempts import AttemptStore
 from videogate.store.db import create_engine, session_factory
 from videogate.store.files import FileStore
 from videogate.store.keys import KeyStore
+from videogate.store.routes import RouteStateStore
 from videogate.store.tables import Meta
 from videogate.store.tasks import TaskStore
 
@@ -25,6 +27,8 @@ class Store:
         self.tasks = TaskStore(engine, self.sessions, dialect=self.dialect)
         self.keys = KeyStore(self.sessions)
         self.files = FileStore(self.sessions)
+        self.attempts = AttemptStore(self.sessions)
+        self.route_state = RouteStateStore(self.sessions)
 
     @classmethod
     def open(cls, url: str) -> Store:

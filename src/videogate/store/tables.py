@@ -94,3 +94,39 @@ class Meta(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Attempt(Base):
+    """One try at submitting a task to one route. Recorded *before* the upstream call, so a
+    crash in between is visible (``state='submitting'`` with no upstream id) and is resolved
+    by looking the job up upstream, never by submitting blind."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(40), ForeignKey("tasks.id", ondelete="CASCADE"))
+    route: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(50))
+    # submitting → submitted | failed | uncertain
+    state: Mapped[str] = mapped_column(String(20))
+    upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_attempts_task", "task_id", "created_at"),)
+
+
+class RouteState(Base):
+    """Health of a route, shared by every worker: the circuit breaker's memory."""
+
+    __tablename__ = "route_state"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    benched_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_success_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_failure_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from videogate.store.tables import Task
@@ -131,7 +131,8 @@ class TaskStore:
                 error_message="the task was cancelled by its owner",
                 updated_at=now,
                 completed_at=now,
-                next_run_at=None,
+                # a worker tells the upstream, if one has the job
+                next_run_at=case((Task.upstream_id.is_not(None), now), else_=None),
             )
         )
         async with self._sessions.begin() as s:
@@ -199,6 +200,14 @@ class TaskStore:
         )
         async with self._sessions.begin() as s:
             return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+
+    async def poll_now(self, task_id: str, now: float) -> None:
+        """Make a running task due at once (an upstream callback said it changed)."""
+        stmt = (
+            update(Task).where(Task.id == task_id, Task.status == "running").values(next_run_at=now)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)
 
     async def set_progress(self, task_id: str, owner: str, progress: int, now: float) -> None:
         stmt = (

@@ -1,11 +1,4 @@
-"""The task engine: claims due tasks with a lease and moves each one step.
-
-States and steps (DESIGN.md): ``queued`` → submit → ``running`` → poll … → ``fetching``
-→ copy the result into our blob store → ``succeeded``. Every write is a compare-and-set
-on the status and the lease, so a task cancelled meanwhile, or taken over by another
-worker after this one stalled, is never overwritten. A worker that dies leaves leases
-that lapse; any other worker then takes those tasks over.
-"""
+"""The worker loop: claim due tasks, hold their leases, run one step of each."""
 
 from __future__ import annotations
 
@@ -22,26 +15,30 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from videogate.errors import UpstreamError, VideogateError
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
+from videogate.service.callbacks import ark_callback_url
 from videogate.service.context import AppContext
 from videogate.store.tables import Task
+from videogate.worker.results import RESULT_NAMES, copy_result
+from videogate.worker.submit import Submitter
 
 log = logging.getLogger("videogate.worker")
 
 T = TypeVar("T")
 MAX_STEP_ERRORS = 5
-MAX_POLL_DELAY = 30.0
+MAX_POLL_DELAY = 10.0
 
 
 def poll_delay(polls: int) -> float:
-    """Quick at first, slower later: 2 s, 3 s, 4.5 s … capped at 30 s."""
-    return float(min(2.0 * 1.5 ** max(polls, 0), MAX_POLL_DELAY))
+    """Quick at first, slower later: 1 s, 1.5 s, 2.25 s … capped at 10 s.
+
+    Upstream callbacks, when configured, cut the wait short (see ``service/callbacks.py``).
+    """
+    return float(min(1.0 * 1.5 ** max(polls, 0), MAX_POLL_DELAY))
 
 
 class Worker:
@@ -55,7 +52,9 @@ class Worker:
         self._active: set[asyncio.Task[None]] = set()
         self._pool: ProcessPoolExecutor | None = None
         self._providers: dict[str, Provider] = {}
+        self._poll_slots: dict[str, asyncio.Semaphore] = {}
         self._deps = ProviderDeps(settings=ctx.settings, http=ctx.http, run_cpu=self._run_cpu)
+        self._submitter = Submitter(self)
 
     # Process pool for CPU-heavy provider work (the sandbox renderer) -----------------
 
@@ -69,7 +68,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
 
-    def _provider(self, route: Route) -> Provider:
+    def provider(self, route: Route) -> Provider:
         provider = self._providers.get(route.name)
         if provider is None:
             provider = load_provider(route.provider, route, self._deps)
@@ -149,17 +148,19 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("step of task %s failed", row.id)
+            if not isinstance(exc, UpstreamError):
+                log.exception("step of task %s failed", row.id)
             await self._step_error(row, exc)
         finally:
             self._held.discard(row.id)
 
     async def step(self, row: Task) -> None:
-        now = time.time()
-        if now >= row.deadline_at:
-            await self._finish_failed(
+        if row.status == "cancelled":
+            await self._cancel_upstream(row)
+            return
+        if time.time() >= row.deadline_at:
+            await self.finish_failed(
                 row,
-                row.status,
                 "expired",
                 "the task did not finish before its deadline "
                 f"({self.settings.task_deadline_seconds} s); it was stopped",
@@ -167,22 +168,24 @@ class Worker:
             )
             return
         if row.status == "queued":
-            await self._submit(row)
+            await self._submitter.submit(row)
         elif row.status == "running":
             await self._poll(row)
         elif row.status == "fetching":
             await self._fetch(row)
-        else:  # a terminal task should never be due; drop it from the schedule
+        else:  # a finished task should never be due; drop it from the schedule
             await self.ctx.store.tasks.transition(row.id, self.owner, row.status, next_run_at=None)
 
-    def _task_context(self, row: Task, route: Route) -> TaskContext:
+    def task_context(self, row: Task, route: Route) -> TaskContext:
         req = GenerationRequest.model_validate(row.request)
         paths: dict[str, Path] = {}
+        urls: dict[str, str] = {}
         for ref in req.references:
             if ref.blob_key:
                 local = self.ctx.blobs.local_path(ref.blob_key)
                 if local is not None:
                     paths[ref.label] = local
+            urls[ref.label] = self._upstream_reference_url(ref.url, ref.blob_key)
 
         async def report_progress(progress: int) -> None:
             await self.ctx.store.tasks.set_progress(row.id, self.owner, progress, time.time())
@@ -192,116 +195,88 @@ class Worker:
             request=req,
             route=route,
             reference_paths=paths,
+            reference_urls=urls,
             work_dir=self.ctx.work_dir,
+            callback_url=ark_callback_url(self.ctx, row.id),
             report_progress=report_progress,
         )
 
-    async def _group_of(self, key_id: str) -> str:
-        key = await self.ctx.store.keys.get(key_id)
-        return key.group if key is not None else "default"
-
-    async def _submit(self, row: Task) -> None:
-        group = await self._group_of(row.key_id)
-        candidates = self.ctx.router.candidates(row.model, group)
-        if not candidates:
-            await self._finish_failed(
-                row,
-                "queued",
-                "no_available_route",
-                f"No available route for model {row.model} under group {group}",
-            )
-            return
-        route = candidates[0]
-        tctx = self._task_context(row, route)
-        upstream_id = await self._provider(route).submit(tctx)
-        now = time.time()
-        await self.ctx.store.tasks.transition(
-            row.id,
-            self.owner,
-            "queued",
-            status="running",
-            route=route.name,
-            provider=route.provider,
-            upstream_id=upstream_id,
-            started_at=now,
-            updated_at=now,
-            progress=5,
-            next_run_at=now,
-        )
+    def _upstream_reference_url(self, url: str, blob_key: str | None) -> str:
+        """What an upstream fetches: the client's own URL, or a signed one of ours."""
+        if self.ctx.signer.parse_own_url(url) is not None and blob_key:
+            signed, _ = self.ctx.signer.sign(blob_key, self.settings.upload_ttl_seconds)
+            return signed
+        return url
 
     def _route_of(self, row: Task) -> Route:
         route = self.ctx.router.get(row.route or "")
         if route is None:
             raise UpstreamError(
-                f"route {row.route!r} is no longer configured", code="route_removed"
+                f"route {row.route!r} is no longer configured; the task cannot be followed",
+                code="route_removed",
             )
         return route
 
+    def _poll_slot(self, route: Route) -> asyncio.Semaphore:
+        slot = self._poll_slots.get(route.name)
+        if slot is None:
+            slot = self._poll_slots[route.name] = asyncio.Semaphore(route.max_concurrent_polls)
+        return slot
+
     async def _poll(self, row: Task) -> None:
         route = self._route_of(row)
-        tctx = self._task_context(row, route)
-        try:
-            result = await self._provider(route).poll(tctx, row.upstream_id or "")
-        except UpstreamError as exc:
-            if not exc.retryable:
-                raise
-            await self._poll_error(row, exc)
-            return
+        tctx = self.task_context(row, route)
+        async with self._poll_slot(route):
+            result = await self.provider(route).poll(tctx, row.upstream_id or "")
         now = time.time()
         store = self.ctx.store.tasks
         if result.status in ("queued", "running"):
+            progress = row.progress if result.progress is None else min(result.progress, 99)
             await store.transition(
                 row.id,
                 self.owner,
                 "running",
-                progress=max(row.progress, min(result.progress or row.progress, 99)),
+                progress=max(row.progress, progress),
                 updated_at=now,
                 poll_errors=0,
-                next_run_at=min(now + poll_delay(row.steps), row.deadline_at),
+                next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
             )
         elif result.status == "succeeded":
+            values = _result_values(result)
             moved = await store.transition(
                 row.id,
                 self.owner,
                 "running",
                 release=False,
                 status="fetching",
-                upstream_result=_result_dict(result),
                 updated_at=now,
-                completion_tokens=result.completion_tokens,
-                seed=result.seed or row.seed,
-                width=result.width,
-                height=result.height,
-                seconds=result.seconds,
                 progress=99,
                 next_run_at=now,
+                poll_errors=0,
+                seed=result.seed or row.seed,
+                **values,
             )
             if moved:
                 row.status = "fetching"
-                row.upstream_result = _result_dict(result)
+                row.poll_errors = 0
+                row.upstream_result = values["upstream_result"]
                 await self._fetch(row)
         else:
             code = result.error_code or result.status
             message = result.error_message or f"the upstream reported the task {result.status}"
             status = result.status if result.status in ("cancelled", "expired") else "failed"
-            await self._finish_failed(row, "running", code, message, status=status)
+            await self.finish_failed(row, code, message, status=status)
 
     async def _fetch(self, row: Task) -> None:
         """Copy the result into our own storage, then complete the task."""
         result = row.upstream_result or {}
         prefix = f"results/{row.key_id}/{row.id}"
         keys: dict[str, str | None] = {}
-        for field, name in (
-            ("video_url", "video.mp4"),
-            ("thumbnail_url", "thumbnail.jpg"),
-            ("last_frame_url", "last_frame.png"),
-        ):
+        for field, name in RESULT_NAMES.items():
             url = result.get(field)
-            if not url:
-                keys[field] = None
-                continue
-            keys[field] = f"{prefix}/{name}"
-            await self._copy_into_blobs(str(url), keys[field] or "")
+            keys[field] = f"{prefix}/{name}" if url else None
+            if url:
+                await copy_result(self.ctx, field, str(url), f"{prefix}/{name}")
         now = time.time()
         done = await self.ctx.store.tasks.transition(
             row.id,
@@ -311,6 +286,7 @@ class Worker:
             video_key=keys["video_url"],
             thumbnail_key=keys["thumbnail_url"],
             last_frame_key=keys["last_frame_url"],
+            upstream_result=None,
             progress=100,
             updated_at=now,
             completed_at=now,
@@ -319,23 +295,31 @@ class Worker:
         if done and row.upstream_id:
             shutil.rmtree(self.ctx.work_dir / row.upstream_id, ignore_errors=True)
 
-    async def _copy_into_blobs(self, url: str, key: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme == "file":
-            await self.ctx.blobs.put_file(key, Path(url2pathname(parts.path)))
-            return
-        raise UpstreamError(f"cannot copy result from {parts.scheme!r} URLs yet")
+    async def _cancel_upstream(self, row: Task) -> None:
+        """The owner cancelled a task that an upstream is working on: tell the upstream."""
+        route = self.ctx.router.get(row.route or "")
+        if route is not None and row.upstream_id:
+            try:
+                await self.provider(route).cancel(self.task_context(row, route), row.upstream_id)
+            except UpstreamError as exc:
+                log.warning(
+                    "task %s: the upstream did not cancel %s: %s",
+                    row.id,
+                    row.upstream_id,
+                    exc.message,
+                )
+        await self.ctx.store.tasks.transition(row.id, self.owner, "cancelled", next_run_at=None)
 
     # Failure paths ------------------------------------------------------------------------
 
-    async def _finish_failed(
-        self, row: Task, expected: str, code: str, message: str, *, status: str = "failed"
+    async def finish_failed(
+        self, row: Task, code: str, message: str, *, status: str = "failed"
     ) -> None:
         now = time.time()
         await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
-            expected,
+            row.status,
             status=status,
             error_code=code,
             error_message=message,
@@ -344,16 +328,9 @@ class Worker:
             next_run_at=None,
         )
 
-    async def _poll_error(self, row: Task, exc: VideogateError) -> None:
+    async def retry_later(self, row: Task, exc: VideogateError) -> None:
+        """Count an error against the task and look again after a backoff."""
         errors = row.poll_errors + 1
-        if errors >= MAX_STEP_ERRORS:
-            await self._finish_failed(
-                row,
-                row.status,
-                "upstream_poll_failed",
-                f"the upstream could not be reached {errors} times in a row: {exc.message}",
-            )
-            return
         now = time.time()
         await self.ctx.store.tasks.transition(
             row.id,
@@ -366,34 +343,43 @@ class Worker:
 
     async def _step_error(self, row: Task, exc: Exception) -> None:
         errors = row.poll_errors + 1
+        retryable = not isinstance(exc, VideogateError) or (
+            isinstance(exc, UpstreamError) and exc.retryable
+        )
         message = exc.message if isinstance(exc, VideogateError) else f"{type(exc).__name__}: {exc}"
         code = exc.code if isinstance(exc, VideogateError) else "internal_error"
+        if retryable and errors >= MAX_STEP_ERRORS:
+            code = {"running": "upstream_poll_failed", "fetching": "result_fetch_failed"}.get(
+                row.status, code
+            )
+            message = f"gave up after {errors} errors in a row; the last: {message}"
         try:
-            if errors >= MAX_STEP_ERRORS or (isinstance(exc, UpstreamError) and not exc.retryable):
-                await self._finish_failed(row, row.status, code, message)
+            if not retryable or errors >= MAX_STEP_ERRORS:
+                await self.finish_failed(row, code, message)
             else:
-                now = time.time()
-                await self.ctx.store.tasks.transition(
-                    row.id,
-                    self.owner,
-                    row.status,
-                    poll_errors=errors,
-                    updated_at=now,
-                    next_run_at=min(now + poll_delay(errors), row.deadline_at),
+                await self.retry_later(
+                    row, exc if isinstance(exc, VideogateError) else VideogateError(message)
                 )
         except Exception:
             log.exception("could not record the failure of task %s; its lease will lapse", row.id)
 
 
-def _result_dict(result: PollResult) -> dict[str, Any]:
+def _result_values(result: PollResult) -> dict[str, Any]:
     return {
-        "video_url": result.video_url,
-        "thumbnail_url": result.thumbnail_url,
-        "last_frame_url": result.last_frame_url,
+        "upstream_result": {
+            "video_url": result.video_url,
+            "thumbnail_url": result.thumbnail_url,
+            "last_frame_url": result.last_frame_url,
+        },
+        "completion_tokens": result.completion_tokens,
+        "width": result.width,
+        "height": result.height,
+        "seconds": result.seconds,
     }
 
 
 async def _first(*aws: Any) -> None:
+    """Wait until the first of ``aws`` finishes; cancel the rest."""
     tasks = [asyncio.ensure_future(a) for a in aws]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,60 @@
+"""Route health shared by every process: the circuit breaker's memory."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from videogate.store.tables import RouteState
+
+
+class RouteStateStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def all(self) -> dict[str, RouteState]:
+        async with self._sessions() as s:
+            return {r.name: r for r in (await s.execute(select(RouteState))).scalars()}
+
+    async def _ensure(self, name: str) -> None:
+        try:
+            async with self._sessions.begin() as s:
+                if await s.get(RouteState, name) is None:
+                    s.add(RouteState(name=name, consecutive_failures=0))
+        except IntegrityError:
+            pass  # created concurrently
+
+    async def success(self, name: str, now: float) -> None:
+        await self._ensure(name)
+        stmt = (
+            update(RouteState)
+            .where(RouteState.name == name)
+            .values(consecutive_failures=0, benched_until=None, last_success_at=now)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)
+
+    async def failure(
+        self, name: str, error: str, now: float, *, threshold: int, cooldown: float
+    ) -> bool:
+        """Count a failure; bench the route once ``threshold`` are in a row. True if benched."""
+        await self._ensure(name)
+        async with self._sessions.begin() as s:
+            await s.execute(
+                update(RouteState)
+                .where(RouteState.name == name)
+                .values(
+                    consecutive_failures=RouteState.consecutive_failures + 1,
+                    last_error=error[:1000],
+                    last_failure_at=now,
+                )
+            )
+            state = await s.get(RouteState, name)
+            assert state is not None
+            if state.consecutive_failures >= threshold:
+                state.benched_until = now + cooldown
+                # Half-open after the cool-down: one more failure benches it again.
+                state.consecutive_failures = threshold - 1
+                return True
+            return False

@@ -1,0 +1,224 @@
+"""Submitting a queued task: route choice, failover, capacity, the breaker, at-most-once.
+
+The order of work makes a double submission impossible: an attempt row is committed
+*before* the upstream call and its upstream id right after. A worker that finds an
+attempt still ``submitting`` (its predecessor died in between) asks the upstream whether
+the job exists instead of submitting again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from videogate.errors import UpstreamError
+from videogate.providers.base import Route
+from videogate.store.tables import Attempt, RouteState, Task
+
+if TYPE_CHECKING:
+    from videogate.worker.loop import Worker
+
+log = logging.getLogger("videogate.worker")
+
+CAPACITY_WAIT = 2.0  # seconds before a task waiting for a free route looks again
+MAX_SUBMIT_ROUNDS = 5  # rounds in which every candidate failed before the task fails
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The candidates a task may be submitted to now, or why it must wait."""
+
+    routes: list[Route]
+    wait_until: float | None = None
+
+
+def is_benched(state: RouteState | None, now: float) -> bool:
+    return state is not None and state.benched_until is not None and state.benched_until > now
+
+
+class Submitter:
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.ctx = worker.ctx
+
+    async def submit(self, row: Task) -> None:
+        pending = await self.ctx.store.attempts.pending(row.id)
+        if pending is not None:
+            await self.recover(row, pending)
+            return
+        key = await self.ctx.store.keys.get(row.key_id)
+        group = key.group if key is not None else "default"
+        candidates = self.ctx.router.candidates(row.model, group)
+        if not candidates:
+            await self.w.finish_failed(
+                row,
+                "no_available_route",
+                f"No available route for model {row.model} under group {group}",
+            )
+            return
+        choice = await self.choose(candidates)
+        if not choice.routes:
+            # Every route is full or benched: wait in `queued`, no error to the client.
+            await self.ctx.store.tasks.transition(
+                row.id,
+                self.w.owner,
+                "queued",
+                next_run_at=min(choice.wait_until or time.time() + CAPACITY_WAIT, row.deadline_at),
+            )
+            return
+        errors: list[str] = []
+        for route in choice.routes:
+            outcome = await self.try_route(row, route)
+            if outcome is None:
+                return  # submitted, or failed for good
+            errors.append(outcome)
+        await self.all_failed(row, errors)
+
+    async def choose(self, candidates: list[Route]) -> Choice:
+        now = time.time()
+        states = await self.ctx.store.route_state.all()
+        healthy = [r for r in candidates if not is_benched(states.get(r.name), now)]
+        if not healthy:
+            soonest = min(
+                s.benched_until or now
+                for s in states.values()
+                if s.name in {r.name for r in candidates}
+            )
+            return Choice([], wait_until=max(soonest, now + 0.5))
+        counts = await self.ctx.store.attempts.in_flight([r.name for r in healthy])
+        open_routes = [r for r in healthy if counts.get(r.name, 0) < r.max_in_flight]
+        if not open_routes:
+            return Choice([], wait_until=now + CAPACITY_WAIT)
+        return Choice(open_routes)
+
+    async def try_route(self, row: Task, route: Route) -> str | None:
+        """Submit to one route. None when done (submitted or failed for good), else the
+        retryable error that sends us to the next candidate."""
+        store = self.ctx.store
+        tctx = self.w.task_context(row, route)
+        provider = self.w.provider(route)
+        attempt = await store.attempts.begin(row.id, route.name, route.provider)
+        try:
+            upstream_id = await provider.submit(tctx)
+        except UpstreamError as exc:
+            now = time.time()
+            await store.attempts.finish(
+                attempt.id,
+                "failed",
+                error_code=exc.code,
+                error_message=exc.message,
+                http_status=exc.status,
+            )
+            if exc.retryable:
+                benched = await store.route_state.failure(
+                    route.name,
+                    f"{exc.code}: {exc.message}",
+                    now,
+                    threshold=self.w.settings.breaker_failures,
+                    cooldown=self.w.settings.breaker_cooldown_seconds,
+                )
+                if benched:
+                    log.warning(
+                        "route %s benched after repeated failures: %s", route.name, exc.message
+                    )
+                return f"{route.name}: {exc.message}"
+            # The upstream says the request itself is wrong: another route would agree.
+            await store.route_state.success(route.name, now)
+            await self.w.finish_failed(row, exc.code, exc.message)
+            return None
+        await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
+        await self.adopt(row, route, upstream_id)
+        return None
+
+    async def adopt(self, row: Task, route: Route, upstream_id: str) -> None:
+        now = time.time()
+        await self.ctx.store.route_state.success(route.name, now)
+        await self.ctx.store.tasks.transition(
+            row.id,
+            self.w.owner,
+            "queued",
+            status="running",
+            route=route.name,
+            provider=route.provider,
+            upstream_id=upstream_id,
+            started_at=now,
+            updated_at=now,
+            progress=max(row.progress, 1),
+            poll_errors=0,
+            next_run_at=now if route.provider == "sandbox" else now + 1.0,
+        )
+
+    async def all_failed(self, row: Task, errors: list[str]) -> None:
+        rounds = row.poll_errors + 1
+        detail = "; ".join(errors)
+        if rounds >= MAX_SUBMIT_ROUNDS:
+            await self.w.finish_failed(
+                row,
+                "upstream_error",
+                f"every route for {row.model} refused the task {rounds} times: {detail}",
+            )
+            return
+        from videogate.worker.loop import poll_delay
+
+        now = time.time()
+        await self.ctx.store.tasks.transition(
+            row.id,
+            self.w.owner,
+            "queued",
+            poll_errors=rounds,
+            updated_at=now,
+            next_run_at=min(now + poll_delay(rounds), row.deadline_at),
+        )
+
+    async def recover(self, row: Task, attempt: Attempt) -> None:
+        """A worker died between recording an attempt and recording its upstream id."""
+        store = self.ctx.store
+        route = self.ctx.router.get(attempt.route)
+        if route is None:
+            await store.attempts.finish(attempt.id, "uncertain", error_code="route_removed")
+            await self.w.finish_failed(
+                row,
+                "submit_interrupted",
+                f"a worker stopped while submitting to route {attempt.route}, which is no "
+                "longer configured, so whether the job exists upstream cannot be checked; "
+                "create the task again",
+            )
+            return
+        tctx = self.w.task_context(row, route)
+        try:
+            known = await store.attempts.known_upstream_ids(route.name, attempt.created_at)
+            upstream_id = await self.w.provider(route).recover(
+                tctx, attempt.created_at, frozenset(known)
+            )
+        except UpstreamError as exc:
+            if exc.retryable and row.poll_errors + 1 < MAX_SUBMIT_ROUNDS:
+                await self.w.retry_later(row, exc)
+                return
+            await store.attempts.finish(
+                attempt.id, "uncertain", error_code=exc.code, error_message=exc.message
+            )
+            await self.w.finish_failed(
+                row,
+                "submit_interrupted",
+                f"a worker stopped while submitting to route {route.name} and the upstream "
+                f"could not say whether the job exists ({exc.message}); it was not submitted "
+                "again, so it is never paid twice: create the task again",
+            )
+            return
+        if upstream_id is not None:
+            log.info(
+                "task %s: found upstream job %s after an interrupted submit", row.id, upstream_id
+            )
+            await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
+            await self.adopt(row, route, upstream_id)
+            return
+        # The upstream has no such job: the call never reached it, so submitting is safe.
+        await store.attempts.finish(
+            attempt.id,
+            "failed",
+            error_code="not_submitted",
+            error_message="the worker stopped before the upstream received the task",
+        )
+        await self.submit(row)
