@@ -129,12 +129,11 @@ async def get_file(file_id: str, request: Request) -> Response:
     return json_response(file_object(row, url, expires))
 
 
-@router.api_route(
+@router.get(
     "/files/{blob_key:path}",
-    methods=["GET", "HEAD"],
-    include_in_schema=True,
     summary="Download a result or upload through a signed URL (no auth header)",
 )
+@router.head("/files/{blob_key:path}", include_in_schema=False)
 async def signed_download(blob_key: str, request: Request) -> Response:
     state = api_state(request)
     q = request.query_params

@@ -78,6 +78,12 @@ async def create_video(request: Request) -> Response:
 
 @router.get("/v1/videos/{task_id}", summary="Get a video task")
 async def get_video(task_id: str, request: Request) -> Response:
+    return await poll_video(request)
+
+
+async def poll_video(request: Request) -> Response:
+    """The poll, also mounted as a plain Starlette route ahead of FastAPI's (see app.py)."""
+    task_id: str = request.path_params["task_id"]
     state = api_state(request)
     caller = await state.caller(request)
     task = await state.tasks.get(caller, task_id)
@@ -127,9 +133,8 @@ VARIANTS = {
 }
 
 
-@router.api_route(
-    "/v1/videos/{task_id}/content", methods=["GET", "HEAD"], summary="Download a result"
-)
+@router.get("/v1/videos/{task_id}/content", summary="Download a result")
+@router.head("/v1/videos/{task_id}/content", include_in_schema=False)
 async def video_content(task_id: str, request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)

@@ -35,6 +35,7 @@ class Store:
         return cls(create_engine(url))
 
     async def close(self) -> None:
+        self.tasks.close()
         await self.engine.dispose()
 
     async def shared_secret(self, name: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from videogate.store.fastread import SqliteTaskReader
 from videogate.store.tables import Task
 
 UNFINISHED = ("queued", "running", "fetching")
@@ -23,6 +24,14 @@ class TaskStore:
         self._engine = engine
         self._sessions = sessions
         self._dialect = dialect
+        self._fast: SqliteTaskReader | None = None
+        database = engine.url.database
+        if dialect == "sqlite" and database and database != ":memory:":
+            self._fast = SqliteTaskReader(database)
+
+    def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
 
     async def insert(self, task: Task) -> None:
         async with self._sessions.begin() as s:
@@ -32,8 +41,10 @@ class TaskStore:
         """The task, or None; with ``key_id`` only if that key owns it.
 
         This is the poll's hot path: a plain Core query on a pooled connection, no ORM
-        session, and a detached ``Task`` built from the row.
+        session, and a detached ``Task`` built from the row (on SQLite, see ``fastread``).
         """
+        if self._fast is not None:
+            return self._fast.get(task_id, key_id)
         stmt = select(_TASK_TABLE).where(_TASK_TABLE.c.id == task_id)
         if key_id is not None:
             stmt = stmt.where(_TASK_TABLE.c.key_id == key_id)
