@@ -10,7 +10,7 @@ import signal
 import typer
 from rich.console import Console
 
-from videogate.cli import keys
+from videogate.cli import keys, routes
 from videogate.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(keys.app, name="keys")
+app.command("routes")(routes.routes_command)
 console = Console()
 
 
