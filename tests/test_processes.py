@@ -723,3 +723,50 @@ def test_processes_starting_together_on_a_new_database_all_migrate(
                 proc.popen.wait(timeout=START_TIMEOUT)
             failed = [p for p in procs if p.popen.returncode != 0]
             assert not failed, "\n".join(p.describe() for p in failed)
+
+
+# Submit at most once: a worker killed while the upstream holds its create call -------------
+
+
+def test_worker_killed_mid_submit_never_submits_twice(tmp_path: Path, launcher: Launcher) -> None:
+    from fakes import FakeArk, Fault
+
+    model = "doubao-seedance-2-0-fast-260128"
+    with FakeArk(queued_seconds=0.1, running_seconds=0.5) as ark:
+        config = tmp_path / "videogate.toml"
+        config.write_text(
+            '[[groups]]\nname = "default"\n\n[[routes]]\n'
+            f'name = "volc"\nmodel = "{model}"\nprovider = "ark"\n'
+            f'base_url = "{ark.base_url}"\napi_key_env = "FAKE_ARK_KEY"\n'
+            f'upstream_model = "{model}"\ntimeout_seconds = 60\n'
+        )
+        data_dir, port = tmp_path / "var", free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = process_env(
+            data_dir,
+            port,
+            VIDEOGATE_CONFIG=str(config),
+            FAKE_ARK_KEY=ark.api_key,
+            VIDEOGATE_ALLOW_PRIVATE_URLS="1",
+        )
+        # The upstream creates the job at once but holds the answer back: the worker is
+        # exactly between "attempt recorded" and "upstream id recorded" when it dies.
+        ark.inject(Fault.hang(60, process=True), on="create")
+        first = launcher.start("serve-1", "serve", env=env)
+        wait_healthy(first, base)
+        client = Client(base, create_key(env, tmp_path)["key"])
+        task_id = client.create(model=model, prompt="pay once", duration=4, resolution="480p")["id"]
+        wait_until(lambda: ark.tasks or None, "the upstream to create the job", 30, [first])
+        os.killpg(first.pid, signal.SIGKILL)
+        first.popen.wait(timeout=30)
+        row = sqlite_task(data_dir, task_id)
+        assert row["status"] == "queued" and row["upstream_id"] is None, row
+
+        second = launcher.start("serve-2", "serve", env=env)
+        wait_healthy(second, base)
+        done = client.wait(task_id, watch=[second])
+        assert done["status"] == "completed", done
+        assert len(ark.requests_to("create")) == 1  # found upstream, never sent again
+        [upstream_id] = list(ark.tasks)
+        assert sqlite_task(data_dir, task_id)["upstream_id"] == upstream_id
+        assert ark.requests_to("list"), "the new worker looked the job up"

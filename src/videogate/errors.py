@@ -74,10 +74,18 @@ class UpstreamError(VideogateError):
         code: str | None = None,
         retryable: bool = False,
         status: int | None = None,
+        route_fault: bool = False,
+        maybe_submitted: bool = False,
     ) -> None:
         super().__init__(message, code=code)
         self.retryable = retryable
         self.status = status
+        # The route itself is misconfigured (bad key, unknown upstream model, overdue
+        # account): another route may well serve the task.
+        self.route_fault = route_fault
+        # A submit whose request may have reached the upstream (timeout, connection lost
+        # after sending): the job may exist, so it must be looked up, not sent again.
+        self.maybe_submitted = maybe_submitted
 
 
 class ReferenceUnreachable(VideogateError):

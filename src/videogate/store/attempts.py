@@ -8,24 +8,48 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videogate.ids import new_id
-from videogate.store.tables import Attempt, Task
+from videogate.store.tables import Attempt, RouteState, Task
 
 
 class AttemptStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def begin(self, task_id: str, route: str, provider: str) -> Attempt:
-        """Record that we are about to call the upstream (committed before the call)."""
-        row = Attempt(
-            id=new_id("att"),
-            task_id=task_id,
-            route=route,
-            provider=provider,
-            state="submitting",
-            created_at=time.time(),
-        )
+    async def reserve(
+        self, task_id: str, route: str, provider: str, max_in_flight: int
+    ) -> Attempt | None:
+        """Record that we are about to call the upstream (committed before the call), if
+        the route has room; None when it is at ``max_in_flight``.
+
+        The count and the insert are one transaction that first locks the route's
+        ``route_state`` row, so concurrent workers (any process) cannot both take the
+        last slot. The row must exist (see ``RouteStateStore.ensure``).
+        """
         async with self._sessions.begin() as s:
+            # A write first: on PostgreSQL a row lock, on SQLite the database write lock.
+            await s.execute(
+                update(RouteState).where(RouteState.name == route).values(name=RouteState.name)
+            )
+            running = await s.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.route == route, Task.status.in_(("running", "fetching")))
+            )
+            submitting = await s.scalar(
+                select(func.count())
+                .select_from(Attempt)
+                .where(Attempt.route == route, Attempt.state == "submitting")
+            )
+            if (running or 0) + (submitting or 0) >= max_in_flight:
+                return None
+            row = Attempt(
+                id=new_id("att"),
+                task_id=task_id,
+                route=route,
+                provider=provider,
+                state="submitting",
+                created_at=time.time(),
+            )
             s.add(row)
         return row
 
@@ -66,13 +90,21 @@ class AttemptStore:
             return (await s.execute(stmt)).scalars().first()
 
     async def known_upstream_ids(self, route: str, since: float) -> set[str]:
-        stmt = select(Attempt.upstream_id).where(
+        """Upstream ids on ``route`` that already belong to a task."""
+        by_attempt = select(Attempt.upstream_id).where(
             Attempt.route == route,
             Attempt.upstream_id.is_not(None),
             Attempt.created_at >= since - 3600,
         )
+        by_task = select(Task.upstream_id).where(
+            Task.route == route,
+            Task.upstream_id.is_not(None),
+            Task.created_at >= since - 3600,
+        )
         async with self._sessions() as s:
-            return {str(x) for x in (await s.execute(stmt)).scalars()}
+            found = set((await s.execute(by_attempt)).scalars())
+            found |= set((await s.execute(by_task)).scalars())
+        return {str(x) for x in found if x}
 
     async def in_flight(self, routes: list[str]) -> dict[str, int]:
         """Unfinished upstream tasks per route (running or being fetched)."""

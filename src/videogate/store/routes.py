@@ -17,16 +17,20 @@ class RouteStateStore:
         async with self._sessions() as s:
             return {r.name: r for r in (await s.execute(select(RouteState))).scalars()}
 
-    async def _ensure(self, name: str) -> None:
+    async def ensure(self, name: str) -> None:
+        async with self._sessions() as s:
+            if await s.get(RouteState, name) is not None:
+                return
+        # A separate write transaction: on SQLite a read transaction that turns into a
+        # write fails at once with "database is locked" instead of waiting.
         try:
             async with self._sessions.begin() as s:
-                if await s.get(RouteState, name) is None:
-                    s.add(RouteState(name=name, consecutive_failures=0))
+                s.add(RouteState(name=name, consecutive_failures=0))
         except IntegrityError:
             pass  # created concurrently
 
     async def success(self, name: str, now: float) -> None:
-        await self._ensure(name)
+        await self.ensure(name)
         stmt = (
             update(RouteState)
             .where(RouteState.name == name)
@@ -39,7 +43,7 @@ class RouteStateStore:
         self, name: str, error: str, now: float, *, threshold: int, cooldown: float
     ) -> bool:
         """Count a failure; bench the route once ``threshold`` are in a row. True if benched."""
-        await self._ensure(name)
+        await self.ensure(name)
         async with self._sessions.begin() as s:
             await s.execute(
                 update(RouteState)

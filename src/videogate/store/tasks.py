@@ -212,6 +212,16 @@ class TaskStore:
         async with self._sessions.begin() as s:
             return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
 
+    async def orphaned_submit(self, task_id: str, route: str, upstream_id: str, now: float) -> None:
+        """Record the upstream job of a task cancelled mid-submit, so it gets cancelled."""
+        stmt = (
+            update(Task)
+            .where(Task.id == task_id, Task.status == "cancelled", Task.upstream_id.is_(None))
+            .values(route=route, upstream_id=upstream_id, next_run_at=now)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)
+
     async def poll_now(self, task_id: str, now: float) -> None:
         """Make a running task due at once (an upstream callback said it changed)."""
         stmt = (

@@ -253,7 +253,7 @@ class Worker:
                 progress=99,
                 next_run_at=now,
                 poll_errors=0,
-                seed=result.seed or row.seed,
+                seed=result.seed if result.seed is not None else row.seed,
                 **values,
             )
             if moved:
@@ -302,6 +302,9 @@ class Worker:
             try:
                 await self.provider(route).cancel(self.task_context(row, route), row.upstream_id)
             except UpstreamError as exc:
+                if exc.retryable and row.poll_errors + 1 < MAX_STEP_ERRORS:
+                    await self.retry_later(row, exc)  # a queued job left running is billed
+                    return
                 log.warning(
                     "task %s: the upstream did not cancel %s: %s",
                     row.id,

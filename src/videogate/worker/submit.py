@@ -24,6 +24,7 @@ log = logging.getLogger("videogate.worker")
 
 CAPACITY_WAIT = 2.0  # seconds before a task waiting for a free route looks again
 MAX_SUBMIT_ROUNDS = 5  # rounds in which every candidate failed before the task fails
+FULL = "full"  # try_route's answer when the route had no free slot
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,16 @@ class Submitter:
             outcome = await self.try_route(row, route)
             if outcome is None:
                 return  # submitted, or failed for good
-            errors.append(outcome)
+            if outcome is not FULL:
+                errors.append(outcome)
+        if not errors:  # every open route filled up meanwhile: wait for capacity
+            await self.ctx.store.tasks.transition(
+                row.id,
+                self.w.owner,
+                "queued",
+                next_run_at=min(time.time() + CAPACITY_WAIT, row.deadline_at),
+            )
+            return
         await self.all_failed(row, errors)
 
     async def choose(self, candidates: list[Route]) -> Choice:
@@ -99,11 +109,29 @@ class Submitter:
         store = self.ctx.store
         tctx = self.w.task_context(row, route)
         provider = self.w.provider(route)
-        attempt = await store.attempts.begin(row.id, route.name, route.provider)
+        await store.route_state.ensure(route.name)
+        attempt = await store.attempts.reserve(
+            row.id, route.name, route.provider, route.max_in_flight
+        )
+        if attempt is None:
+            return FULL  # another worker took the last slot meanwhile
         try:
             upstream_id = await provider.submit(tctx)
         except UpstreamError as exc:
             now = time.time()
+            if exc.maybe_submitted:
+                # The upstream may have accepted the job and only the answer was lost:
+                # the attempt stays `submitting`, so the next step looks it up upstream
+                # (recover) instead of paying for it twice.
+                await store.route_state.failure(
+                    route.name,
+                    f"{exc.code}: {exc.message}",
+                    now,
+                    threshold=self.w.settings.breaker_failures,
+                    cooldown=self.w.settings.breaker_cooldown_seconds,
+                )
+                await self.w.retry_later(row, exc)
+                return None
             await store.attempts.finish(
                 attempt.id,
                 "failed",
@@ -111,7 +139,7 @@ class Submitter:
                 error_message=exc.message,
                 http_status=exc.status,
             )
-            if exc.retryable:
+            if exc.retryable or exc.route_fault:
                 benched = await store.route_state.failure(
                     route.name,
                     f"{exc.code}: {exc.message}",
@@ -128,14 +156,15 @@ class Submitter:
             await store.route_state.success(route.name, now)
             await self.w.finish_failed(row, exc.code, exc.message)
             return None
-        await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
+        # The task row takes the upstream id first: from then on the job is ours to poll.
         await self.adopt(row, route, upstream_id)
+        await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
         return None
 
     async def adopt(self, row: Task, route: Route, upstream_id: str) -> None:
         now = time.time()
         await self.ctx.store.route_state.success(route.name, now)
-        await self.ctx.store.tasks.transition(
+        moved = await self.ctx.store.tasks.transition(
             row.id,
             self.w.owner,
             "queued",
@@ -149,6 +178,10 @@ class Submitter:
             poll_errors=0,
             next_run_at=now if route.provider == "sandbox" else now + 1.0,
         )
+        if not moved:
+            # Cancelled while we were submitting: keep the id and let a worker stop the job
+            # upstream, or it would run (and be billed) with nobody watching it.
+            await self.ctx.store.tasks.orphaned_submit(row.id, route.name, upstream_id, now)
 
     async def all_failed(self, row: Task, errors: list[str]) -> None:
         rounds = row.poll_errors + 1

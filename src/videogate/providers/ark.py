@@ -1,0 +1,295 @@
+"""Volcengine Ark and BytePlus ModelArk: the Seedance "content generation tasks" API.
+
+Both platforms speak the same protocol (reference/upstream-protocols.md §1); a route
+differs only in ``base_url`` and model names (``doubao-…`` vs ``dreamina-…``), so one code
+path serves both. Every HTTP failure is turned into an :class:`UpstreamError` by
+:func:`_request`, whose ``retryable`` flag drives the engine's retries and failover.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from videogate.errors import UpstreamError
+from videogate.media.sizes import RATIOS, RESOLUTIONS, output_size
+from videogate.providers.base import (
+    PollResult,
+    Provider,
+    ProviderDeps,
+    Route,
+    TaskContext,
+    UpstreamStatus,
+)
+
+log = logging.getLogger("videogate.providers.ark")
+
+TASKS_PATH = "/contents/generations/tasks"
+STATUSES: frozenset[str] = frozenset(
+    {"queued", "running", "succeeded", "failed", "cancelled", "expired"}
+)
+# ``created_at`` is whole seconds on the upstream's clock: allow for truncation and skew.
+# Errors about the route (wrong upstream model, model not enabled for the account), not
+# about the request: the task may still be served by another route.
+_ROUTE_FAULT_CODES = (
+    "InvalidEndpointOrModel",
+    "ModelNotOpen",
+    "OperationDenied",
+    "AccountOverdueError",
+    "AccessDenied",
+)
+RECOVER_SLACK_SECONDS = 5
+RECOVER_PAGE_SIZE = 100
+RECOVER_MAX_PAGES = 5
+_SIZES = {(r, res) for r in RATIOS for res in RESOLUTIONS}
+
+
+def _request_error(route: Route, exc: httpx.TransportError) -> UpstreamError:
+    """A transport failure (no HTTP status): always worth retrying, maybe elsewhere."""
+    host = urlsplit(route.base_url).netloc or route.base_url
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return UpstreamError(
+            f"could not connect to {host} (route {route.name}): {detail}",
+            code="upstream_unreachable",
+            retryable=True,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamError(
+            f"{host} (route {route.name}) did not answer within {route.timeout_seconds:g} s",
+            code="upstream_timeout",
+            retryable=True,
+            maybe_submitted=True,  # the request was sent; the answer never came
+        )
+    return UpstreamError(
+        f"the connection to {host} (route {route.name}) failed: {detail}",
+        code="upstream_unreachable",
+        retryable=True,
+        maybe_submitted=True,  # lost after connecting: the upstream may have acted
+    )
+
+
+def _status_error(route: Route, response: httpx.Response) -> UpstreamError:
+    """A non-2xx answer. Ark's envelope is ``{"error": {"code", "message", …}}``."""
+    status = response.status_code
+    code, message = f"upstream_http_{status}", f"HTTP {status}: {response.text[:300]}"
+    try:
+        error = response.json().get("error")
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
+            code, message = error["code"], str(error.get("message") or code)
+    except (ValueError, AttributeError):
+        pass  # not JSON, or not an object: keep the generic code
+    if status == 429 or status >= 500:
+        return UpstreamError(message, code=code, retryable=True, status=status)
+    if status in (401, 403):
+        # Our configuration is wrong, not the request: another route may serve it.
+        message = f"the upstream rejected route {route.name}'s key ({code}: {message})"
+        return UpstreamError(message, code=code, status=status, route_fault=True)
+    if code.startswith(_ROUTE_FAULT_CODES):
+        message = f"route {route.name} is misconfigured upstream ({code}: {message})"
+        return UpstreamError(message, code=code, status=status, route_fault=True)
+    return UpstreamError(message, code=code, retryable=False, status=status)
+
+
+def _malformed(route: Route, what: str, status: int) -> UpstreamError:
+    return UpstreamError(
+        f"route {route.name}: the upstream sent {what}",
+        code="upstream_malformed",
+        retryable=True,
+        status=status,
+    )
+
+
+class ArkProvider:
+    """Submits, polls, cancels and recovers Ark tasks over ``deps.http``."""
+
+    def __init__(self, route: Route, deps: ProviderDeps) -> None:
+        self._route = route
+        self._http = deps.http
+        self._tasks_url = route.base_url.rstrip("/") + TASKS_PATH
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str | int] | None = None,
+    ) -> dict[str, Any]:
+        """One call; returns the JSON object or raises a mapped :class:`UpstreamError`."""
+        route = self._route
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                headers={"Authorization": f"Bearer {route.api_key}"},
+                timeout=route.timeout_seconds,
+            )
+        except httpx.TransportError as exc:
+            raise _request_error(route, exc) from exc
+        if not response.is_success:
+            raise _status_error(route, response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise _malformed(route, "a body that is not JSON", response.status_code) from None
+        if not isinstance(body, dict):
+            raise _malformed(route, "JSON that is not an object", response.status_code)
+        return cast(dict[str, Any], body)
+
+    def _task_url(self, upstream_id: str) -> str:
+        return f"{self._tasks_url}/{quote(upstream_id, safe='')}"
+
+    async def submit(self, ctx: TaskContext) -> str:
+        route, req = self._route, ctx.request
+        if not route.api_key:
+            raise UpstreamError(
+                f"route {route.name} has no API key: set the environment variable "
+                f"{route.api_key_env or '(api_key_env is not configured)'}",
+                code="upstream_key_missing",
+                route_fault=True,
+            )
+        content: list[dict[str, Any]] = [{"type": "text", "text": req.prompt}]
+        for ref in req.references:
+            kind = f"{ref.kind}_url"
+            url = ctx.reference_urls[ref.label]
+            content.append({"type": kind, kind: {"url": url}, "role": ref.role})
+        fields: dict[str, Any] = {
+            "model": route.upstream_model,
+            "content": content,
+            "ratio": req.ratio,
+            "resolution": req.resolution,
+            "duration": req.duration,
+            "seed": req.seed,
+            # Sent explicitly: Ark's defaults differ by model and by documentation source.
+            "watermark": req.watermark,
+            "generate_audio": req.generate_audio,
+            "return_last_frame": req.return_last_frame,
+            "callback_url": ctx.callback_url,
+        }
+        # The SDK sends nulls and Ark tolerates them; we send only what is set.
+        body = await self._request(
+            "POST", self._tasks_url, json={k: v for k, v in fields.items() if v is not None}
+        )
+        upstream_id = body.get("id")
+        if not isinstance(upstream_id, str) or not upstream_id:
+            raise _malformed(route, "a create answer without an id", 200)
+        return upstream_id
+
+    async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
+        task = await self._request("GET", self._task_url(upstream_id))
+        status = task.get("status")
+        if not isinstance(status, str):
+            raise _malformed(self._route, f"task {upstream_id} without a status", 200)
+        if status not in STATUSES:
+            # A new word must not lose the task: keep polling until its deadline.
+            log.warning(
+                "task %s: unknown Ark status %r; treating it as running", ctx.task_id, status
+            )
+            return PollResult(status="running")
+        if status == "succeeded":
+            return self._succeeded(ctx, upstream_id, task)
+        if status in ("queued", "running"):
+            return PollResult(status=cast(UpstreamStatus, status))
+        raw_error = task.get("error")
+        error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        code = error.get("code") or status
+        message = error.get("message") or {
+            "expired": "the upstream expired the task: it did not finish within its "
+            "execution window (execution_expires_after)",
+            "cancelled": "the upstream reports the task cancelled",
+        }.get(status, "the upstream reports the task failed without saying why")
+        return PollResult(
+            status=cast(UpstreamStatus, status), error_code=str(code), error_message=str(message)
+        )
+
+    def _succeeded(self, ctx: TaskContext, upstream_id: str, task: dict[str, Any]) -> PollResult:
+        content, usage = task.get("content"), task.get("usage")
+        video_url = content.get("video_url") if isinstance(content, dict) else None
+        if not isinstance(video_url, str) or not video_url:
+            raise _malformed(self._route, f"succeeded task {upstream_id} without a video_url", 200)
+        last_frame = content.get("last_frame_url") if isinstance(content, dict) else None
+        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        duration, seed = task.get("duration"), task.get("seed")
+        # Ark reports the resolved ratio; "adaptive" or an unknown size leaves it unknown.
+        ratio = task.get("ratio") or ctx.request.ratio
+        resolution = task.get("resolution") or ctx.request.resolution
+        size = output_size(ratio, resolution) if (ratio, resolution) in _SIZES else None
+        return PollResult(
+            status="succeeded",
+            video_url=video_url,
+            last_frame_url=last_frame if isinstance(last_frame, str) and last_frame else None,
+            completion_tokens=tokens if isinstance(tokens, int) else None,
+            seconds=float(duration) if isinstance(duration, int | float) and duration > 0 else None,
+            width=size[0] if size else None,
+            height=size[1] if size else None,
+            seed=seed if isinstance(seed, int) else None,
+        )
+
+    async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
+        # Ark cancels queued tasks, deletes finished ones and refuses running ones with a
+        # 400: that surfaces as a non-retryable UpstreamError carrying Ark's code.
+        await self._request("DELETE", self._task_url(upstream_id))
+
+    async def recover(
+        self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
+    ) -> str | None:
+        route = self._route
+        cutoff = submitted_after - RECOVER_SLACK_SECONDS
+        found: dict[str, None] = {}  # ordered and deduplicated: pages shift as tasks arrive
+        for page in range(1, RECOVER_MAX_PAGES + 1):
+            body = await self._request(
+                "GET",
+                self._tasks_url,
+                params={
+                    "page_num": page,
+                    "page_size": RECOVER_PAGE_SIZE,
+                    "filter.model": route.upstream_model,
+                },
+            )
+            items = body.get("items")
+            if not isinstance(items, list) or not all(
+                isinstance(i, dict)
+                and isinstance(i.get("id"), str)
+                and isinstance(i.get("created_at"), int | float)
+                for i in items
+            ):
+                raise _malformed(route, "a task list without items, ids or created_at", 200)
+            stamps = [i["created_at"] for i in items]
+            if stamps != sorted(stamps, reverse=True):
+                # Stopping early is only sound newest-first; never guess (double payment).
+                raise UpstreamError(
+                    f"route {route.name}: the task list is not sorted newest first, so it "
+                    "cannot tell whether this task's job exists",
+                    code="submit_uncertain",
+                )
+            recent = [i for i in items if i["created_at"] >= cutoff]
+            found.update((i["id"], None) for i in recent if i["id"] not in exclude)
+            # Newest first: a page with older items or a short page is the last one needed.
+            if len(recent) < len(items) or len(items) < RECOVER_PAGE_SIZE:
+                break
+        else:
+            raise UpstreamError(
+                f"route {route.name}: more than {RECOVER_MAX_PAGES * RECOVER_PAGE_SIZE} "
+                f"{route.upstream_model} tasks were created since the interrupted submit, "
+                "so it cannot tell whether this task's job exists",
+                code="submit_uncertain",
+            )
+        ids = list(found)
+        if len(ids) > 1:
+            raise UpstreamError(
+                f"route {route.name}: {len(ids)} unclaimed {route.upstream_model} tasks "
+                f"({', '.join(ids[:5])}) were created around the interrupted submit; it "
+                "cannot tell which one is this task's, so it was not resubmitted",
+                code="submit_uncertain",
+            )
+        return ids[0] if ids else None
+
+
+def create_provider(route: Route, deps: ProviderDeps) -> Provider:
+    return ArkProvider(route, deps)

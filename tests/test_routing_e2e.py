@@ -1,0 +1,296 @@
+"""Routes to real upstream protocols, end to end: the app and its worker against fake Ark
+servers. Failover, capacity waits, the circuit breaker, callbacks and durable results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from conftest import TEST_BASE, wait_for_status
+from fakes import FakeArk, Fault
+from fakes.server import sample_mp4, sample_png
+from videogate.api.app import create_app
+from videogate.api.state import ApiState
+from videogate.service.keys import create_key
+from videogate.settings import GroupConfig, RouteConfig, Settings
+
+MODEL = "doubao-seedance-2-0-fast-260128"
+BODY: dict[str, Any] = {"model": MODEL, "prompt": "a fox", "duration": 4, "resolution": "480p"}
+
+
+@pytest.fixture
+def ark() -> Iterator[FakeArk]:
+    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
+        yield fake
+
+
+@pytest.fixture
+def ark2() -> Iterator[FakeArk]:
+    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
+        yield fake
+
+
+def route(name: str, fake: FakeArk, **kw: Any) -> RouteConfig:
+    values: dict[str, Any] = {
+        "name": name,
+        "model": MODEL,
+        "provider": "ark",
+        "base_url": fake.base_url,
+        "api_key_env": f"KEY_{name.upper().replace('-', '_')}",
+        "upstream_model": MODEL,
+        "timeout_seconds": 5.0,
+    }
+    values.update(kw)
+    return RouteConfig(**values)
+
+
+class Harness:
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+        self.app, self.client, self.auth = app, client, auth
+
+    @property
+    def state(self) -> ApiState:
+        state: ApiState = self.app.state.api
+        return state
+
+    async def create(self, **extra: Any) -> str:
+        r = await self.client.post("/v1/videos", json={**BODY, **extra}, headers=self.auth)
+        assert r.status_code == 200, r.text
+        return str(r.json()["id"])
+
+    async def wait(self, task_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+        return await wait_for_status(
+            self.client, task_id, self.auth, statuses or ("completed", "failed"), timeout
+        )
+
+    async def attempts(self, task_id: str) -> list[tuple[str, str]]:
+        rows = await self.state.ctx.store.attempts.for_task(task_id)
+        return [(a.route, a.state) for a in rows]
+
+
+@pytest.fixture
+def harness_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Build an app whose routes are given; yields a Harness."""
+
+    @asynccontext
+    async def make(
+        *routes: RouteConfig, group: str = "default", **settings: Any
+    ) -> AsyncIterator[Harness]:
+        for r in routes:
+            monkeypatch.setenv(r.api_key_env, "ark-test-key")
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "var",
+            "public_url": TEST_BASE,
+            "allow_private_urls": True,
+            "worker_poll_interval": 0.05,
+            "render_processes": 1,
+            "key_cache_seconds": 0,
+            "routes": routes,
+            "groups": (GroupConfig(name="default"), GroupConfig(name="premium")),
+        }
+        values.update(settings)
+        app = create_app(Settings(**values))
+        async with app.router.lifespan_context(app):
+            key = (await create_key(app.state.api.ctx.store, group=group)).key
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
+                yield Harness(app, client, {"Authorization": f"Bearer {key}"})
+
+    return make
+
+
+def asynccontext(fn: Any) -> Any:
+    import contextlib
+
+    return contextlib.asynccontextmanager(fn)
+
+
+async def test_ark_route_end_to_end_with_a_durable_result(
+    harness_factory: Any, ark: FakeArk
+) -> None:
+    async with harness_factory(route("volc", ark)) as h:
+        task_id = await h.create(seed=42, return_last_frame=True, watermark=True)
+        done = await h.wait(task_id)
+        assert done["status"] == "completed", done
+        # what the upstream received
+        [create] = ark.requests_to("create")
+        assert create.bearer == "ark-test-key"
+        body = create.json
+        assert body["model"] == MODEL and body["content"] == [{"type": "text", "text": "a fox"}]
+        assert (body["duration"], body["resolution"], body["seed"]) == (4, "480p", 42)
+        assert body["watermark"] is True and body["return_last_frame"] is True
+        assert body["callback_url"].startswith(f"{TEST_BASE}/v1/callbacks/ark/")
+        # the result is ours: our signed URL, the upstream's bytes, the upstream's usage
+        assert str(done["video_url"]).startswith(f"{TEST_BASE}/files/results/")
+        assert "X-Tos" not in str(done)
+        video = await h.client.get(str(done["video_url"]))
+        assert video.content == sample_mp4(True)
+        frame = await h.client.get(str(done["last_frame_url"]))
+        assert frame.status_code == 200 and frame.content == sample_png()
+        upstream = ark.task_object(body_id(ark))
+        assert done["usage"] == {"completion_tokens": upstream["usage"]["completion_tokens"]}
+        assert await h.attempts(task_id) == [("volc", "submitted")]
+
+
+def body_id(fake: FakeArk) -> str:
+    return str(next(iter(fake.tasks)))
+
+
+async def test_upstream_async_failure_keeps_its_code(harness_factory: Any, ark: FakeArk) -> None:
+    ark.fail_next_tasks(
+        1,
+        "OutputVideoSensitiveContentDetected.PolicyViolation",
+        "The request failed because the output video may be related to copyright restrictions.",
+    )
+    async with harness_factory(route("volc", ark)) as h:
+        done = await h.wait(await h.create())
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "OutputVideoSensitiveContentDetected.PolicyViolation"
+        assert "copyright" in done["error"]["message"]
+
+
+async def test_failover_on_connect_error_429_and_5xx(
+    harness_factory: Any, ark: FakeArk, ark2: FakeArk
+) -> None:
+    primary, backup = route("primary", ark, priority=0), route("backup", ark2, priority=1)
+    async with harness_factory(primary, backup) as h:
+        ark.go_offline()
+        first = await h.create()
+        assert (await h.wait(first))["status"] == "completed"
+        assert await h.attempts(first) == [("primary", "failed"), ("backup", "submitted")]
+        ark.go_online()
+        for fault in (Fault.rate_limited(), Fault.server_error()):
+            ark.inject(fault, on="create")
+            task_id = await h.create()
+            assert (await h.wait(task_id))["status"] == "completed"
+            assert await h.attempts(task_id) == [("primary", "failed"), ("backup", "submitted")]
+        # healthy again: the primary is used
+        task_id = await h.create()
+        assert (await h.wait(task_id))["status"] == "completed"
+        assert await h.attempts(task_id) == [("primary", "submitted")]
+
+
+async def test_a_request_error_does_not_fail_over(
+    harness_factory: Any, ark: FakeArk, ark2: FakeArk
+) -> None:
+    ark.inject(Fault.error(400, "InvalidParameter", "the prompt is not allowed"), on="create")
+    async with harness_factory(route("primary", ark), route("backup", ark2, priority=1)) as h:
+        done = await h.wait(await h.create())
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "InvalidParameter"
+        assert "the prompt is not allowed" in done["error"]["message"]
+        assert ark2.requests_to("create") == []
+
+
+async def test_tasks_wait_for_capacity_without_an_error(harness_factory: Any, ark: FakeArk) -> None:
+    ark.set_schedule(auto_advance=False)
+    async with harness_factory(route("volc", ark, max_in_flight=1)) as h:
+        first, second = await h.create(), await h.create()
+        await h.wait(first, "in_progress")
+        await asyncio.sleep(1.0)
+        waiting = (await h.client.get(f"/v1/videos/{second}", headers=h.auth)).json()
+        assert waiting["status"] == "queued" and waiting["error"] is None
+        assert len(ark.requests_to("create")) == 1
+        ark.complete(body_id(ark))
+        assert (await h.wait(first))["status"] == "completed"
+        await h.wait(second, "in_progress")
+        assert len(ark.requests_to("create")) == 2
+
+
+async def test_circuit_breaker_benches_a_failing_route(
+    harness_factory: Any, ark: FakeArk, ark2: FakeArk
+) -> None:
+    async with harness_factory(
+        route("flaky", ark),
+        route("steady", ark2, priority=1),
+        breaker_failures=2,
+        breaker_cooldown_seconds=60,
+    ) as h:
+        ark.inject(Fault.server_error(), on="create", times=None)
+        for _ in range(2):
+            await h.wait(await h.create())
+        third = await h.create()
+        assert (await h.wait(third))["status"] == "completed"
+        assert await h.attempts(third) == [("steady", "submitted")]  # flaky was skipped
+        states = await h.state.ctx.store.route_state.all()
+        assert states["flaky"].benched_until is not None
+        assert states["flaky"].benched_until > time.time() + 30
+
+
+async def test_no_route_for_the_group(harness_factory: Any, ark: FakeArk) -> None:
+    async with harness_factory(route("premium-only", ark, groups=("premium",))) as h:
+        r = await h.client.post("/v1/videos", json=BODY, headers=h.auth)
+        assert r.status_code == 503
+        assert r.json()["error"] == {
+            "code": "no_available_route",
+            "message": f"No available route for model {MODEL} under group default",
+            "param": None,
+            "type": "server_error",
+        }
+        # another model stays on the sandbox
+        r = await h.client.post("/v1/videos", json={**BODY, "model": "sandbox"}, headers=h.auth)
+        assert r.status_code == 200
+
+
+async def test_result_copy_failures(harness_factory: Any, ark: FakeArk) -> None:
+    ark.set_schedule(auto_advance=False)
+    async with harness_factory(route("volc", ark)) as h:
+        task_id = await h.create()
+        await h.wait(task_id, "in_progress")
+        ark.inject(Fault.wrong_content_type(), on="result", times=None)
+        ark.complete(body_id(ark))
+        done = await h.wait(task_id)
+        assert done["status"] == "failed"
+        assert done["error"]["code"] == "result_invalid"
+
+
+async def test_callback_makes_the_task_due_and_is_never_trusted(
+    harness_factory: Any, ark: FakeArk
+) -> None:
+    ark.set_schedule(auto_advance=False)
+    async with harness_factory(route("volc", ark)) as h:
+        task_id = await h.create()
+        await h.wait(task_id, "in_progress")
+        callback_url = ark.requests_to("create")[0].json["callback_url"]
+        path = callback_url.removeprefix(TEST_BASE)
+        forged = {
+            "id": body_id(ark),
+            "status": "succeeded",
+            "content": {"video_url": "http://evil.example/x.mp4"},
+        }
+        r = await h.client.post(path, json=forged)
+        assert r.status_code == 200
+        await asyncio.sleep(0.5)
+        still = (await h.client.get(f"/v1/videos/{task_id}", headers=h.auth)).json()
+        assert still["status"] == "in_progress"  # the body was not believed
+        bad = await h.client.post(path[:-3] + "abc", json=forged)
+        assert bad.status_code == 404
+        # a real change upstream plus a callback: noticed at once, not at the next poll
+        ark.complete(body_id(ark))
+        polls_before = len(ark.requests_to("get"))
+        await h.client.post(path, json={})
+        done = await h.wait(task_id, timeout=5)
+        assert done["status"] == "completed"
+        assert len(ark.requests_to("get")) > polls_before
+
+
+async def test_cancel_reaches_the_upstream(harness_factory: Any, ark: FakeArk) -> None:
+    ark.set_schedule(auto_advance=False)
+    async with harness_factory(route("volc", ark)) as h:
+        task_id = await h.create()
+        await h.wait(task_id, "in_progress")
+        r = await h.client.delete(f"/v1/videos/{task_id}", headers=h.auth)
+        assert r.status_code == 200
+        for _ in range(50):
+            if ark.requests_to("delete"):
+                break
+            await asyncio.sleep(0.1)
+        assert len(ark.requests_to("delete")) == 1
+        assert ark.task(body_id(ark)).status == "cancelled"
