@@ -98,7 +98,9 @@ async def drive(worker: Worker, task_id: str, ctx: AppContext, steps: int = 20) 
 
 
 def done_result(tmp: Path) -> PollResult:
-    video = tmp / "v.mp4"
+    # providers hand out file:// results only from inside the work dir
+    video = tmp / "var" / "work" / "v.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42 fake")
     return PollResult(
         status="succeeded",

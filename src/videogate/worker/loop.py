@@ -293,7 +293,10 @@ class Worker:
             next_run_at=None,
         )
         if done and row.upstream_id:
-            shutil.rmtree(self.ctx.work_dir / row.upstream_id, ignore_errors=True)
+            scratch = (self.ctx.work_dir / row.upstream_id).resolve()
+            # The id comes from an upstream: never let it point outside work_dir.
+            if scratch.is_relative_to(self.ctx.work_dir.resolve()) and scratch.is_dir():
+                shutil.rmtree(scratch, ignore_errors=True)
 
     async def _cancel_upstream(self, row: Task) -> None:
         """The owner cancelled a task that an upstream is working on: tell the upstream."""

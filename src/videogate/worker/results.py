@@ -30,7 +30,11 @@ async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
     the download failed, a final one when the content is wrong."""
     parts = urlsplit(url)
     if parts.scheme == "file":
-        await ctx.blobs.put_file(key, Path(url2pathname(parts.path)))
+        # Only our own providers hand out file:// URLs, and only inside work_dir.
+        path = Path(url2pathname(parts.path)).resolve()  # noqa: ASYNC240 - no I/O worth a thread
+        if not path.is_relative_to(ctx.work_dir.resolve()):
+            raise UpstreamError(f"refusing to copy a result from {path}", code="result_invalid")
+        await ctx.blobs.put_file(key, path)
         return
     tmp = ctx.tmp_dir / f"result-{uuid.uuid4().hex}"
     try:
