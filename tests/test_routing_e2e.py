@@ -294,3 +294,58 @@ async def test_cancel_reaches_the_upstream(harness_factory: Any, ark: FakeArk) -
             await asyncio.sleep(0.1)
         assert len(ark.requests_to("delete")) == 1
         assert ark.task(body_id(ark)).status == "cancelled"
+
+
+async def test_references_reach_ark_in_order_with_roles(
+    harness_factory: Any, ark: FakeArk, media_server: Any
+) -> None:
+    from media_factory import mp4_file, png_bytes, wav_file
+
+    root = media_server.root
+    (root / "a.png").write_bytes(png_bytes(640, 640))
+    (root / "b.png").write_bytes(png_bytes(800, 600))
+    mp4_file(root / "c.mp4", 3.0)
+    wav_file(root / "d.wav", 3.0)
+    urls = [media_server.url(n) for n in ("a.png", "b.png", "c.mp4", "d.wav")]
+    prompt = "image 1 and image 2 in video 1 with audio 1"
+    content: list[dict[str, Any]] = [
+        {"type": "text", "text": prompt},
+        {"type": "image_url", "image_url": {"url": urls[0]}, "role": "reference_image"},
+        {"type": "image_url", "image_url": {"url": urls[1]}, "role": "reference_image"},
+        {"type": "video_url", "video_url": {"url": urls[2]}, "role": "reference_video"},
+        {"type": "audio_url", "audio_url": {"url": urls[3]}, "role": "reference_audio"},
+    ]
+    async with harness_factory(route("volc", ark)) as h:
+        task_id = await h.create(prompt=prompt, content=content, ratio="1:1")
+        assert (await h.wait(task_id))["status"] == "completed"
+        body = ark.requests_to("create")[0].json
+        assert body["content"] == content  # same items, same order, same roles, same URLs
+        assert body["ratio"] == "1:1"
+
+
+async def test_openai_relay_route_with_the_content_endpoint(
+    harness_factory: Any, tmp_path: Path
+) -> None:
+    from fakes import FakeRelay
+
+    # the harness puts "ark-test-key" in every route's api_key_env
+    with FakeRelay(
+        api_key="ark-test-key", url_field="none", queued_seconds=0.05, running_seconds=0.2
+    ) as relay:
+        relay_route = RouteConfig(
+            name="relay",
+            model=MODEL,
+            provider="openai",
+            base_url=relay.base_url,
+            api_key_env="KEY_RELAY",
+            upstream_model=MODEL,
+            timeout_seconds=5.0,
+        )
+        async with harness_factory(relay_route) as h:
+            done = await h.wait(await h.create())
+            assert done["status"] == "completed", done
+            [create] = relay.requests_to("create")
+            assert create.json["model"] == MODEL and create.json["prompt"] == "a fox"
+            assert create.bearer == "ark-test-key"
+            video = await h.client.get(str(done["video_url"]))
+            assert video.status_code == 200 and video.content[4:8] == b"ftyp"
