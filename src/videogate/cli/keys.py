@@ -6,15 +6,17 @@ import asyncio
 import json
 import time
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from videogate.service.keys import create_key
-from videogate.settings import load_settings
-from videogate.store import Store
-from videogate.store.migrate import upgrade
+if TYPE_CHECKING:
+    from videogate.store import Store
+
+# Server modules are imported inside the commands: the CLI also runs from a client-only
+# install (``pip install videogate``) where they are absent.
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 # Piped output is not cut at 80 columns: ids must survive `keys list | grep`.
@@ -23,6 +25,10 @@ errors = Console(stderr=True)
 
 
 async def _open() -> Store:
+    from videogate.settings import load_settings
+    from videogate.store import Store
+    from videogate.store.migrate import upgrade
+
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
@@ -43,6 +49,8 @@ def create(
     """Create a key and print its secret (shown only this once)."""
 
     async def run() -> None:
+        from videogate.service.keys import create_key
+
         store = await _open()
         try:
             new = await create_key(store, name=name, group=group, balance=balance)

@@ -6,12 +6,18 @@ import asyncio
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from videogate.cli import keys, routes
-from videogate.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from videogate.settings import Settings
+
+# Server modules (settings, store, api, worker) are imported inside the server commands,
+# so that the client commands work from a client-only install.
 
 app = typer.Typer(
     help="videogate: a self-hostable, Seedance-2.0-compatible video generation service.",
@@ -23,6 +29,8 @@ console = Console()
 
 
 def _settings(host: str | None, port: int | None) -> Settings:
+    from videogate.settings import load_settings
+
     overrides: dict[str, object] = {}
     if host:
         overrides["host"] = host
@@ -73,7 +81,7 @@ def worker() -> None:
     from videogate.service.context import open_context
     from videogate.worker import Worker
 
-    settings = load_settings()
+    settings = _settings(None, None)
     _logging(settings)
 
     async def run() -> None:
@@ -95,7 +103,7 @@ def migrate() -> None:
     """Apply database migrations (serve, api and worker also do this at start)."""
     from videogate.store.migrate import upgrade
 
-    settings = load_settings()
+    settings = _settings(None, None)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(upgrade(settings.effective_database_url))
     console.print("database is up to date")
@@ -118,12 +126,21 @@ def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
 
 
 def main() -> None:
-    from pydantic import ValidationError
+    try:
+        from pydantic import ValidationError
+    except ImportError:  # a client-only install: no settings to validate
+        ValidationError = _NeverRaised  # type: ignore[misc,assignment]
 
     from videogate.errors import VideogateError
 
     try:
         app()
+    except ModuleNotFoundError as exc:
+        console.print(
+            f"[red]error:[/red] this command needs the server install ({exc.name} is missing): "
+            "pip install 'videogate[server]'"
+        )
+        raise SystemExit(2) from None
     except ValidationError as exc:
         for err in exc.errors():
             name = "VIDEOGATE_" + "_".join(str(p) for p in err["loc"]).upper()
@@ -132,3 +149,7 @@ def main() -> None:
     except VideogateError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise SystemExit(1) from None
+
+
+class _NeverRaised(Exception):
+    """Stands in for pydantic's ValidationError where pydantic is not installed."""

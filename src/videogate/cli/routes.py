@@ -11,17 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from videogate.routing import build_catalog_and_routes
-from videogate.settings import load_settings
-from videogate.store import Store
-from videogate.store.migrate import upgrade
-from videogate.worker.submit import is_benched
-
 console = Console(width=None if Console().is_terminal else 200)
 
 
 def routes_command(as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """List every route: model, provider, priority, health and unfinished upstream tasks."""
+    from videogate.routing import build_catalog_and_routes
+    from videogate.settings import load_settings
+    from videogate.store import Store
+    from videogate.store.migrate import upgrade
+    from videogate.worker.submit import is_benched
+
     settings = load_settings()
 
     async def run() -> list[dict[str, object]]:
