@@ -9,6 +9,7 @@ environment anywhere else.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,30 @@ class GroupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=100)
+    price_multiplier: Decimal = Field(default=Decimal(1), ge=0)
+    requests_per_minute: int | None = Field(default=None, ge=1, description="per key")
+    max_unfinished_tasks: int | None = Field(default=None, ge=1, description="per key")
+
+
+class PriceConfig(BaseModel):
+    """``price = { unit = "token", per_million = 7.0, … }`` of a ``[[models]]`` entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: Literal["token", "second"]
+    per_million: Decimal = Field(default=Decimal(0), ge=0)
+    per_million_with_video: Decimal | None = Field(default=None, ge=0)
+    per_second: Decimal = Field(default=Decimal(0), ge=0)
+    currency: str = Field(default="USD", min_length=3, max_length=10)
+
+
+class ModelConfig(BaseModel):
+    """A ``[[models]]`` entry: the price of a public model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    price: PriceConfig
 
 
 class RouteConfig(BaseModel):
@@ -120,6 +145,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How long a benched route rests"
     )
     groups: tuple[GroupConfig, ...] = (GroupConfig(name="default"),)
+    models: tuple[ModelConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     config: Path | None = Field(default=None, description="TOML file with more settings")
 

@@ -23,7 +23,10 @@ async def list_models(request: Request) -> Response:
             continue
         item = spec.as_public()
         item["providers"] = sorted({r.provider for r in routes})
-        item["price"] = {"currency": "USD", "unit": "token", "per_million": "0"}
+        billing = state.ctx.billing
+        item["price"] = billing.price(spec.name, caller.group).public(
+            billing.multiplier(caller.group)
+        )
         data.append(item)
     return json_response({"object": "list", "data": data})
 

@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+from videogate.pricing import format_micros
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
 from videogate.store.tables import Task
@@ -30,12 +31,26 @@ def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None
 
 
 def billing_detail(task: Task) -> dict[str, Any]:
-    # The sandbox is free; priced routes and the ledger come with billing (issue 4).
-    if task.status == "succeeded":
-        return {"currency": "USD", "amount": "0.00", "state": "settled"}
-    if task.status in ("failed", "cancelled", "expired"):
-        return {"currency": "USD", "amount": "0.00", "state": "refunded"}
-    return {"currency": "USD", "estimated_amount": "0.00", "state": "held"}
+    """The money side of a task: held at create, settled or refunded at the end."""
+    currency = task.currency or "USD"
+    if task.billing_state == "settled":
+        return {
+            "currency": currency,
+            "amount": format_micros(task.charged_micros),
+            "state": "settled",
+        }
+    if task.billing_state == "refunded":
+        return {
+            "currency": currency,
+            "amount": "0.00",
+            "refunded_amount": format_micros(task.refunded_micros),
+            "state": "refunded",
+        }
+    return {
+        "currency": currency,
+        "estimated_amount": format_micros(task.hold_micros),
+        "state": "held",
+    }
 
 
 def relay_task(

@@ -13,6 +13,7 @@ from videogate.blobs import BlobStore, open_blob_store
 from videogate.catalog import ModelSpec
 from videogate.fetch import UrlGuard, guard_from_settings
 from videogate.routing import Router, build_catalog_and_routes
+from videogate.service.billing import Billing
 from videogate.settings import Settings
 from videogate.signing import UrlSigner
 from videogate.store import Store
@@ -31,6 +32,7 @@ class AppContext:
     guard: UrlGuard
     router: Router
     models: dict[str, ModelSpec]
+    billing: Billing
     # Set when a task becomes due, so an in-process worker starts it at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -59,6 +61,7 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
     store = Store.open(settings.effective_database_url)
     secret = settings.secret_key or await store.shared_secret("url_signing_secret")
     models, routes = build_catalog_and_routes(settings, os.environ)
+    router = Router(routes)
     return AppContext(
         settings=settings,
         store=store,
@@ -71,6 +74,7 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
             trust_env=False,
         ),
         guard=guard_from_settings(settings),
-        router=Router(routes),
+        router=router,
         models=models,
+        billing=Billing(settings, router),
     )

@@ -6,9 +6,22 @@ import hashlib
 import json
 import time
 
-from videogate.errors import Conflict, InvalidRequest, ModelNotFound, NoAvailableRoute, NotFound
+from videogate.errors import (
+    Conflict,
+    InsufficientBalance,
+    InvalidRequest,
+    ModelNotFound,
+    NoAvailableRoute,
+    NotFound,
+)
 from videogate.ids import new_id
-from videogate.request import GenerationRequest, check_probed_references, check_request
+from videogate.pricing import format_micros
+from videogate.request import (
+    GenerationRequest,
+    check_probed_references,
+    check_request,
+    resolve_output,
+)
 from videogate.service.context import AppContext
 from videogate.service.keys import Caller
 from videogate.service.references import resolve_references
@@ -69,6 +82,8 @@ class TaskService:
             raise
         now = time.time()
         failed = resolved.unreachable
+        _, width, height = resolve_output(resolved.request)
+        hold_micros, price = ctx.billing.estimate(resolved.request, caller.group, width, height)
         task = Task(
             id=task_id,
             key_id=caller.key_id,
@@ -89,11 +104,16 @@ class TaskService:
             poll_errors=0,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
+            callback_url=req.callback_url,
+            currency=price["currency"],
+            hold_micros=hold_micros,
+            billing_state="held",
+            price=price,
         )
         from sqlalchemy.exc import IntegrityError
 
         try:
-            await ctx.store.tasks.insert(task)
+            inserted = await ctx.store.tasks.insert(task)
         except IntegrityError:
             # A concurrent retry with the same Idempotency-Key won the race.
             if idempotency_key is None:
@@ -104,6 +124,15 @@ class TaskService:
                     "this Idempotency-Key was already used with a different request body"
                 ) from None
             return existing, False
+        if not inserted:
+            await ctx.blobs.delete_prefix(f"refs/{task_id}")
+            key = await ctx.store.keys.get(caller.key_id)
+            balance = key.balance_micros if key is not None else 0
+            raise InsufficientBalance(
+                f"this task needs a hold of {format_micros(hold_micros)} {price['currency']} "
+                f"but the key's balance is {format_micros(balance)}; top it up "
+                "(videogate keys topup KEY_ID AMOUNT) or ask for a shorter or smaller video"
+            )
         ctx.wakeup.set()
         return task, True
 

@@ -12,6 +12,7 @@ from videogate.store.attempts import AttemptStore
 from videogate.store.db import create_engine, session_factory
 from videogate.store.files import FileStore
 from videogate.store.keys import KeyStore
+from videogate.store.ledger import LedgerStore
 from videogate.store.routes import RouteStateStore
 from videogate.store.tables import Meta
 from videogate.store.tasks import TaskStore
@@ -28,6 +29,7 @@ class Store:
         self.keys = KeyStore(self.sessions)
         self.files = FileStore(self.sessions)
         self.attempts = AttemptStore(self.sessions)
+        self.ledger = LedgerStore(self.sessions)
         self.route_state = RouteStateStore(self.sessions)
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -65,6 +65,16 @@ class Task(Base):
     poll_errors: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Billing, in millionths of ``currency``: held at create, charged at completion.
+    currency: Mapped[str] = mapped_column(String(10), default="USD")
+    hold_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    refunded_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # held | settled | refunded
+    billing_state: Mapped[str] = mapped_column(String(20), default="held")
+    # The price the hold was computed with, applied again to the real usage at the end.
+    price: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_tasks_key_created", "key_id", "created_at", "id"),
@@ -130,3 +140,69 @@ class RouteState(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_success_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_failure_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LedgerEntry(Base):
+    """One money movement. For a task: a hold, then either a settle and a refund of the
+    rest, or a refund of the whole hold — each at most once (unique per task and kind)."""
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(40), ForeignKey("api_keys.id"))
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # hold | settle | refund | topup
+    kind: Mapped[str] = mapped_column(String(20))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index(
+            "ux_ledger_task_kind",
+            "task_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("task_id IS NOT NULL"),
+            postgresql_where=text("task_id IS NOT NULL"),
+        ),
+        Index("ix_ledger_key", "key_id", "created_at"),
+    )
+
+
+class TaskEvent(Base):
+    """A status change of a task that has a ``callback_url``: the webhook outbox.
+    Written in the same transaction as the change, so none is lost."""
+
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(40), ForeignKey("tasks.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[float] = mapped_column(Float)
+    # pending | delivered | failed (gave up)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_task_events_due", "state", "next_attempt_at"),)
+
+
+class WebhookAttempt(Base):
+    """One try at delivering a task event to its callback URL (``videogate webhooks``)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("task_events.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    webhook_id: Mapped[str] = mapped_column(String(100))
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_webhook_attempts_task", "task_id", "created_at"),)

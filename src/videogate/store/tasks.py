@@ -3,14 +3,16 @@ so a step that lost its lease, or a task cancelled meanwhile, changes nothing.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from videogate.store import ledger
 from videogate.store.fastread import SqliteTaskReader
-from videogate.store.tables import Task
+from videogate.store.tables import Task, TaskEvent
 
 UNFINISHED = ("queued", "running", "fetching")
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
@@ -33,9 +35,45 @@ class TaskStore:
         if self._fast is not None:
             self._fast.close()
 
-    async def insert(self, task: Task) -> None:
+    async def insert(self, task: Task) -> bool:
+        """Insert a new task and take its hold (``task.hold_micros``) from the key's
+        balance, in one transaction. False, with nothing written, if the balance is short."""
         async with self._sessions.begin() as s:
+            if not await ledger.hold(
+                s,
+                key_id=task.key_id,
+                task_id=task.id,
+                micros=task.hold_micros or 0,
+                currency=task.currency or "USD",
+                now=task.created_at,
+            ):
+                return False
             s.add(task)
+            if task.callback_url:
+                s.add(
+                    TaskEvent(
+                        task_id=task.id,
+                        status=task.status,
+                        created_at=task.created_at,
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=task.created_at,
+                    )
+                )
+            if task.status in TERMINAL:  # created failed (a reference was unreachable)
+                await s.flush()
+                task_values = await ledger.settle(
+                    s,
+                    key_id=task.key_id,
+                    task_id=task.id,
+                    held=task.hold_micros or 0,
+                    charged=None,
+                    currency=task.currency or "USD",
+                    now=task.created_at,
+                )
+                for name, value in task_values.items():
+                    setattr(task, name, value)
+        return True
 
     async def get(self, task_id: str, key_id: str | None = None) -> Task | None:
         """The task, or None; with ``key_id`` only if that key owns it.
@@ -132,10 +170,12 @@ class TaskStore:
     async def cancel(
         self, task_id: str, key_id: str, now: float, *, only_statuses: Sequence[str] = UNFINISHED
     ) -> bool:
-        """Cancel an unfinished task; False if it was already finished (or not this key's)."""
+        """Cancel an unfinished task and refund its hold; False if it was already finished
+        (or not this key's)."""
         stmt = (
             update(Task)
             .where(Task.id == task_id, Task.key_id == key_id, Task.status.in_(list(only_statuses)))
+            .returning(Task.key_id, Task.hold_micros, Task.currency, Task.callback_url)
             .values(
                 status="cancelled",
                 error_code="cancelled",
@@ -147,7 +187,46 @@ class TaskStore:
             )
         )
         async with self._sessions.begin() as s:
-            return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+            row = (await s.execute(stmt)).first()
+            if row is None:
+                return False
+            await self._finished(s, task_id, "cancelled", row, charged=None, now=now)
+            return True
+
+    async def _finished(
+        self,
+        s: AsyncSession,
+        task_id: str,
+        status: str,
+        row: Any,
+        *,
+        charged: int | None,
+        now: float,
+    ) -> None:
+        """Money and webhook bookkeeping of a status change, in the change's transaction."""
+        key_id, held, currency, callback_url = row
+        if status in TERMINAL:
+            values = await ledger.settle(
+                s,
+                key_id=key_id,
+                task_id=task_id,
+                held=held or 0,
+                charged=charged,
+                currency=currency or "USD",
+                now=now,
+            )
+            await s.execute(update(Task).where(Task.id == task_id).values(**values))
+        if callback_url:
+            s.add(
+                TaskEvent(
+                    task_id=task_id,
+                    status=status,
+                    created_at=now,
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+            )
 
     async def mark_media_deleted(self, task_id: str, now: float) -> None:
         stmt = update(Task).where(Task.id == task_id).values(media_deleted=True, updated_at=now)
@@ -198,9 +277,15 @@ class TaskStore:
         expected_status: str,
         *,
         release: bool = True,
+        charged_micros: int | None = None,
         **values: Any,
     ) -> bool:
-        """Apply ``values`` if the task is still ``expected_status`` and held by ``owner``."""
+        """Apply ``values`` if the task is still ``expected_status`` and held by ``owner``.
+
+        A change of ``status`` also records, in the same transaction, its money (a terminal
+        status settles the hold: ``charged_micros`` on success, a full refund otherwise)
+        and its webhook event, so neither can be lost or done twice.
+        """
         if release:
             values.setdefault("lease_owner", None)
             values.setdefault("lease_until", None)
@@ -208,9 +293,24 @@ class TaskStore:
             update(Task)
             .where(Task.id == task_id, Task.lease_owner == owner, Task.status == expected_status)
             .values(**values)
+            .returning(Task.key_id, Task.hold_micros, Task.currency, Task.callback_url)
         )
+        new_status = values.get("status")
         async with self._sessions.begin() as s:
-            return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+            row = (await s.execute(stmt)).first()
+            if row is None:
+                return False
+            if new_status is not None and new_status != expected_status:
+                charged = (charged_micros or 0) if new_status == "succeeded" else None
+                await self._finished(
+                    s,
+                    task_id,
+                    new_status,
+                    row,
+                    charged=charged,
+                    now=float(values.get("updated_at") or time.time()),
+                )
+            return True
 
     async def orphaned_submit(self, task_id: str, route: str, upstream_id: str, now: float) -> None:
         """Record the upstream job of a task cancelled mid-submit, so it gets cancelled."""

@@ -20,6 +20,7 @@ from videogate.errors import UpstreamError, VideogateError
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
+from videogate.service.billing import charge
 from videogate.service.callbacks import ark_callback_url
 from videogate.service.context import AppContext
 from videogate.store.tables import Task
@@ -259,7 +260,8 @@ class Worker:
             if moved:
                 row.status = "fetching"
                 row.poll_errors = 0
-                row.upstream_result = values["upstream_result"]
+                for name, value in values.items():
+                    setattr(row, name, value)
                 await self._fetch(row)
         else:
             code = result.error_code or result.status
@@ -278,10 +280,15 @@ class Worker:
             if url:
                 await copy_result(self.ctx, field, str(url), f"{prefix}/{name}")
         now = time.time()
+        route = self.ctx.router.get(row.route or "")
+        charged = 0
+        if route is None or route.provider != "sandbox":  # the sandbox is always free
+            charged = charge(row.price, row.completion_tokens, row.width, row.height, row.seconds)
         done = await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
             "fetching",
+            charged_micros=charged,
             status="succeeded",
             video_key=keys["video_url"],
             thumbnail_key=keys["thumbnail_url"],

@@ -1,0 +1,84 @@
+"""Prices and the Seedance token formula: what a task is estimated and charged.
+
+Money is handled in millionths of the currency unit ("micros") as integers, so every
+backend stores it exactly and sums never drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+
+from videogate.catalog import SANDBOX, SEEDANCE_2, SEEDANCE_2_FAST
+
+MICROS = 1_000_000
+MAX_AUTO_SECONDS = 15  # duration -1 (the model chooses) is held at the longest clip
+
+
+@dataclass(frozen=True)
+class Price:
+    """A model's price: per million output tokens, or per second of video."""
+
+    unit: Literal["token", "second"] = "token"
+    per_million: Decimal = Decimal(0)
+    per_million_with_video: Decimal | None = None
+    per_second: Decimal = Decimal(0)
+    currency: str = "USD"
+
+    def public(self, multiplier: Decimal) -> dict[str, object]:
+        if self.unit == "second":
+            return {
+                "unit": "second",
+                "per_second": str(self.per_second * multiplier),
+                "currency": self.currency,
+            }
+        out: dict[str, object] = {
+            "unit": "token",
+            "per_million": str(self.per_million * multiplier),
+            "currency": self.currency,
+        }
+        if self.per_million_with_video is not None:
+            out["per_million_with_video"] = str(self.per_million_with_video * multiplier)
+        return out
+
+
+FREE = Price()
+
+
+def builtin_prices() -> dict[str, Price]:
+    """BytePlus list prices for Seedance 2.0 (USD per million tokens, 480p/720p)."""
+    return {
+        SEEDANCE_2: Price(per_million=Decimal("7.0"), per_million_with_video=Decimal("4.3")),
+        SEEDANCE_2_FAST: Price(per_million=Decimal("5.6"), per_million_with_video=Decimal("3.3")),
+        SANDBOX: FREE,
+    }
+
+
+def seedance_tokens(width: int, height: int, seconds: float, video_seconds: float = 0.0) -> int:
+    """Seedance's billed tokens: W×H×(24×s+1)/1024 for the output, plus the reference
+    videos' seconds at the same rate (API.md §4)."""
+    output = width * height * (24 * seconds + 1) / 1024
+    inputs = width * height * 24 * video_seconds / 1024
+    return int(output + inputs)
+
+
+def cost_micros(
+    price: Price, *, tokens: int, seconds: float, with_video: bool, multiplier: Decimal
+) -> int:
+    """The amount, in micros, rounded half up."""
+    if price.unit == "second":
+        amount = price.per_second * Decimal(str(seconds))
+    else:
+        rate = price.per_million
+        if with_video and price.per_million_with_video is not None:
+            rate = price.per_million_with_video
+        amount = rate * Decimal(tokens) / Decimal(MICROS)
+    micros = (amount * multiplier * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return max(int(micros), 0)
+
+
+def format_micros(micros: int | None) -> str:
+    """``1234567`` → ``"1.23"`` (two decimals, for humans and the API)."""
+    value = Decimal(micros or 0) / MICROS
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))

@@ -1,0 +1,178 @@
+"""The ledger: holds, settlements, refunds and top-ups, each its own row.
+
+A task's terminal transition and its money movement commit in ONE transaction (see
+``TaskStore.transition``), and the ledger is unique per (task, kind): a refund or a
+settlement can happen only once, however often a crashed worker retries the step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from videogate.store.tables import ApiKey, LedgerEntry, Task
+
+
+async def hold(
+    s: AsyncSession, *, key_id: str, task_id: str, micros: int, currency: str, now: float
+) -> bool:
+    """Take ``micros`` from the key's balance (unlimited keys have none) and record it.
+    False, with nothing changed, when the balance is short."""
+    taken = await s.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            (ApiKey.balance_micros.is_(None)) | (ApiKey.balance_micros >= micros),
+        )
+        .values(balance_micros=ApiKey.balance_micros - micros)
+    )
+    if taken.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    s.add(
+        LedgerEntry(
+            key_id=key_id,
+            task_id=task_id,
+            kind="hold",
+            amount_micros=micros,
+            currency=currency,
+            created_at=now,
+        )
+    )
+    return True
+
+
+async def settle(
+    s: AsyncSession,
+    *,
+    key_id: str,
+    task_id: str,
+    held: int,
+    charged: int | None,
+    currency: str,
+    now: float,
+) -> dict[str, Any]:
+    """Charge ``charged`` (never more than was held) and give the rest of the hold back;
+    ``charged=None`` means the task did not complete: everything goes back.
+    Returns the task columns that describe the outcome."""
+    succeeded = charged is not None
+    charged = max(0, min(charged or 0, held))
+    refund = held - charged
+    if charged:
+        s.add(
+            LedgerEntry(
+                key_id=key_id,
+                task_id=task_id,
+                kind="settle",
+                amount_micros=charged,
+                currency=currency,
+                created_at=now,
+            )
+        )
+    s.add(
+        LedgerEntry(
+            key_id=key_id,
+            task_id=task_id,
+            kind="refund",
+            amount_micros=refund,
+            currency=currency,
+            created_at=now,
+            note="rest of the hold" if charged else "task did not complete",
+        )
+    )
+    if refund:
+        await s.execute(
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.balance_micros.is_not(None))
+            .values(balance_micros=ApiKey.balance_micros + refund)
+        )
+    return {
+        "charged_micros": charged,
+        "refunded_micros": refund,
+        "billing_state": "settled" if succeeded else "refunded",
+    }
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    key_id: str
+    model: str
+    tasks: int
+    succeeded: int
+    seconds: float
+    tokens: int
+    amount_micros: int
+    currency: str
+
+
+class LedgerStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def topup(self, key_id: str, micros: int, note: str | None = None) -> int | None:
+        """Add to a key's balance; returns the new balance (None: unlimited)."""
+        async with self._sessions.begin() as s:
+            key = await s.get(ApiKey, key_id)
+            if key is None:
+                raise LookupError(key_id)
+            if key.balance_micros is None:
+                key.balance_micros = 0
+            key.balance_micros += micros
+            s.add(
+                LedgerEntry(
+                    key_id=key_id,
+                    task_id=None,
+                    kind="topup",
+                    amount_micros=micros,
+                    currency="USD",
+                    created_at=time.time(),
+                    note=note,
+                )
+            )
+            return key.balance_micros
+
+    async def for_task(self, task_id: str) -> list[LedgerEntry]:
+        stmt = select(LedgerEntry).where(LedgerEntry.task_id == task_id).order_by(LedgerEntry.id)
+        async with self._sessions() as s:
+            return list((await s.execute(stmt)).scalars())
+
+    async def usage(
+        self, *, key_id: str | None = None, since: float | None = None
+    ) -> list[UsageRow]:
+        """Tasks, seconds, tokens and amount charged, per key and model."""
+        stmt = (
+            select(
+                Task.key_id,
+                Task.model,
+                func.count(),
+                func.sum((Task.status == "succeeded").cast(Integer)),
+                func.coalesce(func.sum(Task.seconds), 0.0),
+                func.coalesce(func.sum(Task.completion_tokens), 0),
+                func.coalesce(func.sum(Task.charged_micros), 0),
+                func.max(Task.currency),
+            )
+            .group_by(Task.key_id, Task.model)
+            .order_by(Task.key_id, Task.model)
+        )
+        if key_id:
+            stmt = stmt.where(Task.key_id == key_id)
+        if since is not None:
+            stmt = stmt.where(Task.created_at >= since)
+        async with self._sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        return [
+            UsageRow(
+                str(k),
+                str(m),
+                int(n),
+                int(ok or 0),
+                float(sec or 0),
+                int(tok or 0),
+                int(amt or 0),
+                str(cur or "USD"),
+            )
+            for k, m, n, ok, sec, tok, amt, cur in rows
+        ]
