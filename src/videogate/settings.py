@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(
         default=60.0, gt=0, description="How long a benched route rests"
     )
+    admin_token: str = Field(
+        default="", description="Bearer token for /admin; empty disables the admin API"
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where rate-limit counters live: memory:// (one process) or redis://…",
+    )
     groups: tuple[GroupConfig, ...] = (GroupConfig(name="default"),)
     models: tuple[ModelConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()

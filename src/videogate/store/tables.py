@@ -25,6 +25,9 @@ class ApiKey(Base):
     webhook_secret: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Per-key limits; None falls back to the group's, then to no limit.
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_unfinished_tasks: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Task(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 06:24:19.017536
+Create Date: 2026-11-24 06:26:56.244204
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("webhook_secret", sa.String(length=100), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("revoked_at", sa.Float(), nullable=True),
+        sa.Column("requests_per_minute", sa.Integer(), nullable=True),
+        sa.Column("max_unfinished_tasks", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key_hash"),
     )
