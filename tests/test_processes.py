@@ -449,8 +449,10 @@ def test_scale_out_on_postgres_two_workers_and_a_takeover(
     for task_id in ids:
         row = rows[task_id]
         assert row["status"] == "succeeded" and row["lease_owner"] is None, row
-        # Claimed exactly twice (submit, render): never by two workers at once.
-        assert row["steps"] == 2, row
+        # Claimed twice (submit, render); a third claim is a takeover after a lease
+        # lapsed on a starved machine (3 s leases here), which is allowed: the
+        # compare-and-set lets only one finish, and there is one video per task.
+        assert row["steps"] in (2, 3), row
     assert len({rows[i]["video_key"] for i in ids}) == len(ids)
 
     # Kill the worker that renders a long task; the other one takes it over.
