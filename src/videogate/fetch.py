@@ -438,9 +438,20 @@ async def _fetch_http(
     raise ReferenceUnreachable(f"{label}: too many redirects (more than {MAX_REDIRECTS})")
 
 
-async def _send(client: httpx.AsyncClient, target: Target, timeout: float) -> httpx.Response:
-    """GET ``target`` pinned to its checked addresses, trying each until one connects."""
-    requests = _pinned_requests(client, target, timeout)
+async def _send(
+    client: httpx.AsyncClient,
+    target: Target,
+    timeout: float,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+) -> httpx.Response:
+    """Request ``target`` (GET unless told) pinned to its checked addresses, trying each
+    until one connects."""
+    requests = _pinned_requests(
+        client, target, timeout, method=method, headers=headers, content=content
+    )
     for i, request in enumerate(requests):
         try:
             return await client.send(request, stream=True, follow_redirects=False)
@@ -450,12 +461,33 @@ async def _send(client: httpx.AsyncClient, target: Target, timeout: float) -> ht
     raise AssertionError("unreachable")  # pragma: no cover - requests is never empty
 
 
+async def send_pinned(
+    client: httpx.AsyncClient,
+    target: Target,
+    *,
+    method: str,
+    headers: dict[str, str],
+    content: bytes,
+    timeout: float,
+) -> httpx.Response:
+    """Send one request to a URL the guard accepted (``UrlGuard.resolve``), connecting only
+    to the addresses it checked; redirects are not followed. The response is streamed:
+    the caller closes it (``await response.aclose()``)."""
+    return await _send(client, target, timeout, method=method, headers=headers, content=content)
+
+
 def _pinned_requests(
-    client: httpx.AsyncClient, target: Target, timeout: float
+    client: httpx.AsyncClient,
+    target: Target,
+    timeout: float,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
 ) -> list[httpx.Request]:
     url = target.url
-    headers = {"Accept-Encoding": "identity"}
-    plain = [client.build_request("GET", url, headers=headers, timeout=timeout)]
+    headers = {"Accept-Encoding": "identity", **(headers or {})}
+    plain = [client.build_request(method, url, headers=headers, content=content, timeout=timeout)]
     host = url.raw_host.decode("ascii")
     if _ip_literal(host) is not None and str(_ip_literal(host)) == host:
         return plain  # already an address: nothing to resolve again
@@ -475,7 +507,12 @@ def _pinned_requests(
             return plain  # httpcore ignores sni_hostname in a CONNECT tunnel (see module doc)
         pinned.append(
             client.build_request(
-                "GET", pinned_url, headers=pinned_headers, extensions=extensions, timeout=timeout
+                method,
+                pinned_url,
+                headers=pinned_headers,
+                content=content,
+                extensions=extensions,
+                timeout=timeout,
             )
         )
     return pinned or plain

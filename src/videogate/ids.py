@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 
@@ -24,3 +25,9 @@ def new_id(prefix: str) -> str:
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
     return f"{prefix}{secrets.token_urlsafe(nbytes)}"
+
+
+def new_webhook_secret(nbytes: int = 24) -> str:
+    """A Standard Webhooks secret: ``whsec_`` + *standard* base64 of random bytes (the
+    libraries base64-decode it; URL-safe ``-``/``_`` would be dropped or rejected)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(nbytes)).decode("ascii")

@@ -137,6 +137,17 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How long an API key lookup is cached in-process"
     )
     poll_after_ms: int = Field(default=2000, ge=100, description="Suggested wait between polls")
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Tries to deliver one webhook event before giving up"
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Wait before the first webhook retry; doubles each time (capped at 1 h)",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of one webhook delivery attempt"
+    )
     log_level: str = "info"
     breaker_failures: int = Field(
         default=5, ge=1, description="Consecutive submit failures that bench a route"

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from videogate.api import callbacks, files, meta, relay
+from videogate.api import admin, ark, callbacks, files, meta, openai_form, relay
 from videogate.api.errors import install_error_handlers
 from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
 from videogate.service.context import AppContext, open_context
 from videogate.service.keys import KeyAuthenticator
+from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService
 from videogate.settings import Settings
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
             stop.set()
             if worker_task is not None:
                 await worker_task
+            await app.state.api.aclose()
             await ctx.close()
 
     app = FastAPI(
@@ -54,7 +56,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
     # per-request dependency and validation machinery (~60 µs). The FastAPI route of the
     # same path stays for the OpenAPI document.
     app.router.routes.append(Route("/v1/videos/{task_id}", relay.poll_video, methods=["GET"]))
-    for module in (relay, files, meta, callbacks):
+    for module in (relay, files, meta, callbacks, ark, admin):
         app.include_router(module.router)
     _add_schema(app)
     return app
@@ -65,11 +67,12 @@ def build_state(ctx: AppContext) -> ApiState:
         ctx=ctx,
         auth=KeyAuthenticator(ctx.store, ctx.settings.key_cache_seconds),
         tasks=TaskService(ctx),
+        limits=RequestLimiter(ctx.settings),
     )
 
 
 def _add_schema(app: FastAPI) -> None:
-    """Publish the relay body schema that ``POST /v1/videos`` parses by hand."""
+    """Publish the two bodies that ``POST /v1/videos`` parses by hand (JSON and the form)."""
     original = app.openapi
 
     def openapi() -> dict[str, object]:
@@ -80,6 +83,7 @@ def _add_schema(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(defs.pop("$defs", {}))
         components["RelayCreate"] = defs
+        components["OpenAIVideoForm"] = openai_form.FORM_SCHEMA
         app.openapi_schema = schema
         return schema
 

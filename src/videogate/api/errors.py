@@ -1,4 +1,4 @@
-"""The one table that maps errors to HTTP, and the handlers that apply it."""
+"""The tables that map errors to HTTP (native surface; Ark surface), and the handlers."""
 
 from __future__ import annotations
 
@@ -47,8 +47,72 @@ ERROR_TYPES = {
 }
 
 
+# The Ark-native surface (API.md §2) reports the same errors in Ark's words: its status
+# and code per class. A code that is already Ark-style (CamelCase, e.g. "MissingParameter"
+# raised by the Ark parser) is kept as it is.
+ARK_PREFIX = "/api/v3/"
+ARK_ERRORS: list[tuple[type[e.VideogateError], int, str]] = [
+    (e.InvalidRequest, 400, "InvalidParameter"),
+    (e.AuthenticationFailed, 401, "AuthenticationError"),
+    (e.InsufficientBalance, 403, "AccountOverdueError"),
+    (e.SignatureInvalid, 403, "AccessDenied"),
+    (e.PermissionDenied, 403, "AccessDenied"),
+    (e.ModelNotFound, 404, "InvalidEndpointOrModel.NotFound"),
+    (e.NotFound, 404, "ResourceNotFound"),
+    (e.Conflict, 409, "Conflict"),
+    (e.RateLimited, 429, "RateLimitExceeded"),
+    (e.UpstreamError, 502, "InternalServiceError"),
+    (e.NoAvailableRoute, 503, "ServiceUnavailable"),
+    (e.VideogateError, 500, "InternalServiceError"),
+]
+# Errors raised by the framework (unknown path, wrong method) on the Ark surface.
+ARK_HTTP_CODES = {404: "ResourceNotFound", 405: "MethodNotAllowed"}
+ARK_ERROR_TYPES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    429: "TooManyRequests",
+}
+
+
 def status_for(exc: e.VideogateError) -> int:
     return next(status for cls, status in HTTP_STATUS if isinstance(exc, cls))
+
+
+def is_ark_request(request: Request) -> bool:
+    path = str(request.scope.get("path", ""))
+    return path.startswith(ARK_PREFIX) or path == ARK_PREFIX.rstrip("/")
+
+
+def ark_status_and_code(exc: e.VideogateError) -> tuple[int, str]:
+    status, code = next((s, c) for cls, s, c in ARK_ERRORS if isinstance(exc, cls))
+    return status, exc.code if exc.code[:1].isupper() else code
+
+
+def ark_error_response(
+    status: int,
+    code: str,
+    message: str,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Ark's envelope: ``param`` is ``""`` when there is none, ``type`` names the status."""
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "param": param or "",
+            "type": ARK_ERROR_TYPES.get(
+                status, "BadRequest" if status < 500 else "InternalServiceError"
+            ),
+        }
+    }
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> bytes:
@@ -79,13 +143,16 @@ def error_response(
     )
 
 
-def videogate_error_response(exc: e.VideogateError) -> Response:
+def videogate_error_response(exc: e.VideogateError, *, ark: bool = False) -> Response:
     status = status_for(exc)
     headers = None
     if isinstance(exc, e.RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
     if status >= 500 and not isinstance(exc, e.UpstreamError | e.NoAvailableRoute):
         log.error("internal error: %s", exc.message)
+    if ark:
+        ark_status, code = ark_status_and_code(exc)
+        return ark_error_response(ark_status, code, exc.message, exc.param, headers)
     return error_response(status, exc.code, exc.message, exc.param, headers)
 
 
@@ -107,16 +174,18 @@ def describe_validation_errors(errors: list[dict[str, Any]] | Any) -> tuple[str,
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_videogate_error(_: Request, exc: Exception) -> Response:
+    async def on_videogate_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, e.VideogateError)
-        return videogate_error_response(exc)
+        return videogate_error_response(exc, ark=is_ark_request(request))
 
-    async def on_validation_error(_: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         message, param = describe_validation_errors(exc.errors())
+        if is_ark_request(request):
+            return ark_error_response(400, "InvalidParameter", message, param)
         return error_response(400, "invalid_request", message, param)
 
-    async def on_http_error(_: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = "not_found" if exc.status_code == 404 else "invalid_request"
         if exc.status_code == 405:
@@ -124,10 +193,15 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint; see /docs for the API"
+        if is_ark_request(request):
+            code = ARK_HTTP_CODES.get(exc.status_code, "InvalidParameter")
+            return ark_error_response(exc.status_code, code, message, headers=exc.headers)
         return error_response(exc.status_code, code, message, headers=exc.headers)
 
-    async def on_unexpected(_: Request, exc: Exception) -> Response:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
+        if is_ark_request(request):
+            return ark_error_response(500, "InternalServiceError", "internal error; it was logged")
         return error_response(500, "internal_error", "internal error; it was logged")
 
     app.add_exception_handler(e.VideogateError, on_videogate_error)

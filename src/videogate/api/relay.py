@@ -8,11 +8,13 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from videogate.api.errors import describe_validation_errors
+from videogate.api.openai_form import as_form_error, read_openai_form
 from videogate.api.relay_present import relay_task
 from videogate.api.relay_schemas import RelayCreate, to_generation_request
 from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest, NotFound
+from videogate.request import GenerationRequest, check_request
 
 router = APIRouter(tags=["videos (relay)"])
 
@@ -21,7 +23,10 @@ MAX_JSON_BODY = 96 * 1024 * 1024
 _create_schema = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RelayCreate"}}},
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/RelayCreate"}},
+            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/OpenAIVideoForm"}},
+        },
     }
 }
 
@@ -60,17 +65,32 @@ def poll_headers(request: Request) -> dict[str, str]:
 async def create_video(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
-    content_type = request.headers.get("content-type", "")
+    content_type = request.headers.get("content-type", "").lower()
+    idempotency_key = request.headers.get("idempotency-key")
+    ttl = state.ctx.settings.url_ttl_seconds
+    if content_type.startswith("multipart/form-data"):  # the OpenAI SDK's form (API.md §1.3)
+
+        def precheck(req: GenerationRequest) -> None:
+            state.tasks.check_model(caller, req.model)
+            check_request(req, state.ctx.models[req.model])
+
+        req = await read_openai_form(request, state.ctx, caller, precheck)
+        try:
+            task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
+        except InvalidRequest as exc:
+            raise as_form_error(exc) from None
+        # "queued", not the relay's "submitted": OpenAI clients loop
+        # `while video.status in ("queued", "in_progress")` from the create response.
+        return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
     if not content_type.startswith("application/json"):
         raise InvalidRequest(
-            "send the body as application/json (see API.md §1.1)", param="content-type"
+            "send the body as application/json (API.md §1.1), or as multipart/form-data "
+            "in the OpenAI videos form (§1.3)",
+            param="content-type",
         )
     body = parse_relay_body(await read_json_body(request))
     req = to_generation_request(body)
-    task, _ = await state.tasks.create(
-        caller, req, idempotency_key=request.headers.get("idempotency-key")
-    )
-    ttl = state.ctx.settings.url_ttl_seconds
+    task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
     return json_response(
         relay_task(task, state.ctx.signer, ttl, on_create=True), headers=poll_headers(request)
     )

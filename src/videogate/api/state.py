@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from videogate.service.context import AppContext
 from videogate.service.keys import Caller, KeyAuthenticator
+from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService
 
 
@@ -16,9 +17,18 @@ class ApiState:
     ctx: AppContext
     auth: KeyAuthenticator
     tasks: TaskService
+    limits: RequestLimiter | None = None
 
     async def caller(self, request: Request) -> Caller:
-        return await self.auth.authenticate(request.headers.get("authorization"))
+        """The authenticated key; each call counts against its requests-per-minute limit."""
+        caller = await self.auth.authenticate(request.headers.get("authorization"))
+        if self.limits is not None:
+            await self.limits.hit(caller)
+        return caller
+
+    async def aclose(self) -> None:
+        if self.limits is not None:
+            await self.limits.close()
 
 
 def api_state(request: Request) -> ApiState:

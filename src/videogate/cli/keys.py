@@ -44,6 +44,12 @@ def create(
     name: str = typer.Option("", "--name", help="A label for the key"),
     group: str = typer.Option("default", "--group", help="Token group (decides routes, prices)"),
     balance: str | None = typer.Option(None, "--balance", help="Prepaid balance; none = unlimited"),
+    rpm: int | None = typer.Option(
+        None, "--rpm", min=1, help="Requests per minute; default: the group's limit"
+    ),
+    max_unfinished: int | None = typer.Option(
+        None, "--max-unfinished", min=1, help="Unfinished tasks at once; default: the group's"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts"),
 ) -> None:
     """Create a key and print its secret (shown only this once)."""
@@ -53,7 +59,14 @@ def create(
 
         store = await _open()
         try:
-            new = await create_key(store, name=name, group=group, balance=balance)
+            new = await create_key(
+                store,
+                name=name,
+                group=group,
+                balance=balance,
+                requests_per_minute=rpm,
+                max_unfinished_tasks=max_unfinished,
+            )
         finally:
             await store.close()
         if as_json:
@@ -65,6 +78,9 @@ def create(
                         "key": new.key,
                         "group": new.group,
                         "webhook_secret": new.webhook_secret,
+                        "balance": _money(new.balance_micros),
+                        "requests_per_minute": new.requests_per_minute,
+                        "max_unfinished_tasks": new.max_unfinished_tasks,
                     }
                 )
             )
@@ -136,6 +152,38 @@ def revoke(key_id: str = typer.Argument(..., help="The key's id (key_…)")) -> 
             errors.print(f"[red]no active key {key_id}[/red]")
             raise typer.Exit(1)
         console.print(f"revoked {key_id}")
+
+    _run(run())
+
+
+@app.command("topup")
+def topup(
+    key_id: str = typer.Argument(..., help="The key's id (key_…)"),
+    amount: str = typer.Argument(..., help="Amount to add, e.g. 10 or 2.50"),
+    note: str | None = typer.Option(None, "--note", help="Recorded in the ledger"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts"),
+) -> None:
+    """Add to a key's prepaid balance and print the new balance."""
+
+    async def run() -> None:
+        from videogate.errors import VideogateError
+        from videogate.service.money import topup as add
+
+        store = await _open()
+        try:
+            done = await add(store, key_id, amount, note)
+        except VideogateError as exc:
+            errors.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        finally:
+            await store.close()
+        if as_json:
+            typer.echo(json.dumps(done.as_json()))
+            return
+        balance = done.as_json()["balance"]
+        console.print(f"{key_id}: balance {balance}")
+        if done.was_unlimited:
+            console.print("(the key had an unlimited balance; it is now prepaid)")
 
     _run(run())
 

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from videogate.cli import keys, routes
+from videogate.cli import batch as batch_cmd
+from videogate.cli import generate as generate_cmd
+from videogate.cli import keys, routes, usage, webhooks
+from videogate.cli import tasks as tasks_cmd
 
 if TYPE_CHECKING:
     from videogate.settings import Settings
@@ -25,6 +28,17 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.command("routes")(routes.routes_command)
+app.command("webhooks")(webhooks.webhooks_command)
+app.command("usage")(usage.usage_command)
+# Client commands (the SDK only: they work from the client-only install).
+app.command("generate")(generate_cmd.generate_command)
+app.command("status")(tasks_cmd.status_command)
+app.command("wait")(tasks_cmd.wait_command)
+app.command("download")(tasks_cmd.download_command)
+app.command("cancel")(tasks_cmd.cancel_command)
+app.command("list")(tasks_cmd.list_command)
+app.command("models")(tasks_cmd.models_command)
+app.command("batch")(batch_cmd.batch_command)
 console = Console()
 
 
@@ -138,7 +152,7 @@ def main() -> None:
     except ModuleNotFoundError as exc:
         console.print(
             f"[red]error:[/red] this command needs the server install ({exc.name} is missing): "
-            "pip install 'videogate[server]'"
+            "pip install 'videogate\\[server]'"  # \[: a literal bracket, not rich markup
         )
         raise SystemExit(2) from None
     except ValidationError as exc:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from videogate.errors import AuthenticationFailed, InvalidRequest
-from videogate.ids import new_id, new_secret
+from videogate.ids import new_id, new_secret, new_webhook_secret
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.tables import ApiKey
@@ -21,6 +21,9 @@ class Caller:
 
     key_id: str
     group: str
+    # The key's own limits; None falls back to the group's (see ``service/limits.py``).
+    requests_per_minute: int | None = None
+    max_unfinished_tasks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,9 @@ class NewKey:
     key: str
     group: str
     webhook_secret: str
+    balance_micros: int | None = None
+    requests_per_minute: int | None = None
+    max_unfinished_tasks: int | None = None
 
 
 def to_micros(amount: Decimal | str | float | None) -> int | None:
@@ -44,11 +50,25 @@ def to_micros(amount: Decimal | str | float | None) -> int | None:
     return int(value * 1_000_000)
 
 
+def _limit(value: int | None, what: str) -> int | None:
+    if value is not None and value < 1:
+        raise InvalidRequest(f"{what} must be at least 1 (leave it out for no limit)")
+    return value
+
+
 async def create_key(
-    store: Store, *, name: str = "", group: str = "default", balance: Decimal | str | None = None
+    store: Store,
+    *,
+    name: str = "",
+    group: str = "default",
+    balance: Decimal | str | None = None,
+    requests_per_minute: int | None = None,
+    max_unfinished_tasks: int | None = None,
 ) -> NewKey:
+    requests_per_minute = _limit(requests_per_minute, "requests per minute")
+    max_unfinished_tasks = _limit(max_unfinished_tasks, "max unfinished tasks")
     secret = new_secret(KEY_PREFIX, 24)
-    webhook_secret = new_secret("whsec_", 24)
+    webhook_secret = new_webhook_secret()
     row = ApiKey(
         id=new_id("key"),
         name=name,
@@ -58,9 +78,20 @@ async def create_key(
         balance_micros=to_micros(balance),
         webhook_secret=webhook_secret,
         created_at=time.time(),
+        requests_per_minute=requests_per_minute,
+        max_unfinished_tasks=max_unfinished_tasks,
     )
     await store.keys.insert(row)
-    return NewKey(row.id, name, secret, group, webhook_secret)
+    return NewKey(
+        row.id,
+        name,
+        secret,
+        group,
+        webhook_secret,
+        row.balance_micros,
+        requests_per_minute,
+        max_unfinished_tasks,
+    )
 
 
 class KeyAuthenticator:
@@ -96,8 +127,14 @@ class KeyAuthenticator:
         if row is None or row.revoked_at is not None:
             self._cache.pop(key_hash, None)
             raise AuthenticationFailed("invalid API key: it is unknown or was revoked")
-        caller = Caller(row.id, row.group)
+        caller = Caller(row.id, row.group, row.requests_per_minute, row.max_unfinished_tasks)
         if len(self._cache) >= self._max:
             self._cache.clear()
         self._cache[key_hash] = (caller, now + self._ttl)
         return caller
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from this process's cache (after it was revoked here)."""
+        for key_hash, (caller, _) in list(self._cache.items()):
+            if caller.key_id == key_id:
+                self._cache.pop(key_hash, None)

@@ -24,7 +24,9 @@ from videogate.request import (
 )
 from videogate.service.context import AppContext
 from videogate.service.keys import Caller
+from videogate.service.limits import check_unfinished_tasks
 from videogate.service.references import resolve_references
+from videogate.service.webhooks import check_callback_url
 from videogate.store.tables import Task
 from videogate.store.tasks import UNFINISHED
 
@@ -73,6 +75,9 @@ class TaskService:
                     )
                 return existing, False
 
+        await check_unfinished_tasks(ctx, caller)
+        if req.callback_url is not None:  # refused before anything is written
+            await check_callback_url(ctx, req.callback_url)
         task_id = new_id(TASK_PREFIX)
         resolved = await resolve_references(ctx, caller, task_id, req)
         try:
@@ -165,6 +170,24 @@ class TaskService:
         await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
         await self._ctx.store.tasks.mark_media_deleted(task.id, now)
         return await self.get(caller, task_id)
+
+    async def delete(self, caller: Caller, task_id: str) -> Task:
+        """Delete a finished task for good (Ark's DELETE): its row, results and references.
+
+        Afterwards the task is gone from every surface. Refused while the engine still has
+        work on it (unfinished, or a cancel still to pass on to its upstream).
+        """
+        task = await self.get(caller, task_id)
+        if task.status in UNFINISHED or task.next_run_at is not None:
+            raise InvalidRequest(
+                f"task {task.id} is {task.status} and still being worked on: "
+                "only finished tasks can be deleted",
+                param="task_id",
+            )
+        await self._ctx.store.tasks.delete(task.id)
+        await self._ctx.blobs.delete_prefix(f"results/{task.key_id}/{task.id}")
+        await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+        return task
 
 
 def _plausible(task_id: str) -> bool:

@@ -16,6 +16,7 @@ from videogate.store.ledger import LedgerStore
 from videogate.store.routes import RouteStateStore
 from videogate.store.tables import Meta
 from videogate.store.tasks import TaskStore
+from videogate.store.webhooks import WebhookStore
 
 
 class Store:
@@ -31,6 +32,7 @@ class Store:
         self.attempts = AttemptStore(self.sessions)
         self.ledger = LedgerStore(self.sessions)
         self.route_state = RouteStateStore(self.sessions)
+        self.webhooks = WebhookStore(self.sessions, dialect=self.dialect)
 
     @classmethod
     def open(cls, url: str) -> Store:

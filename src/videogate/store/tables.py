@@ -184,7 +184,7 @@ class TaskEvent(Base):
     task_id: Mapped[str] = mapped_column(String(40), ForeignKey("tasks.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[float] = mapped_column(Float)
-    # pending | delivered | failed (gave up)
+    # pending | delivered | failed (gave up) | skipped (status unchanged for the client)
     state: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from videogate.store import ledger
@@ -164,6 +164,16 @@ class TaskStore:
             stmt = stmt.where(Task.model == model)
         if ids:
             stmt = stmt.where(Task.id.in_(list(ids)))
+        async with self._sessions() as s:
+            return int((await s.execute(stmt)).scalar_one())
+
+    async def count_unfinished(self, key_id: str) -> int:
+        """The key's tasks that are queued, running or fetching (its concurrency)."""
+        stmt = (
+            select(func.count())
+            .select_from(Task)
+            .where(Task.key_id == key_id, Task.status.in_(UNFINISHED))
+        )
         async with self._sessions() as s:
             return int((await s.execute(stmt)).scalar_one())
 

@@ -23,6 +23,7 @@ from videogate.request import GenerationRequest
 from videogate.service.billing import charge
 from videogate.service.callbacks import ark_callback_url
 from videogate.service.context import AppContext
+from videogate.service.webhooks import WebhookDeliverer
 from videogate.store.tables import Task
 from videogate.worker.results import RESULT_NAMES, copy_result
 from videogate.worker.submit import Submitter
@@ -81,6 +82,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started", self.owner)
         renewer = asyncio.create_task(self._renew_leases(stop))
+        webhooks = asyncio.create_task(WebhookDeliverer(self.ctx).run(stop))
         try:
             while not stop.is_set():
                 started = await self.claim_and_start()
@@ -93,9 +95,10 @@ class Worker:
                         )
         finally:
             renewer.cancel()
+            webhooks.cancel()
             for task in list(self._active):
                 task.cancel()
-            await asyncio.gather(*self._active, renewer, return_exceptions=True)
+            await asyncio.gather(*self._active, renewer, webhooks, return_exceptions=True)
             await self.close()
             log.info("worker %s stopped", self.owner)
 

@@ -1,0 +1,928 @@
+"""Benchmark how quickly videogate notices upstream completions with N Ark tasks in flight.
+
+Usage: .venv/bin/python bench/upstream_bench.py [--tasks N] [--running-seconds S]
+       [--spread SECONDS] [--no-callbacks] [--keep]
+
+What it does, all on 127.0.0.1 and bounded in count and time (about 8 minutes at most):
+
+1. starts a FakeArk (``tests/fakes``: Volcengine Ark's task API, in this process, uvicorn in
+   a thread) that accepts every task (``max_queued`` above N), moves each to ``running``
+   after 0.5 s and never finishes one by itself; the script completes them with
+   ``ark.complete(id)`` and takes the fake's own ``completed_at`` as the upstream time;
+2. writes a TOML config with one ``ark`` route for doubao-seedance-2-0-fast-260128 to the
+   fake (``max_in_flight`` above N), makes a key (``videogate keys create --json``) and
+   starts ``videogate serve`` as a subprocess on a free port with a temporary data dir;
+3. creates N tasks (``POST /v1/videos``, concurrency 20), waits until the worker has
+   submitted every one upstream (``running`` with an upstream id in the database, N tasks
+   in the fake), then leaves them running S more seconds (default 30: long enough for
+   every task's poll interval to reach its 10 s cap, as with a real multi-minute job);
+4. completes them upstream in creation order, evenly spread over ``--spread`` seconds
+   (default 10; 0 = all at once), and watches the database read-only (sqlite3: cheaper
+   and more precise than polling the API) until every task has ended;
+5. reports, per mode, upstream completion → ``completed`` here (p50/p90/p99/max), split
+   into stages from the fake's request log (the poll that saw ``succeeded``, the result
+   download), the upstream polls per second while holding and while waiting, the server's
+   CPU per poll, the worker's lease/backlog samples, sockets to the fake, callbacks, and
+   every failure with its reason.
+
+Two modes, each with a fresh fake, server and data dir: polling only (no public URL, so no
+``callback_url``), then with callbacks (``VIDEOGATE_PUBLIC_URL`` set: the fake POSTs each
+status change to ``/v1/callbacks/ark/{token}``); ``--no-callbacks`` runs only the first.
+
+The fake shares this process (and the machine's CPUs) with the load generator, and the
+server with both: on a small machine every figure is an upper bound.
+
+It is a benchmark run by hand, not a test. The fake and the server are always stopped at
+the end and the temporary directory removed (unless ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import httpx
+
+if TYPE_CHECKING:
+    from fakes import FakeArk
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS_DIR = ROOT / "tests"  # holds the ``fakes`` package
+
+HOST = "127.0.0.1"
+MODEL = "doubao-seedance-2-0-fast-260128"
+TOTAL_SECONDS = 480.0  # hard bound on the whole run
+START_SECONDS = 60.0  # server start, key creation
+SUBMIT_SECONDS = 150.0  # creating N tasks and the worker submitting all of them upstream
+WAIT_SECONDS = 120.0  # after the last upstream completion, for every task to end here
+HOLD_MEASURE_SECONDS = 10.0  # the steady-state poll rate is measured over the hold's end
+SAMPLE_SECONDS = 0.1  # database sampling period while waiting
+LOST_AFTER = 5.0  # a task seen this long after its callback was answered: the hint was lost
+IN_FLIGHT = 1.0  # a poll this close before the upstream completion was probably in flight
+CREATE_CONCURRENCY = 20
+MAX_CREATE_ERRORS = 50
+FAKE_QUEUED_SECONDS = 0.5  # queued → running upstream (a callback each, when configured)
+FAKE_RUNNING_SECONDS = 3600.0  # never reached: the script completes every task
+FAKE_TICK = 0.25  # the fake's schedule ticker (its default 0.02 s walks 1,000 tasks 50×/s)
+TERMINAL = ("succeeded", "failed", "cancelled", "expired")
+
+CREATE_BODY = {"model": MODEL, "prompt": "bench", "duration": 4, "resolution": "480p"}
+
+
+def log(message: str) -> None:
+    print(f"… {message}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (NaN when empty)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def spread_of(values: list[float]) -> str:
+    """``p50 / p90 / p99 / max`` in seconds, or ``-``."""
+    if not values:
+        return "-"
+    v = sorted(values)
+    return " / ".join(f"{percentile(v, q):.3f}" for q in (0.5, 0.9, 0.99, 1.0))
+
+
+# Results -------------------------------------------------------------------------------
+
+
+@dataclass
+class ModeResult:
+    name: str
+    callbacks: bool
+    tasks: int
+    created: int = 0
+    create_errors: Counter[str] = field(default_factory=Counter)
+    create_seconds: float = math.nan  # first POST → last answer
+    submitted_seconds: float = math.nan  # first POST → the last task running upstream
+    submit_latency: list[float] = field(default_factory=list)  # created → started, here
+    hold_seconds: float = math.nan
+    hold_polls: int = 0
+    hold_window: float = math.nan
+    hold_cpu: float | None = None
+    completion_spread: float = math.nan  # first → last upstream completion
+    latencies: list[float] = field(default_factory=list)  # upstream done → completed here
+    discovery: list[float] = field(default_factory=list)  # upstream done → the poll that saw it
+    to_download: list[float] = field(default_factory=list)  # that poll → result download
+    download: list[float] = field(default_factory=list)  # result download → completed here
+    callback_delay: list[float] = field(default_factory=list)  # upstream done → callback answered
+    callback_outcomes: Counter[str] = field(default_factory=Counter)
+    after_callback: list[float] = field(default_factory=list)  # callback answered → seen
+    # Seen > LOST_AFTER s after its callback: (our id, that wait, upstream done - the last
+    # poll before it): a small last figure means a poll was in flight at the completion.
+    late_after_callback: list[tuple[str, float, float]] = field(default_factory=list)
+    wait_seconds: float = math.nan  # first upstream completion → the last task ended here
+    wait_polls: int = 0
+    wait_cpu: float | None = None
+    gets_after_success: int = 0  # polls at or after the task's upstream completion
+    result_downloads: int = 0
+    max_leased: int = 0
+    max_due: int = 0
+    stalled_samples: int = 0  # due tasks unclaimed while the worker had free slots
+    samples: int = 0
+    sockets: str = ""
+    outcomes: Counter[str] = field(default_factory=Counter)  # non-succeeded, with reasons
+    unfinished: int = 0
+    fake_errors: list[str] = field(default_factory=list)
+    log_problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def failed(self) -> int:
+        return sum(self.outcomes.values()) + self.unfinished + sum(self.create_errors.values())
+
+
+@dataclass
+class Report:
+    environment: list[str] = field(default_factory=list)
+    modes: list[ModeResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    servers: list[Server] = field(default_factory=list)
+    fakes: list[FakeArk] = field(default_factory=list)
+
+
+# Processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any VIDEOGATE_* setting (never a real database), plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGATE_")}
+    env.update(extra)
+    return env
+
+
+class Server:
+    """A server subprocess in its own process group, so stopping it stops its children too."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float | None:
+        """utime + stime of the server process (all its threads; children excluded)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # After the ")" that ends comm, field 3 (state) is index 0: utime is 14, stime 15.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def wait_ready(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc is None or self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_problems(self, limit: int = 5) -> list[str]:
+        """Lines of the log that say something went wrong (the level is ``warning``)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        bad = [x for x in lines if any(w in x for w in ("ERROR", "WARNING", "Traceback"))]
+        shown = [x[:200] for x in bad[:limit]]
+        if len(bad) > limit:
+            shown.append(f"(+{len(bad) - limit} more such lines)")
+        return shown
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # Anything left behind by the leader, if any.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def create_key(videogate: str, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [videogate, "keys", "create", "--name", "bench", "--json"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"'videogate keys create' failed:\n{done.stdout}\n{done.stderr}")
+    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("{"))
+    key: str = json.loads(line)["key"]
+    return key
+
+
+def new_fake(tasks: int) -> FakeArk:
+    """A FakeArk that takes every task and lets the script decide when each one ends."""
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.insert(0, str(TESTS_DIR))
+    from fakes import FakeArk
+
+    fake = FakeArk(
+        api_key=f"ark-bench-{secrets.token_hex(8)}",
+        max_queued=tasks + 100,
+        tick=FAKE_TICK,
+        callback_timeout=10.0,
+    )
+    fake.set_schedule(
+        queued_seconds=FAKE_QUEUED_SECONDS,
+        running_seconds=FAKE_RUNNING_SECONDS,
+        max_running=None,
+        auto_advance=True,
+    )
+    return fake
+
+
+def socket_states(port: int) -> Counter[str]:
+    """Client-side TCP sockets to 127.0.0.1:``port`` by state (``/proc/net/tcp``)."""
+    names = {"01": "established", "06": "time_wait", "08": "close_wait"}
+    states: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) > 3 and int(parts[2].rpartition(":")[2], 16) == port:
+                states[names.get(parts[3], f"state {parts[3]}")] += 1
+    return states
+
+
+# The database, read-only ----------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    total: int
+    terminal: int
+    submitted: int  # running (or later) with an upstream id
+    leased: int  # held by a worker now
+    due: int  # due now and held by nobody: the claim backlog
+
+
+@dataclass
+class Row:
+    id: str
+    status: str
+    upstream_id: str | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    error_code: str | None
+    error_message: str | None
+
+
+class Db:
+    """``tasks`` in the server's SQLite file, read-only (WAL: never blocks the server)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=5)
+        return self._conn
+
+    def sample(self) -> Sample:
+        now = time.time()
+        row = (
+            self._connect()
+            .execute(
+                "SELECT count(*),"
+                " coalesce(sum(status IN ('succeeded', 'failed', 'cancelled', 'expired')), 0),"
+                " coalesce(sum(upstream_id IS NOT NULL"
+                "   AND status IN ('running', 'fetching', 'succeeded')), 0),"
+                " coalesce(sum(lease_owner IS NOT NULL AND lease_until >= :now), 0),"
+                " coalesce(sum(next_run_at <= :now"
+                "   AND (lease_until IS NULL OR lease_until < :now)), 0)"
+                " FROM tasks",
+                {"now": now},
+            )
+            .fetchone()
+        )
+        return Sample(*(int(x) for x in row))
+
+    def rows(self) -> list[Row]:
+        cursor = self._connect().execute(
+            "SELECT id, status, upstream_id, created_at, started_at, completed_at,"
+            " error_code, error_message FROM tasks"
+        )
+        return [Row(*r) for r in cursor.fetchall()]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+# Phases ---------------------------------------------------------------------------------
+
+
+def http_client(port: int, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"http://{HOST}:{port}",
+        headers={"Authorization": f"Bearer {key}"},
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        timeout=httpx.Timeout(30.0),
+        trust_env=False,  # never through a proxy: only 127.0.0.1
+    )
+
+
+@contextlib.asynccontextmanager
+async def http_clients(port: int, key: str, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """``count`` clients of one keep-alive connection each (cheaper than one shared pool)."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(http_client(port, key)) for _ in range(count)]
+
+
+async def create_tasks(
+    port: int, key: str, total: int, deadline: float
+) -> tuple[int, Counter[str]]:
+    """``total`` × ``POST /v1/videos`` at CREATE_CONCURRENCY; returns (created, errors)."""
+    errors: Counter[str] = Counter()
+    created = issued = 0
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal created, issued
+        while issued < total and time.monotonic() < deadline:
+            if sum(errors.values()) >= MAX_CREATE_ERRORS:
+                return
+            issued += 1
+            try:
+                response = await client.post("/v1/videos", json=CREATE_BODY)
+            except httpx.HTTPError as exc:
+                errors[f"{type(exc).__name__}: {exc}"[:160]] += 1
+                continue
+            if response.status_code != 200:
+                errors[f"HTTP {response.status_code}: {response.text[:120]}"] += 1
+                continue
+            created += 1
+
+    async with http_clients(port, key, CREATE_CONCURRENCY) as clients:
+        await asyncio.gather(*(worker(c) for c in clients))
+    return created, errors
+
+
+async def complete_all(
+    fake: FakeArk, upstream_ids: Sequence[str], start: float, spread: float
+) -> None:
+    """Complete the tasks upstream in order, evenly from ``start`` (wall clock) over ``spread``."""
+    last = max(len(upstream_ids) - 1, 1)
+    for i, upstream_id in enumerate(upstream_ids):
+        delay = start + spread * i / last - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        fake.complete(upstream_id)
+
+
+async def sleep_until(wall: float, deadline: float) -> None:
+    """Sleep until wall-clock ``wall`` but not past monotonic ``deadline``."""
+    await asyncio.sleep(max(0.0, min(wall - time.time(), deadline - time.monotonic())))
+
+
+def count_between(times: Sequence[float], start: float, end: float) -> int:
+    """How many of the sorted ``times`` lie in [start, end]."""
+    return bisect_right(times, end) - bisect_left(times, start)
+
+
+async def run_mode(
+    result: ModeResult, args: argparse.Namespace, work: Path, report: Report, end: float
+) -> None:
+    mode_dir = work / result.name
+    mode_dir.mkdir()
+    data_dir = mode_dir / "data"
+    bin_dir = Path(sys.executable).parent
+    videogate = str(bin_dir / "videogate") if (bin_dir / "videogate").exists() else "videogate"
+    tasks = args.tasks
+
+    # 1. the fake upstream
+    fake = new_fake(tasks)
+    report.fakes.append(fake)
+    await asyncio.to_thread(fake.start)
+    log(f"{result.name}: FakeArk on {fake.base_url}")
+
+    # 2. config, key, server
+    port = free_port()
+    config = mode_dir / "videogate.toml"
+    config.write_text(
+        '[[groups]]\nname = "default"\n\n'
+        "[[routes]]\n"
+        'name = "bench-ark"\n'
+        f'model = "{MODEL}"\n'
+        'provider = "ark"\n'
+        f'base_url = "{fake.base_url}"\n'
+        'api_key_env = "BENCH_ARK_API_KEY"\n'
+        f'upstream_model = "{MODEL}"\n'
+        f"max_in_flight = {tasks + 100}\n"
+        'groups = ["default"]\n'
+    )
+    extra = {
+        "VIDEOGATE_CONFIG": str(config),
+        "VIDEOGATE_DATA_DIR": str(data_dir),
+        "VIDEOGATE_HOST": HOST,
+        "VIDEOGATE_PORT": str(port),
+        "VIDEOGATE_LOG_LEVEL": "warning",
+        "VIDEOGATE_ALLOW_PRIVATE_URLS": "1",  # the fake's result URLs are on loopback
+        "BENCH_ARK_API_KEY": fake.api_key,
+    }
+    if result.callbacks:
+        extra["VIDEOGATE_PUBLIC_URL"] = f"http://{HOST}:{port}"
+    env = clean_env(**extra)
+    log(f"{result.name}: creating an API key")
+    key = await asyncio.wait_for(asyncio.to_thread(create_key, videogate, env), START_SECONDS)
+    server = Server(
+        f"videogate serve ({result.name})", [videogate, "serve"], env, mode_dir / "videogate.log"
+    )
+    report.servers.append(server)
+    log(f"{result.name}: starting videogate serve on {HOST}:{port}")
+    server.start()
+    try:
+        await server.wait_ready(f"http://{HOST}:{port}/healthz", START_SECONDS)
+        await _measure(result, args, fake, server, Db(data_dir / "videogate.db"), port, key, end)
+    finally:
+        result.log_problems = server.log_problems()
+        result.fake_errors = fake.internal_errors
+        server.stop()
+        await asyncio.to_thread(fake.stop)
+
+
+async def _measure(
+    result: ModeResult,
+    args: argparse.Namespace,
+    fake: FakeArk,
+    server: Server,
+    db: Db,
+    port: int,
+    key: str,
+    end: float,
+) -> None:
+    tasks = args.tasks
+    try:
+        # 3. create, wait until every task is running upstream
+        log(f"{result.name}: {tasks} × POST /v1/videos at concurrency {CREATE_CONCURRENCY}")
+        submit_deadline = min(time.monotonic() + SUBMIT_SECONDS, end)
+        first_post = time.time()
+        result.created, result.create_errors = await create_tasks(port, key, tasks, submit_deadline)
+        result.create_seconds = time.time() - first_post
+        if result.created == 0:
+            raise RuntimeError(f"no task was created:\n{server.log_tail()}")
+        log(f"{result.name}: waiting for the worker to submit {result.created} tasks upstream")
+        while True:
+            sample = db.sample()
+            upstream = len(fake.tasks)
+            if (
+                sample.submitted + sample.terminal >= result.created
+                and upstream >= sample.submitted
+            ):
+                break
+            if time.monotonic() >= submit_deadline or not server.alive():
+                result.notes.append(
+                    f"gave up waiting for submissions: {sample.submitted} of {result.created} "
+                    f"running upstream, {sample.terminal} ended, {upstream} in the fake"
+                )
+                break
+            await asyncio.sleep(0.2)
+        rows = db.rows()
+        started = [r.started_at for r in rows if r.started_at is not None]
+        if started:
+            result.submitted_seconds = max(started) - first_post
+        result.submit_latency = [r.started_at - r.created_at for r in rows if r.started_at]
+        all_submitted = max(started) if started else time.time()
+
+        # Hold: every task running upstream; measure the steady poll rate at the end.
+        hold_end = all_submitted + args.running_seconds
+        result.hold_seconds = args.running_seconds
+        measure_from = hold_end - min(HOLD_MEASURE_SECONDS, args.running_seconds)
+        log(f"{result.name}: holding every task running upstream for {args.running_seconds:g} s")
+        await sleep_until(measure_from, end)
+        cpu_before, measure_from = server.cpu_seconds(), time.time()
+        await sleep_until(hold_end, end)
+        cpu_after, hold_end = server.cpu_seconds(), time.time()
+        result.hold_window = hold_end - measure_from
+        if cpu_before is not None and cpu_after is not None:
+            result.hold_cpu = cpu_after - cpu_before
+        if time.monotonic() >= end:
+            raise TimeoutError("out of time while holding")
+
+        # 4. complete upstream, watch our database
+        order = sorted(fake.tasks.values(), key=lambda t: t.seq)
+        upstream_ids = [t.id for t in order if t.status not in fake.TERMINAL]
+        start = time.time() + 0.2
+        log(
+            f"{result.name}: completing {len(upstream_ids)} tasks upstream over "
+            f"{args.spread:g} s and waiting for them here"
+        )
+        completer = asyncio.create_task(complete_all(fake, upstream_ids, start, args.spread))
+        wait_deadline = min(time.monotonic() + 0.2 + args.spread + WAIT_SECONDS, end)
+        cpu_before = server.cpu_seconds()
+        concurrency = worker_concurrency() or 0
+        try:
+            while True:
+                sample = db.sample()
+                result.samples += 1
+                result.max_leased = max(result.max_leased, sample.leased)
+                result.max_due = max(result.max_due, sample.due)
+                if sample.due > 0 and sample.leased < concurrency:  # 0: unknown, never
+                    result.stalled_samples += 1
+                if completer.done() and sample.terminal >= result.created:
+                    break
+                if time.monotonic() >= wait_deadline or not server.alive():
+                    result.notes.append(
+                        f"stopped waiting: {sample.terminal} of {result.created} ended here"
+                    )
+                    break
+                await asyncio.sleep(SAMPLE_SECONDS)
+        finally:
+            if not completer.done():
+                completer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await completer
+        cpu_after = server.cpu_seconds()
+        if cpu_before is not None and cpu_after is not None:
+            result.wait_cpu = cpu_after - cpu_before
+        states = socket_states(fake.port)
+        result.sockets = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
+
+        # 5. figures
+        collect(result, fake, db.rows(), hold_end - result.hold_window, hold_end)
+        result.finished = True
+    finally:
+        db.close()
+
+
+def engine_default(model: str, name: str) -> int | None:
+    """A default of ``videogate.settings`` (None when the package does not import)."""
+    try:
+        from videogate import settings
+    except Exception:
+        return None
+    return int(getattr(settings, model).model_fields[name].default)
+
+
+def worker_concurrency() -> int | None:
+    return engine_default("Settings", "worker_concurrency")
+
+
+def route_poll_limit() -> int | None:
+    return engine_default("RouteConfig", "max_concurrent_polls")
+
+
+def collect(
+    result: ModeResult, fake: FakeArk, rows: list[Row], hold_from: float, hold_to: float
+) -> None:
+    """Per-task latencies and stages from our rows and the fake's tasks and request log."""
+    upstream = fake.tasks
+    gets: dict[str, list[float]] = defaultdict(list)
+    downloads: dict[str, list[float]] = defaultdict(list)
+    all_gets: list[float] = []
+    for rec in fake.requests:
+        if rec.endpoint == "get":
+            gets[rec.path_params.get("task_id", "")].append(rec.at)
+            all_gets.append(rec.at)
+        elif rec.endpoint == "result":
+            name = rec.path_params.get("name", "")
+            if name.endswith(".mp4"):
+                downloads[name.removesuffix(".mp4")].append(rec.at)
+    for times in (*gets.values(), *downloads.values(), all_gets):
+        times.sort()
+    result.hold_polls = count_between(all_gets, hold_from, hold_to)
+    result.result_downloads = sum(len(v) for v in downloads.values())
+
+    done_at = {uid: t.completed_at for uid, t in upstream.items() if t.completed_at is not None}
+    first_callback: dict[str, float] = {}
+    for cb in fake.callbacks:
+        if cb.status == "succeeded":
+            ok = cb.response_status is not None and 200 <= cb.response_status < 300
+            result.callback_outcomes[
+                f"{cb.status} → {cb.response_status if ok else cb.error or cb.response_status}"
+            ] += 1
+            if ok and cb.task_id not in first_callback:
+                first_callback[cb.task_id] = cb.at
+    for uid, at in first_callback.items():
+        if uid in done_at:
+            result.callback_delay.append(at - done_at[uid])
+
+    ends: list[float] = []
+    for row in rows:
+        if row.status not in TERMINAL:
+            result.unfinished += 1
+            continue
+        if row.completed_at is not None:
+            ends.append(row.completed_at)
+        if row.status != "succeeded":
+            message = (row.error_message or "")[:160]
+            result.outcomes[f"{row.status}: {row.error_code}: {message}"] += 1
+            continue
+        if row.upstream_id is None or row.completed_at is None or row.upstream_id not in done_at:
+            result.outcomes["succeeded without a known upstream completion"] += 1
+            continue
+        done = done_at[row.upstream_id]
+        result.latencies.append(row.completed_at - done)
+        task_gets = gets.get(row.upstream_id, [])
+        result.gets_after_success += len(task_gets) - bisect_left(task_gets, done)
+        fetches = [t for t in downloads.get(row.upstream_id, []) if t >= done]
+        if fetches:
+            fetch = fetches[0]
+            # The poll that saw "succeeded": the last one the fake received before the download.
+            seen = [t for t in task_gets if t <= fetch]
+            if seen:
+                result.discovery.append(max(seen[-1] - done, 0.0))
+                result.to_download.append(fetch - seen[-1])
+            result.download.append(row.completed_at - fetch)
+        callback = first_callback.get(row.upstream_id)
+        after = task_gets[bisect_left(task_gets, done) :]
+        if callback is not None and after:
+            result.after_callback.append(after[0] - callback)
+            if after[0] - callback > LOST_AFTER:
+                before = task_gets[: bisect_left(task_gets, done)]
+                gap = done - before[-1] if before else math.inf
+                result.late_after_callback.append((row.id, after[0] - callback, gap))
+    if done_at:
+        first, last = min(done_at.values()), max(done_at.values())
+        result.completion_spread = last - first
+        if ends:
+            finish = max(ends)
+            result.wait_seconds = finish - first
+            result.wait_polls = count_between(all_gets, first, finish)
+
+
+# Output ---------------------------------------------------------------------------------
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def rate(count: int, seconds: float) -> str:
+    return "-" if math.isnan(seconds) or seconds <= 0 else f"{count / seconds:.0f}"
+
+
+def print_report(args: argparse.Namespace, report: Report) -> None:
+    print()
+    print(f"videogate upstream bench: {args.tasks} Ark tasks in flight")
+    for line in report.environment:
+        print(f"  {line}")
+    print()
+    header = (
+        f"{'mode':<11}{'tasks':>6}{'create s':>9}{'submit s':>9}{'polls/s':>9}{'polls/s':>9}"
+        f"{'p50 s':>8}{'p90 s':>8}{'p99 s':>8}{'max s':>8}{'failed':>7}"
+    )
+    print(f"{'':<11}{'':>6}{'(HTTP)':>9}{'(upstr.)':>9}{'(hold)':>9}{'(wait)':>9}")
+    print(header)
+    print("-" * len(header))
+    for m in report.modes:
+        lat = sorted(m.latencies)
+        print(
+            f"{m.name:<11}{m.created:>6}{fmt(m.create_seconds, 1):>9}"
+            f"{fmt(m.submitted_seconds, 1):>9}{rate(m.hold_polls, m.hold_window):>9}"
+            f"{rate(m.wait_polls, m.wait_seconds):>9}"
+            + "".join(f"{fmt(percentile(lat, q), 3):>8}" for q in (0.5, 0.9, 0.99, 1.0))
+            + f"{m.failed:>7}"
+            + ("" if m.finished else "  (incomplete)")
+        )
+    print()
+    print(
+        "p50…max: upstream completion (the fake's completed_at) → completed here "
+        "(tasks.completed_at); 'submit s': first POST → the last task running upstream"
+    )
+    for m in report.modes:
+        print()
+        print(f"[{m.name}]")
+        print(
+            f"  submit, created → running upstream here (p50/p90/p99/max s): "
+            f"{spread_of(m.submit_latency)}"
+        )
+        print(
+            f"  upstream completions spread over {fmt(m.completion_spread)} s; the last task "
+            f"ended here {fmt(m.wait_seconds)} s after the first upstream completion"
+        )
+        print(
+            f"  stages (p50/p90/p99/max s): upstream done → the poll that saw it "
+            f"{spread_of(m.discovery)}"
+        )
+        print(f"    that poll → result download started {spread_of(m.to_download)}")
+        print(f"    download started → completed here {spread_of(m.download)}")
+        if m.hold_cpu is not None and m.hold_polls:
+            print(
+                f"  hold: {m.hold_polls} upstream polls in {fmt(m.hold_window, 1)} s, server "
+                f"CPU {m.hold_cpu / m.hold_window:.0%} of one CPU, "
+                f"{m.hold_cpu / m.hold_polls * 1e6:.0f} µs per poll"
+            )
+        if m.wait_cpu is not None:
+            print(
+                f"  wait: {m.wait_polls} upstream polls, {m.result_downloads} result downloads, "
+                f"{m.gets_after_success} polls at or after the upstream completion "
+                f"(1 per task is the least); server CPU "
+                f"{m.wait_cpu:.1f} s"
+            )
+        print(
+            f"  worker (sampled every {SAMPLE_SECONDS:g} s, {m.samples} samples): "
+            f"at most {m.max_leased} tasks leased (concurrency {worker_concurrency()}), at "
+            f"most {m.max_due} due and unclaimed; {m.stalled_samples} samples with due tasks "
+            "unclaimed while slots were free"
+        )
+        if m.sockets:
+            print(f"  client sockets to the fake at the end: {m.sockets}")
+        if m.callbacks:
+            print(
+                f"  callbacks on success: {dict(m.callback_outcomes) or 'none'}, answered for "
+                f"{len(m.callback_delay)} of {len(m.latencies)} tasks by the end of the wait; "
+                f"upstream done → callback answered (p50/p90/p99/max s) "
+                f"{spread_of(m.callback_delay)}"
+            )
+            print(
+                "  callback answered → the poll that saw success (p50/p90/p99/max s) "
+                f"{spread_of(m.after_callback)}"
+            )
+            late = m.late_after_callback
+            if late:
+                in_flight = [x for x in late if x[2] <= IN_FLIGHT]
+                shown = ", ".join(f"{i} {w:.1f} s (poll {g:.2f} s before)" for i, w, g in late[:3])
+                print(
+                    f"  {len(late)} task(s) polled > {LOST_AFTER:g} s after their callback was "
+                    f"answered; {len(in_flight)} of them had been polled < {IN_FLIGHT:g} s "
+                    "before the upstream completion (a poll in flight whose 'running' result "
+                    f"overwrote the callback's next_run_at): {shown}"
+                )
+        for reason, n in m.create_errors.most_common(5):
+            print(f"  create failed ×{n}: {reason}")
+        for reason, n in m.outcomes.most_common(5):
+            print(f"  task ×{n}: {reason}")
+        if m.unfinished:
+            print(f"  {m.unfinished} task(s) had not ended when the wait stopped")
+        for line in m.fake_errors[:5]:
+            print(f"  fake internal error: {line}")
+        for line in m.log_problems:
+            print(f"  server log: {line}")
+        for note in m.notes:
+            print(f"  note: {note}")
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+# Entry point ----------------------------------------------------------------------------
+
+
+async def run_bench(args: argparse.Namespace, work: Path, report: Report, end: float) -> None:
+    modes = [("polling", False)] + ([] if args.no_callbacks else [("callbacks", True)])
+    for name, callbacks in modes:
+        result = ModeResult(name=name, callbacks=callbacks, tasks=args.tasks)
+        report.modes.append(result)
+        await run_mode(result, args, work, report, end)
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks in flight (N)")
+    parser.add_argument(
+        "--running-seconds",
+        type=float,
+        default=30.0,
+        help="how long every task stays running upstream after the last one was submitted",
+    )
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=10.0,
+        help="seconds over which the upstream completions are spread (0: all at once)",
+    )
+    parser.add_argument("--no-callbacks", action="store_true", help="only the polling mode")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+    if not 1 <= args.tasks <= 5000:
+        parser.error("--tasks must be between 1 and 5000")
+    if not 0 <= args.running_seconds <= 120:
+        parser.error("--running-seconds must be between 0 and 120")
+    if not 0 <= args.spread <= 60:
+        parser.error("--spread must be between 0 and 60")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    report = Report()
+    report.environment = [
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average at start "
+        f"{os.getloadavg()[0]:.2f}; the fake and this script share the CPUs with the server",
+        f"upstream: FakeArk in this process; queued → running after {FAKE_QUEUED_SECONDS:g} s, "
+        f"held running {args.running_seconds:g} s after the last submit, then completed in "
+        f"creation order over {args.spread:g} s",
+        f"engine defaults: worker concurrency {worker_concurrency()}, route "
+        f"max_concurrent_polls {route_poll_limit()}, polls 1 s × 1.5ⁿ up to 10 s apart",
+    ]
+    work = Path(tempfile.mkdtemp(prefix="upstream-bench-"))
+    failed = False
+    try:
+        try:
+            asyncio.run(
+                asyncio.wait_for(
+                    run_bench(args, work, report, time.monotonic() + TOTAL_SECONDS - 20),
+                    TOTAL_SECONDS,
+                )
+            )
+        except TimeoutError:
+            failed = True
+            report.notes.append(f"stopped by the overall {TOTAL_SECONDS:.0f} s limit")
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+            failed = True
+            report.notes.append(f"stopped early: {type(exc).__name__}: {exc}")
+    finally:
+        load = os.getloadavg()[0]
+        report.notes.append(f"load average at the end {load:.2f}")
+        if load > (os.cpu_count() or 1):
+            report.notes.append(
+                "the machine was busier than its CPU count: the server got less than a CPU, "
+                "so latencies are inflated; compare runs only on a quiet machine"
+            )
+        for server in reversed(report.servers):
+            server.stop()
+        for fake in report.fakes:
+            fake.stop()
+        if args.keep:
+            report.notes.append(f"kept {work} (server logs, configs, data dirs)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print_report(args, report)
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The task object as the Ark-native surface shows it (API.md §2).
+
+Field for field Ark's content-generation task: ``content`` and ``usage`` appear once the
+task has succeeded, ``ratio`` is the resolved one (never ``adaptive``), output is 24 fps.
+URLs are our signed URLs and ``billing_detail`` is the same as on ``/v1/videos``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from videogate.api.relay_present import billing_detail, signed_url
+from videogate.request import GenerationRequest, resolve_output
+from videogate.signing import UrlSigner
+from videogate.store.tables import Task
+
+# Our task statuses in Ark's words; ``fetching`` (copying the result) is still running.
+ARK_STATUS = {
+    "queued": "queued",
+    "running": "running",
+    "fetching": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "expired": "expired",
+}
+ARK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+# Ark's status -> the task statuses it covers (for ``filter.status``).
+STATUSES_OF: dict[str, tuple[str, ...]] = {
+    ark: tuple(ours for ours, shown in ARK_STATUS.items() if shown == ark) for ark in ARK_STATUSES
+}
+FPS = 24
+
+
+def ark_task(task: Task, signer: UrlSigner, ttl: int) -> dict[str, Any]:
+    req = GenerationRequest.model_validate(task.request)
+    ratio, _, _ = resolve_output(req)
+    status = ARK_STATUS[task.status]
+    obj: dict[str, Any] = {"id": task.id, "model": task.model, "status": status, "error": None}
+    if status in ("failed", "expired") and task.error_code:
+        obj["error"] = {"code": task.error_code, "message": task.error_message or task.error_code}
+    if status == "succeeded":
+        video_url = last_frame_url = None
+        if not task.media_deleted:
+            video_url, _ = signed_url(signer, task.video_key, ttl)
+            last_frame_url, _ = signed_url(signer, task.last_frame_key, ttl)
+        obj["content"] = {"video_url": video_url, "last_frame_url": last_frame_url}
+        if task.completion_tokens is not None:
+            obj["usage"] = {
+                "completion_tokens": task.completion_tokens,
+                "total_tokens": task.completion_tokens,
+            }
+    seconds = task.seconds if task.seconds is not None else req.duration
+    obj.update(
+        {
+            "created_at": int(task.created_at),
+            "updated_at": int(task.updated_at),
+            "seed": task.seed,
+            "resolution": req.resolution,
+            "ratio": ratio,
+            "duration": int(seconds) if seconds and seconds > 0 else req.duration,
+            "framespersecond": FPS,
+            "generate_audio": req.generate_audio,
+            "service_tier": "default",
+            "execution_expires_after": round(task.deadline_at - task.created_at),
+            "draft": False,
+            "billing_detail": billing_detail(task),
+        }
+    )
+    return obj

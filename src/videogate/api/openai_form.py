@@ -1,0 +1,542 @@
+"""The OpenAI videos form: ``POST /v1/videos`` as ``multipart/form-data`` (API.md §1.3).
+
+The ``openai`` SDK's ``client.videos.create(...)`` always sends a multipart form with
+``prompt``, ``model``, ``seconds`` (a string), ``size`` (``"WxH"``) and ``input_reference``
+(an uploaded file). This module turns that form into a :class:`GenerationRequest`; the
+relay JSON body has its own parser (:mod:`videogate.api.relay_schemas`).
+
+How the OpenAI fields map (also in docs/api.md §1.3):
+
+- ``model`` defaults to :data:`DEFAULT_MODEL` (Seedance 2.0 fast) when omitted.
+- ``seconds`` is the duration, a whole number as a string (default ``"4"``, OpenAI's
+  default); the model's range applies (4-15 for Seedance 2.0, or ``"-1"``: model chooses).
+- ``size`` names the output frame. Every Seedance output size maps to its own ratio and
+  resolution (``1280x720`` is 16:9 720p, ``720x1280`` is 9:16 720p). The two OpenAI-only
+  sizes map to the nearest Seedance frame: ``1792x1024`` (aspect 1.75, 1.8 MP) to 16:9
+  1080p (1920x1080) and ``1024x1792`` to 9:16 1080p (1080x1920), so they need a model with
+  1080p. Omitted: OpenAI's default ``720x1280`` (9:16 720p), or with ``input_reference``
+  ``adaptive`` at 720p (the frame follows the image).
+- ``input_reference`` is the first frame: an uploaded image file (stored as an upload of
+  the caller's key, as ``POST /v1/files`` does, and referenced by a URL this server
+  issued), or an object ``{"image_url": "https://… | data:…"}`` / ``{"file_id": "file_…"}``
+  sent as a JSON string in the field or as bracketed fields
+  (``input_reference[image_url]``, which is how the SDK serializes a nested object).
+- Seedance extras a client may add (``extra_body``): ``seed``, ``generate_audio``,
+  ``watermark``, ``return_last_frame``, ``callback_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import mimetypes
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+
+from videogate.catalog import SEEDANCE_2_FAST, ModelSpec
+from videogate.errors import InvalidRequest
+from videogate.media.probe import MediaError, probe
+from videogate.media.sizes import OUTPUT_SIZES
+from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
+from videogate.service.context import AppContext
+from videogate.service.keys import Caller
+from videogate.service.references import upload_prefix
+from videogate.store.tables import StoredFile
+
+DEFAULT_MODEL = SEEDANCE_2_FAST
+DEFAULT_SECONDS = 4
+DEFAULT_SIZE = "720x1280"
+# With an input_reference and no size, the frame follows the image at this resolution.
+DEFAULT_REFERENCE_RESOLUTION = "720p"
+
+# The OpenAI sizes that are not Seedance output sizes, and the nearest Seedance frame.
+OPENAI_ONLY_SIZES: dict[str, tuple[str, str]] = {
+    "1792x1024": ("16:9", "1080p"),
+    "1024x1792": ("9:16", "1080p"),
+}
+_OPENAI_SIZES = ("1280x720", "720x1280", "1792x1024", "1024x1792")
+# Every accepted size and its (ratio, resolution): the Seedance output sizes, plus the above.
+SIZE_FRAMES: dict[str, tuple[str, str]] = {
+    f"{w}x{h}": (ratio, resolution)
+    for ratio, by_res in OUTPUT_SIZES.items()
+    for resolution, (w, h) in by_res.items()
+}
+SIZE_FRAMES.update(OPENAI_ONLY_SIZES)
+# As error messages list them: the OpenAI sizes first.
+SUPPORTED_SIZES: tuple[str, ...] = (
+    *_OPENAI_SIZES,
+    *(s for s in SIZE_FRAMES if s not in _OPENAI_SIZES),
+)
+
+# A data: URL in input_reference[image_url] is a text part; OpenAI caps it at 20 MiB.
+MAX_TEXT_PART = 32 * 1024 * 1024
+_BODY_SLACK = 1024 * 1024
+_BOOL_FIELDS = ("generate_audio", "watermark", "return_last_frame")
+_OPENAI_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
+_EXTRA_FIELDS = ("seed", *_BOOL_FIELDS, "callback_url")
+_REF_KEYS = ("image_url", "file_id")
+_KNOWN_FIELDS = frozenset(
+    (*_OPENAI_FIELDS, *_EXTRA_FIELDS, *(f"input_reference[{k}]" for k in _REF_KEYS))
+)
+_SECONDS = re.compile(r"-?\d{1,4}")
+_INTEGER = re.compile(r"-?\d{1,20}")
+_REFERENCE_HELP = (
+    'an image file upload, or a JSON object {"image_url": "https://… or data:image/…"} '
+    'or {"file_id": "file_…"}'
+)
+
+RefSpec = tuple[Literal["image_url", "file_id"], str]
+
+
+@dataclass(frozen=True)
+class OpenAIForm:
+    """The validated fields of the form; the reference is resolved separately."""
+
+    model: str
+    prompt: str
+    duration: int
+    frame: tuple[str, str] | None  # (ratio, resolution) from ``size``
+    upload: UploadFile | None
+    reference: RefSpec | None
+    seed: int | None = None
+    generate_audio: bool = True
+    watermark: bool = False
+    return_last_frame: bool = False
+    callback_url: str | None = None
+
+    def to_request(self, reference_url: str | None) -> GenerationRequest:
+        refs: tuple[Reference, ...] = ()
+        if reference_url is not None:
+            refs = (Reference(kind="image", role="first_frame", url=reference_url, index=1),)
+        if self.frame is not None:
+            ratio, resolution = self.frame
+        elif refs:
+            ratio, resolution = "adaptive", DEFAULT_REFERENCE_RESOLUTION
+        else:
+            ratio, resolution = size_to_frame(DEFAULT_SIZE)
+        return GenerationRequest(
+            model=self.model,
+            prompt=self.prompt,
+            references=refs,
+            ratio=ratio,
+            resolution=resolution,
+            duration=self.duration,
+            seed=self.seed,
+            generate_audio=self.generate_audio,
+            watermark=self.watermark,
+            return_last_frame=self.return_last_frame,
+            callback_url=self.callback_url,
+        )
+
+
+def size_to_frame(size: str) -> tuple[str, str]:
+    """``"1280x720"`` → ``("16:9", "720p")``; the OpenAI-only sizes map to the nearest frame."""
+    mapped = SIZE_FRAMES.get(size)
+    if mapped is None:
+        raise InvalidRequest(
+            f"size '{size[:40]}' is not supported; use one of: {', '.join(SUPPORTED_SIZES)}",
+            param="size",
+        )
+    return mapped
+
+
+async def read_openai_form(
+    request: Request,
+    ctx: AppContext,
+    caller: Caller,
+    precheck: Callable[[GenerationRequest], None] | None = None,
+) -> GenerationRequest:
+    """Parse the multipart create, store an uploaded ``input_reference``, build the request.
+
+    ``precheck`` sees the request before the upload is stored (with a stand-in reference),
+    so that a request bound to fail (unknown model, bad field) stores nothing.
+    """
+    limit = max(ctx.settings.max_upload_bytes, MAX_TEXT_PART) + _BODY_SLACK
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise InvalidRequest(
+            f"the form is over {limit // (1024 * 1024)} MB; input_reference images are "
+            f"limited to {ctx.settings.max_upload_bytes // (1024 * 1024)} MB",
+            param="input_reference",
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=32, max_part_size=MAX_TEXT_PART)
+    except Exception as exc:  # the multipart parser raises several unrelated types
+        detail = str(getattr(exc, "detail", None) or exc or type(exc).__name__).rstrip(".")
+        raise InvalidRequest(
+            f"could not read the multipart form: {detail}; send prompt, model, seconds, size "
+            "and at most one input_reference file",
+        ) from None
+    try:
+        fields = parse_form(form, ctx.models)
+        if precheck is not None:
+            has_reference = fields.upload is not None or fields.reference is not None
+            precheck(fields.to_request("data:," if has_reference else None))
+        url: str | None = None
+        if fields.upload is not None:
+            url = await _store_upload(ctx, caller, fields.upload)
+        elif fields.reference is not None:
+            url = await _reference_url(ctx, caller, fields.reference)
+    finally:
+        await form.close()
+    return fields.to_request(url)
+
+
+def parse_form(form: FormData, models: Mapping[str, ModelSpec]) -> OpenAIForm:
+    """Validate the text fields (no I/O); the model's capabilities bound seconds and size."""
+    unknown = [k for k in form if k not in _KNOWN_FIELDS]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown form field '{unknown[0][:60]}'; the form accepts "
+            f"{', '.join(_OPENAI_FIELDS)} (and {', '.join(_EXTRA_FIELDS)})",
+            param=unknown[0][:60],
+        )
+    prompt = _text(form, "prompt")
+    if prompt is None:
+        raise InvalidRequest(
+            "the form needs a 'prompt' field: the text that describes the video", param="prompt"
+        )
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed",
+            param="prompt",
+        )
+    model = _text(form, "model")
+    if model is None:
+        model = DEFAULT_MODEL
+    elif not model.strip() or len(model) > 200:
+        raise InvalidRequest(
+            f"'model' must name a model (omit it for {DEFAULT_MODEL})", param="model"
+        )
+    # An unknown model is reported by the task service (404 model_not_found).
+    spec = models.get(model)
+    return OpenAIForm(
+        model=model,
+        prompt=prompt,
+        duration=parse_seconds(_text(form, "seconds"), spec),
+        frame=parse_size(_text(form, "size"), spec),
+        upload=_upload(form),
+        reference=_reference(form),
+        seed=_integer(form, "seed"),
+        generate_audio=_boolean(form, "generate_audio", default=True),
+        watermark=_boolean(form, "watermark", default=False),
+        return_last_frame=_boolean(form, "return_last_frame", default=False),
+        callback_url=_callback_url(form),
+    )
+
+
+def parse_seconds(value: str | None, spec: ModelSpec | None) -> int:
+    if value is None:
+        return DEFAULT_SECONDS
+    allowed = (
+        f"{spec.name} accepts {spec.min_duration}-{spec.max_duration} seconds, "
+        'or "-1" to let the model choose'
+        if spec is not None
+        else 'for example "4", "8" or "12"'
+    )
+    text = value.strip()
+    if not _SECONDS.fullmatch(text):
+        raise InvalidRequest(
+            f"seconds '{value[:20]}' is not a whole number of seconds; {allowed}",
+            param="seconds",
+        )
+    seconds = int(text)
+    if spec is not None and seconds != -1 and not spec.min_duration <= seconds <= spec.max_duration:
+        raise InvalidRequest(f"seconds {seconds} is out of range: {allowed}", param="seconds")
+    return seconds
+
+
+def parse_size(value: str | None, spec: ModelSpec | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    size = value.strip().lower()
+    ratio, resolution = size_to_frame(size)
+    if spec is not None and (resolution not in spec.resolutions or ratio not in spec.ratios):
+        offered = [
+            s for s, (r, res) in SIZE_FRAMES.items() if res in spec.resolutions and r in spec.ratios
+        ]
+        raise InvalidRequest(
+            f"size '{size}' is {ratio} at {resolution}, which {spec.name} does not offer; "
+            f"use one of: {', '.join(offered)} (or a model with {resolution})",
+            param="size",
+        )
+    return ratio, resolution
+
+
+def as_form_error(exc: InvalidRequest) -> InvalidRequest:
+    """Name ``input_reference`` in errors the reference pipeline reports for "image 1"."""
+    if exc.param == "content" and exc.message.startswith("image 1:"):
+        return InvalidRequest(
+            f"input_reference:{exc.message.removeprefix('image 1:')}", param="input_reference"
+        )
+    return exc
+
+
+# --- fields ---------------------------------------------------------------------------------
+
+
+def _text(form: FormData, name: str) -> str | None:
+    values = form.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest(f"'{name}' was sent {len(values)} times; send it once", param=name)
+    value = values[0]
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' must be a text field, not a file upload", param=name)
+    return value
+
+
+def _integer(form: FormData, name: str) -> int | None:
+    value = _text(form, name)
+    if value is None:
+        return None
+    if not _INTEGER.fullmatch(value.strip()):
+        raise InvalidRequest(f"'{name}' must be an integer, not '{value[:20]}'", param=name)
+    return int(value.strip())
+
+
+def _boolean(form: FormData, name: str, *, default: bool) -> bool:
+    value = _text(form, name)
+    if value is None:
+        return default
+    text = value.strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise InvalidRequest(f"'{name}' must be true or false, not '{value[:20]}'", param=name)
+
+
+def _callback_url(form: FormData) -> str | None:
+    value = _text(form, "callback_url")
+    if value is not None and len(value) > 2048:
+        raise InvalidRequest("'callback_url' is longer than 2048 characters", param="callback_url")
+    return value
+
+
+def _upload(form: FormData) -> UploadFile | None:
+    values = form.getlist("input_reference")
+    files = [v for v in values if isinstance(v, UploadFile)]
+    if len(values) > 1:
+        raise InvalidRequest(
+            f"'input_reference' was sent {len(values)} times; send one image",
+            param="input_reference",
+        )
+    return files[0] if files else None
+
+
+def _reference(form: FormData) -> RefSpec | None:
+    """The non-file forms of ``input_reference`` (JSON string or bracketed fields)."""
+    given: list[RefSpec] = []
+    values = form.getlist("input_reference")
+    if values and isinstance(values[0], str):
+        given.append(_reference_text(values[0]))
+    for key in _REF_KEYS:
+        value = _text(form, f"input_reference[{key}]")
+        if value is not None:
+            given.append(_reference_value(key, value))
+    if len(given) > 1 or (given and values and isinstance(values[0], UploadFile)):
+        raise InvalidRequest(
+            f"input_reference must be exactly one of {_REFERENCE_HELP}", param="input_reference"
+        )
+    return given[0] if given else None
+
+
+def _reference_text(text: str) -> RefSpec:
+    stripped = text.strip()
+    if stripped.startswith(("http://", "https://", "data:")):
+        return "image_url", stripped
+    if not stripped.startswith("{"):
+        raise InvalidRequest(f"input_reference must be {_REFERENCE_HELP}", param="input_reference")
+    try:
+        obj: Any = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(
+            f"input_reference is not valid JSON; send {_REFERENCE_HELP}", param="input_reference"
+        ) from None
+    if not isinstance(obj, dict) or len(obj) != 1 or next(iter(obj)) not in _REF_KEYS:
+        raise InvalidRequest(
+            f"input_reference must be exactly one of {_REFERENCE_HELP}", param="input_reference"
+        )
+    key, value = next(iter(obj.items()))
+    if not isinstance(value, str):
+        raise InvalidRequest(f"input_reference.{key} must be a string", param="input_reference")
+    return _reference_value(key, value)
+
+
+def _reference_value(key: str, value: str) -> RefSpec:
+    value = value.strip()
+    if key == "file_id":
+        if not value or len(value) > 40:
+            raise InvalidRequest(
+                "input_reference.file_id must be the id of a file uploaded with POST /v1/files",
+                param="input_reference",
+            )
+        return "file_id", value
+    if not value.startswith(("http://", "https://", "data:")):
+        raise InvalidRequest(
+            "input_reference.image_url must be an http(s):// URL or a data:image/… URL",
+            param="input_reference",
+        )
+    return "image_url", value
+
+
+# --- the reference ----------------------------------------------------------------------------
+
+
+async def _reference_url(ctx: AppContext, caller: Caller, ref: RefSpec) -> str:
+    kind, value = ref
+    if kind == "image_url":
+        return value
+    row = await ctx.store.files.get(value, caller.key_id)
+    if row is None:
+        raise InvalidRequest(
+            f"input_reference.file_id '{value}' is not a file of this API key; "
+            "upload the image with POST /v1/files (or send it as the input_reference file)",
+            param="input_reference",
+        )
+    if not row.mime_type.startswith("image/"):
+        raise InvalidRequest(
+            f"input_reference.file_id '{value}' is {row.mime_type}; it must be an image",
+            param="input_reference",
+        )
+    return _sign_upload(ctx, row.blob_key)
+
+
+async def _store_upload(ctx: AppContext, caller: Caller, upload: UploadFile) -> str:
+    """Store the image as an upload of the caller's key; return a URL this server issued.
+
+    The upload is content-addressed per key (same bytes, same file id), so a retried create
+    with an ``Idempotency-Key`` builds the same request and finds the same task.
+    """
+    limit = ctx.settings.max_upload_bytes
+    tmp = ctx.tmp_dir / uuid.uuid4().hex
+    try:
+        size, digest = await _save(upload, tmp, limit)
+        if size == 0:
+            raise InvalidRequest(
+                "input_reference: the uploaded file is empty", param="input_reference"
+            )
+        try:
+            info = await asyncio.to_thread(probe, tmp)
+        except MediaError as exc:
+            raise InvalidRequest(
+                f"input_reference: the upload is not an image we can read ({exc})",
+                param="input_reference",
+            ) from None
+        if info.kind != "image":
+            raise InvalidRequest(
+                f"input_reference must be an image (PNG, JPEG or WebP); the upload is "
+                f"{info.kind} ({info.mime_type})",
+                param="input_reference",
+            )
+        file_id = "file_" + hashlib.sha256(f"{caller.key_id}:{digest}".encode()).hexdigest()[:26]
+        ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
+        blob_key = f"{upload_prefix(caller.key_id)}{file_id}{ext}"
+        if await ctx.store.files.get(file_id, caller.key_id) is None:
+            await ctx.blobs.put_file(blob_key, tmp)
+            row = StoredFile(
+                id=file_id,
+                key_id=caller.key_id,
+                blob_key=blob_key,
+                filename=(upload.filename or "")[:300],
+                mime_type=info.mime_type,
+                bytes=size,
+                created_at=time.time(),
+            )
+            # IntegrityError: the same image, stored by a concurrent request.
+            with contextlib.suppress(IntegrityError):
+                await ctx.store.files.insert(row)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _sign_upload(ctx, blob_key)
+
+
+def _sign_upload(ctx: AppContext, blob_key: str) -> str:
+    # Signed from a rounded clock so that the same upload gives the same URL for a while
+    # (request fingerprints, hence Idempotency-Key retries, depend on it).
+    ttl = ctx.settings.upload_ttl_seconds
+    bucket = max(1, min(3600, ttl // 4))
+    now = math.floor(time.time() / bucket) * bucket
+    url, _ = ctx.signer.sign(blob_key, ttl, now=now)
+    return url
+
+
+async def _save(upload: UploadFile, dest: Path, limit: int) -> tuple[int, str]:
+    size = 0
+    digest = hashlib.sha256()
+    with dest.open("wb") as out:
+        while chunk := await upload.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise InvalidRequest(
+                    f"input_reference is over the {limit // (1024 * 1024)} MB upload limit",
+                    param="input_reference",
+                )
+            await asyncio.to_thread(_write, out, digest, chunk)
+    return size, digest.hexdigest()
+
+
+def _write(out: BinaryIO, digest: Any, chunk: bytes) -> None:
+    digest.update(chunk)
+    out.write(chunk)
+
+
+# --- OpenAPI ----------------------------------------------------------------------------------
+
+FORM_SCHEMA: dict[str, Any] = {
+    "title": "OpenAIVideoForm",
+    "description": (
+        "The OpenAI videos form (what the openai SDK sends). size maps to ratio + "
+        "resolution: Seedance output sizes map to themselves; 1792x1024 -> 16:9 1080p and "
+        "1024x1792 -> 9:16 1080p."
+    ),
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+        "model": {"type": "string", "default": DEFAULT_MODEL},
+        "seconds": {
+            "type": "string",
+            "default": str(DEFAULT_SECONDS),
+            "pattern": r"^-?\d{1,4}$",
+            "description": "Duration in whole seconds, as a string; the model's range applies.",
+            "examples": ["4", "8", "12"],
+        },
+        "size": {
+            "type": "string",
+            "enum": list(SUPPORTED_SIZES),
+            "default": DEFAULT_SIZE,
+            "description": "Output WxH; with input_reference and no size the frame follows "
+            "the image (720p).",
+        },
+        "input_reference": {
+            "description": "The first frame: an image file, or a JSON string "
+            '{"image_url": "https://… | data:…"} or {"file_id": "file_…"}.',
+            "oneOf": [
+                {"type": "string", "format": "binary"},
+                {"type": "string", "contentMediaType": "application/json"},
+            ],
+        },
+        "input_reference[image_url]": {"type": "string"},
+        "input_reference[file_id]": {"type": "string"},
+        "seed": {"type": "integer", "minimum": -1, "maximum": 2**32 - 1},
+        "generate_audio": {"type": "boolean", "default": True},
+        "watermark": {"type": "boolean", "default": False},
+        "return_last_frame": {"type": "boolean", "default": False},
+        "callback_url": {"type": "string", "maxLength": 2048},
+    },
+}

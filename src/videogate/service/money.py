@@ -1,0 +1,108 @@
+"""Top-ups and usage reports: shared by ``videogate keys topup``/``videogate usage`` and
+the admin API, so both say the same thing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from videogate.errors import InvalidRequest, NotFound
+from videogate.pricing import MICROS
+from videogate.store import Store
+from videogate.store.ledger import UsageRow
+
+
+def format_money(micros: int | None) -> str:
+    """``1500000`` → ``"1.50"``, ``725000`` → ``"0.725"``: at least two decimals, never a
+    rounded-away micro (a balance must not look larger than it is)."""
+    value = Decimal(micros or 0) / MICROS
+    text = f"{value:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def parse_amount(amount: Decimal | str | float | int) -> int:
+    """A positive amount of money → micros."""
+    try:
+        value = Decimal(str(amount))
+    except ArithmeticError:
+        raise InvalidRequest(f"amount {amount!r} is not a number", param="amount") from None
+    micros = int(value * MICROS) if value.is_finite() else 0
+    if micros <= 0:
+        raise InvalidRequest(
+            f"amount {amount!r} must be a positive amount (at least 0.000001)", param="amount"
+        )
+    return micros
+
+
+def parse_since(value: str | None) -> float | None:
+    """``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 time → a Unix time; empty → None."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"since {value[:50]!r} is not a date: use YYYY-MM-DD (UTC) or an ISO 8601 time",
+            param="since",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+@dataclass(frozen=True)
+class TopUp:
+    key_id: str
+    added_micros: int
+    balance_micros: int
+    was_unlimited: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.key_id,
+            "added": format_money(self.added_micros),
+            "balance": format_money(self.balance_micros),
+            "balance_micros": self.balance_micros,
+            "was_unlimited": self.was_unlimited,
+        }
+
+
+async def topup(
+    store: Store, key_id: str, amount: Decimal | str | float | int, note: str | None = None
+) -> TopUp:
+    """Add ``amount`` to a key's balance (a ledger ``topup`` row). A key with an unlimited
+    balance becomes a prepaid key holding just ``amount``."""
+    micros = parse_amount(amount)
+    key = await store.keys.get(key_id)
+    if key is None:
+        raise NotFound(f"no key '{key_id[:100]}'; see 'videogate keys list'", param="id")
+    try:
+        balance = await store.ledger.topup(key_id, micros, note)
+    except LookupError:
+        raise NotFound(f"no key '{key_id[:100]}'", param="id") from None
+    return TopUp(key_id, micros, balance or 0, key.balance_micros is None)
+
+
+def usage_json(row: UsageRow) -> dict[str, Any]:
+    return {
+        "key_id": row.key_id,
+        "model": row.model,
+        "tasks": row.tasks,
+        "succeeded": row.succeeded,
+        "seconds": round(row.seconds, 3),
+        "tokens": row.tokens,
+        "amount": format_money(row.amount_micros),
+        "amount_micros": row.amount_micros,
+        "currency": row.currency,
+    }
+
+
+async def usage(
+    store: Store, *, key_id: str | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """Tasks, successes, seconds, tokens and amount charged per key and model."""
+    rows = await store.ledger.usage(key_id=key_id or None, since=parse_since(since))
+    return [usage_json(r) for r in rows]
