@@ -70,6 +70,12 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
         http=httpx.AsyncClient(
             timeout=httpx.Timeout(settings.reference_timeout_seconds, connect=10.0),
             follow_redirects=False,
+            # Keep a connection per concurrent step alive: httpx's default of 20 churns
+            # sockets when a worker polls many tasks at once.
+            limits=httpx.Limits(
+                max_connections=settings.worker_concurrency * 2,
+                max_keepalive_connections=settings.worker_concurrency,
+            ),
             # An ambient proxy would bypass the SSRF guard's address pinning (see fetch.py).
             trust_env=False,
         ),

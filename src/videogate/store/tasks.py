@@ -17,6 +17,7 @@ from videogate.store.tables import Task, TaskEvent
 UNFINISHED = ("queued", "running", "fetching")
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 _TASK_TABLE = Task.__table__
+_ANY = object()
 
 
 class TaskStore:
@@ -288,6 +289,7 @@ class TaskStore:
         *,
         release: bool = True,
         charged_micros: int | None = None,
+        if_next_run_at: float | object | None = _ANY,
         **values: Any,
     ) -> bool:
         """Apply ``values`` if the task is still ``expected_status`` and held by ``owner``.
@@ -305,6 +307,8 @@ class TaskStore:
             .values(**values)
             .returning(Task.key_id, Task.hold_micros, Task.currency, Task.callback_url)
         )
+        if if_next_run_at is not _ANY:  # only if nobody rescheduled it meanwhile
+            stmt = stmt.where(Task.next_run_at == if_next_run_at)
         new_status = values.get("status")
         async with self._sessions.begin() as s:
             row = (await s.execute(stmt)).first()
@@ -335,7 +339,10 @@ class TaskStore:
     async def poll_now(self, task_id: str, now: float) -> None:
         """Make a running task due at once (an upstream callback said it changed)."""
         stmt = (
-            update(Task).where(Task.id == task_id, Task.status == "running").values(next_run_at=now)
+            update(Task)
+            .where(Task.id == task_id, Task.status == "running")
+            # 0, not now: due before every regular poll, so it jumps the queue.
+            .values(next_run_at=0.0)
         )
         async with self._sessions.begin() as s:
             await s.execute(stmt)
@@ -349,12 +356,19 @@ class TaskStore:
         async with self._sessions.begin() as s:
             await s.execute(stmt)
 
-    async def release(self, task_id: str, owner: str, next_run_at: float) -> None:
-        """Give the task back without changing its state (e.g. after a retryable error)."""
-        stmt = (
-            update(Task)
-            .where(Task.id == task_id, Task.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, next_run_at=next_run_at)
-        )
+    async def release(
+        self,
+        task_id: str,
+        owner: str,
+        next_run_at: float | None = None,
+        *,
+        keep_schedule: bool = False,
+    ) -> None:
+        """Give the task back without changing its state (e.g. after a retryable error);
+        ``keep_schedule`` leaves ``next_run_at`` as it is."""
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if not keep_schedule:
+            values["next_run_at"] = next_run_at
+        stmt = update(Task).where(Task.id == task_id, Task.lease_owner == owner).values(**values)
         async with self._sessions.begin() as s:
             await s.execute(stmt)

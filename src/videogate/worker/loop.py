@@ -55,6 +55,7 @@ class Worker:
         self._pool: ProcessPoolExecutor | None = None
         self._providers: dict[str, Provider] = {}
         self._poll_slots: dict[str, asyncio.Semaphore] = {}
+        self._slots_freed = asyncio.Event()
         self._deps = ProviderDeps(settings=ctx.settings, http=ctx.http, run_cpu=self._run_cpu)
         self._submitter = Submitter(self)
 
@@ -88,9 +89,10 @@ class Worker:
                 started = await self.claim_and_start()
                 if started == 0:
                     self.ctx.wakeup.clear()
+                    self._slots_freed.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
-                            _first(self.ctx.wakeup.wait(), stop.wait()),
+                            _first(self.ctx.wakeup.wait(), stop.wait(), self._enough_free()),
                             timeout=self.settings.worker_poll_interval,
                         )
         finally:
@@ -157,6 +159,16 @@ class Worker:
             await self._step_error(row, exc)
         finally:
             self._held.discard(row.id)
+            self._slots_freed.set()
+
+    async def _enough_free(self) -> None:
+        """Returns once a batch of slots is free: claiming costs a write, so not per slot."""
+        batch = max(1, self.settings.worker_concurrency // 8)
+        while True:
+            self._slots_freed.clear()
+            await self._slots_freed.wait()
+            if self.settings.worker_concurrency - len(self._active) >= batch:
+                return
 
     async def step(self, row: Task) -> None:
         if row.status == "cancelled":
@@ -236,15 +248,20 @@ class Worker:
         store = self.ctx.store.tasks
         if result.status in ("queued", "running"):
             progress = row.progress if result.progress is None else min(result.progress, 99)
-            await store.transition(
+            moved = await store.transition(
                 row.id,
                 self.owner,
                 "running",
+                if_next_run_at=row.next_run_at,
                 progress=max(row.progress, progress),
                 updated_at=now,
                 poll_errors=0,
                 next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
             )
+            if not moved:
+                # A callback made the task due again while we polled: it must not be
+                # pushed back to the regular schedule, so give it back as it is.
+                await store.release(row.id, self.owner, keep_schedule=True)
         elif result.status == "succeeded":
             values = _result_values(result)
             moved = await store.transition(
