@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from videogate.api import admin, ark, callbacks, files, meta, openai_form, relay
 from videogate.api.errors import install_error_handlers
+from videogate.api.openapi_models import SECURITY_SCHEMES
 from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
 from videogate.service.context import AppContext, open_context
@@ -72,7 +73,8 @@ def build_state(ctx: AppContext) -> ApiState:
 
 
 def _add_schema(app: FastAPI) -> None:
-    """Publish the two bodies that ``POST /v1/videos`` parses by hand (JSON and the form)."""
+    """Publish the two bodies that ``POST /v1/videos`` parses by hand (JSON and the form),
+    the bearer scheme, and no 422s (validation errors are 400s here)."""
     original = app.openapi
 
     def openapi() -> dict[str, object]:
@@ -84,6 +86,14 @@ def _add_schema(app: FastAPI) -> None:
         components.update(defs.pop("$defs", {}))
         components["RelayCreate"] = defs
         components["OpenAIVideoForm"] = openai_form.FORM_SCHEMA
+        schema["components"]["securitySchemes"] = SECURITY_SCHEMES
+        # Validation errors are answered 400 in the error envelope (errors.py), never with
+        # FastAPI's 422 body: drop what FastAPI documents for them.
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                operation.get("responses", {}).pop("422", None)
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
         app.openapi_schema = schema
         return schema
 

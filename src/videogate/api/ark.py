@@ -10,8 +10,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from videogate.api.ark_present import ARK_STATUS, STATUSES_OF, ark_task
+from videogate.api.ark_present import ARK_STATUS, ARK_STATUSES, STATUSES_OF, ark_task
 from videogate.api.ark_schemas import openapi_body_schema, parse_ark_body, to_generation_request
+from videogate.api.openapi_models import (
+    ArkCreated,
+    ArkDeleted,
+    ArkTask,
+    ArkTaskList,
+    documented,
+)
 from videogate.api.relay import read_json_body
 from videogate.api.responses import json_response, query_int
 from videogate.api.state import api_state
@@ -31,7 +38,32 @@ _create_schema = {
 }
 
 
-@router.post(TASKS, openapi_extra=_create_schema, summary="Create a generation task (Ark)")
+def _query(name: str, schema: dict[str, object], explode: bool = False) -> dict[str, object]:
+    param: dict[str, object] = {"name": name, "in": "query", "required": False, "schema": schema}
+    if explode:
+        param.update(style="form", explode=True)
+    return param
+
+
+_LIST_PARAMS = [
+    _query("page_num", {"type": "integer", "minimum": 1, "maximum": 500, "default": 1}),
+    _query("page_size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 10}),
+    _query("filter.status", {"type": "string", "enum": list(ARK_STATUSES)}),
+    _query(
+        "filter.task_ids",
+        {"type": "array", "items": {"type": "string"}, "maxItems": MAX_FILTER_IDS},
+        explode=True,
+    ),
+    _query("filter.model", {"type": "string"}),
+    _query("filter.service_tier", {"type": "string", "enum": ["default", "flex"]}),
+]
+
+
+@router.post(
+    TASKS,
+    summary="Create a generation task (Ark)",
+    **documented(ArkCreated, (400, 401, 403, 404, 409, 429, 503), ark=True, extra=_create_schema),
+)
 async def create_task(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
@@ -46,7 +78,11 @@ async def create_task(request: Request) -> Response:
     return json_response(created)
 
 
-@router.get(TASKS + "/{task_id}", summary="Get a generation task (Ark)")
+@router.get(
+    TASKS + "/{task_id}",
+    summary="Get a generation task (Ark)",
+    **documented(ArkTask, (401, 404, 429), ark=True),
+)
 async def get_task(task_id: str, request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
@@ -79,7 +115,11 @@ def _filter_ids(values: list[str]) -> list[str]:
     return ids
 
 
-@router.get(TASKS, summary="List generation tasks (Ark)")
+@router.get(
+    TASKS,
+    summary="List generation tasks (Ark)",
+    **documented(ArkTaskList, (400, 401, 429), ark=True, extra={"parameters": _LIST_PARAMS}),
+)
 async def list_tasks(request: Request) -> Response:
     """``page_num``/``page_size`` in [1, 500]; ``filter.status``, repeated ``filter.task_ids``,
     ``filter.model``, ``filter.service_tier``. Newest first."""
@@ -115,7 +155,11 @@ async def list_tasks(request: Request) -> Response:
     return json_response({"total": total, "items": [ark_task(t, signer, ttl) for t in rows]})
 
 
-@router.delete(TASKS + "/{task_id}", summary="Cancel a queued task or delete a finished one (Ark)")
+@router.delete(
+    TASKS + "/{task_id}",
+    summary="Cancel a queued task or delete a finished one (Ark)",
+    **documented(ArkDeleted, (400, 401, 404, 429), ark=True),
+)
 async def delete_task(task_id: str, request: Request) -> Response:
     """Ark's rules: queued → cancelled; succeeded, failed or expired → deleted for good
     (gone from every surface, with its stored media); running or cancelled → refused."""

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
+from videogate.api.openapi_models import FileObject, documented
 from videogate.api.responses import blob_response, json_response
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest, NotFound
@@ -52,7 +53,11 @@ def file_object(row: StoredFile, url: str, expires_at: int) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/files", openapi_extra=_upload_schema, summary="Upload a reference file")
+@router.post(
+    "/v1/files",
+    summary="Upload a reference file",
+    **documented(FileObject, (400, 401, 429), extra=_upload_schema),
+)
 async def upload_file(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
@@ -118,7 +123,11 @@ async def _save(upload: UploadFile, dest: Path, limit: int) -> int:
     return size
 
 
-@router.get("/v1/files/{file_id}", summary="Get an uploaded file with a fresh URL")
+@router.get(
+    "/v1/files/{file_id}",
+    summary="Get an uploaded file with a fresh URL",
+    **documented(FileObject, (401, 404, 429)),
+)
 async def get_file(file_id: str, request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)

@@ -6,13 +6,18 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import Response
 
+from videogate.api.openapi_models import ModelList, documented
 from videogate.api.responses import json_response
 from videogate.api.state import api_state
 
 router = APIRouter(tags=["meta"])
 
 
-@router.get("/v1/models", summary="Models reachable with the caller's key")
+@router.get(
+    "/v1/models",
+    summary="Models reachable with the caller's key",
+    **documented(ModelList, (401, 429)),
+)
 async def list_models(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from videogate.api.errors import describe_validation_errors
 from videogate.api.openai_form import as_form_error, read_openai_form
+from videogate.api.openapi_models import VideoDeleted, VideoList, VideoObject, documented
 from videogate.api.relay_present import relay_task
 from videogate.api.relay_schemas import RelayCreate, to_generation_request
 from videogate.api.responses import blob_response, json_response, query_int
@@ -29,6 +30,29 @@ _create_schema = {
         },
     }
 }
+
+
+_LIST_PARAMS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    {
+        "name": "order",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 100},
+        "description": "a task id: list the tasks after it",
+    },
+]
 
 
 async def read_json_body(request: Request) -> object:
@@ -61,7 +85,11 @@ def poll_headers(request: Request) -> dict[str, str]:
     return {"openai-poll-after-ms": str(api_state(request).ctx.settings.poll_after_ms)}
 
 
-@router.post("/v1/videos", openapi_extra=_create_schema, summary="Create a video task")
+@router.post(
+    "/v1/videos",
+    summary="Create a video task",
+    **documented(VideoObject, (400, 401, 402, 403, 404, 409, 429, 503), extra=_create_schema),
+)
 async def create_video(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
@@ -96,7 +124,9 @@ async def create_video(request: Request) -> Response:
     )
 
 
-@router.get("/v1/videos/{task_id}", summary="Get a video task")
+@router.get(
+    "/v1/videos/{task_id}", summary="Get a video task", **documented(VideoObject, (401, 404, 429))
+)
 async def get_video(task_id: str, request: Request) -> Response:
     return await poll_video(request)
 
@@ -111,7 +141,11 @@ async def poll_video(request: Request) -> Response:
     return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
 
 
-@router.get("/v1/videos", summary="List the caller's video tasks")
+@router.get(
+    "/v1/videos",
+    summary="List the caller's video tasks",
+    **documented(VideoList, (400, 401, 429), extra={"parameters": _LIST_PARAMS}),
+)
 async def list_videos(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
@@ -138,7 +172,11 @@ async def list_videos(request: Request) -> Response:
     )
 
 
-@router.delete("/v1/videos/{task_id}", summary="Cancel or delete a video task")
+@router.delete(
+    "/v1/videos/{task_id}",
+    summary="Cancel or delete a video task",
+    **documented(VideoDeleted, (400, 401, 404, 429)),
+)
 async def delete_video(task_id: str, request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
@@ -153,7 +191,39 @@ VARIANTS = {
 }
 
 
-@router.get("/v1/videos/{task_id}/content", summary="Download a result")
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_content_docs = documented(
+    VideoObject,
+    (400, 401, 404, 429),
+    extra={
+        "parameters": [
+            {
+                "name": "variant",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "enum": list(VARIANTS), "default": "video"},
+            }
+        ]
+    },
+)
+_content_docs["responses"][200] = {
+    "description": "The file (video/mp4, image/jpeg for the thumbnail, image/png for the "
+    "last frame); a Range header gets 206",
+    "content": {"video/mp4": _BINARY, "image/jpeg": _BINARY, "image/png": _BINARY},
+}
+_content_docs["responses"][206] = {
+    "description": "Part of the file (Range)",
+    "content": {"video/mp4": _BINARY, "image/jpeg": _BINARY, "image/png": _BINARY},
+}
+_content_docs["responses"][416] = {"description": "The range cannot be satisfied"}
+
+
+@router.get(
+    "/v1/videos/{task_id}/content",
+    summary="Download a result",
+    response_class=Response,
+    **_content_docs,
+)
 @router.head("/v1/videos/{task_id}/content", include_in_schema=False)
 async def video_content(task_id: str, request: Request) -> Response:
     state = api_state(request)
