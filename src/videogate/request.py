@@ -257,3 +257,25 @@ def resolve_output(req: GenerationRequest) -> tuple[str, int, int]:
         )
     width, height = output_size(ratio, req.resolution)
     return ratio, width, height
+
+
+def build_references(items: Sequence[tuple[RefKind, str, str | None]]) -> tuple[Reference, ...]:
+    """References from a surface's content items (kind, url, role) in request order:
+    images get their default roles, every kind is numbered ("image 2")."""
+    image_roles = iter(
+        assign_image_roles([(url, role) for kind, url, role in items if kind == "image"])
+    )
+    counters = {"image": 0, "video": 0, "audio": 0}
+    refs: list[Reference] = []
+    for kind, url, role in items:
+        counters[kind] += 1
+        role = next(image_roles) if kind == "image" else ROLE_OF_KIND[kind]
+        refs.append(Reference(kind=kind, role=role, url=url, index=counters[kind]))
+    return tuple(refs)
+
+
+def default_ratio(ratio: str | None, refs: Sequence[Reference]) -> str:
+    """``adaptive`` when a first frame is given, else 16:9 (API.md §1.1)."""
+    if ratio:
+        return ratio
+    return "adaptive" if any(r.role == "first_frame" for r in refs) else "16:9"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from videogate.api.relay_schemas import MAX_URL_CHARS
 from videogate.errors import InvalidRequest
-from videogate.request import GenerationRequest, Reference, assign_image_roles
+from videogate.request import GenerationRequest, build_references, default_ratio
 
 ITEM_TYPES = ("text", "image_url", "video_url", "audio_url", "draft_task")
 UNSUPPORTED = "InvalidParameter.UnsupportedParameter"
@@ -209,27 +209,22 @@ def to_generation_request(body: ArkCreate) -> GenerationRequest:
         raise missing(
             "content", ' Add a {"type": "text", "text": "<prompt>"} item with the prompt.'
         )
-    images = [(i.image_url.url, i.role) for i in items if isinstance(i, ArkImageItem)]
-    image_roles = iter(assign_image_roles(images))
-    counters = {"image": 0, "video": 0, "audio": 0}
-    refs: list[Reference] = []
-    for item in items:
-        if isinstance(item, ArkImageItem):
-            kind, url, role = "image", item.image_url.url, next(image_roles)
-        elif isinstance(item, ArkVideoItem):
-            kind, url, role = "video", item.video_url.url, "reference_video"
-        elif isinstance(item, ArkAudioItem):
-            kind, url, role = "audio", item.audio_url.url, "reference_audio"
-        else:
-            continue
-        counters[kind] += 1
-        refs.append(Reference(kind=kind, role=role, url=url, index=counters[kind]))
-    has_first_frame = any(r.role == "first_frame" for r in refs)
+    refs = build_references(
+        [
+            ("image", i.image_url.url, i.role)
+            if isinstance(i, ArkImageItem)
+            else ("video", i.video_url.url, i.role)
+            if isinstance(i, ArkVideoItem)
+            else ("audio", i.audio_url.url, i.role)
+            for i in items
+            if isinstance(i, ArkImageItem | ArkVideoItem | ArkAudioItem)
+        ]
+    )
     return GenerationRequest(
         model=body.model,
         prompt="\n".join(texts),
-        references=tuple(refs),
-        ratio=body.ratio or ("adaptive" if has_first_frame else "16:9"),
+        references=refs,
+        ratio=default_ratio(body.ratio, refs),
         resolution=body.resolution or "720p",
         duration=body.duration if body.duration is not None else 5,
         seed=body.seed,

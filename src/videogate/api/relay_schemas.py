@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from videogate.errors import InvalidRequest
-from videogate.request import GenerationRequest, Reference, assign_image_roles
+from videogate.request import GenerationRequest, build_references, default_ratio
 
 MAX_URL_CHARS = 90 * 1024 * 1024  # data: URLs carry whole files
 
@@ -78,27 +78,22 @@ def to_generation_request(body: RelayCreate) -> GenerationRequest:
         raise InvalidRequest(
             "'prompt' is required (or a {\"type\": \"text\"} item in 'content')", param="prompt"
         )
-    images = [(i.image_url.url, i.role) for i in items if isinstance(i, ImageItem)]
-    image_roles = iter(assign_image_roles(images))
-    counters = {"image": 0, "video": 0, "audio": 0}
-    refs: list[Reference] = []
-    for item in items:
-        if isinstance(item, ImageItem):
-            kind, url, role = "image", item.image_url.url, next(image_roles)
-        elif isinstance(item, VideoItem):
-            kind, url, role = "video", item.video_url.url, "reference_video"
-        elif isinstance(item, AudioItem):
-            kind, url, role = "audio", item.audio_url.url, "reference_audio"
-        else:
-            continue
-        counters[kind] += 1
-        refs.append(Reference(kind=kind, role=role, url=url, index=counters[kind]))
-    has_first_frame = any(r.role == "first_frame" for r in refs)
+    refs = build_references(
+        [
+            ("image", i.image_url.url, i.role)
+            if isinstance(i, ImageItem)
+            else ("video", i.video_url.url, i.role)
+            if isinstance(i, VideoItem)
+            else ("audio", i.audio_url.url, i.role)
+            for i in items
+            if isinstance(i, ImageItem | VideoItem | AudioItem)
+        ]
+    )
     return GenerationRequest(
         model=body.model,
         prompt=prompt,
-        references=tuple(refs),
-        ratio=body.ratio or ("adaptive" if has_first_frame else "16:9"),
+        references=refs,
+        ratio=default_ratio(body.ratio, refs),
         resolution=body.resolution or "720p",
         duration=body.duration if body.duration is not None else 5,
         seed=body.seed,
