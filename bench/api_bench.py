@@ -39,21 +39,35 @@ import os
 import re
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import httpx
+from _common import (
+    HOST,
+    Server,
+    clean_env,
+    exit_on_sigterm,
+    free_port,
+    http_client,
+    http_clients,
+    keep_or_remove,
+    load_at_end,
+    log,
+    machine_line,
+    percentile,
+    run_bounded,
+    start_videogate,
+    stop_servers,
+    videogate_env,
+)
 
-HOST = "127.0.0.1"
 TOTAL_SECONDS = 300.0  # hard bound on the whole run
 RESERVE_SECONDS = 40.0  # kept back from the poll phases for the render phase and shutdown
 PHASE_SECONDS = 60.0  # at most this long for one measured load run
@@ -113,19 +127,7 @@ end
 """
 
 
-def log(message: str) -> None:
-    print(f"… {message}", file=sys.stderr, flush=True)
-
-
 # Results -------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (NaN when empty)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 @dataclass
@@ -194,146 +196,12 @@ class Report:
 # Processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any VIDEOGATE_* setting (never a real database), plus extra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGATE_")}
-    env.update(extra)
-    return env
-
-
-class Server:
-    """A server subprocess in its own process group, so stopping it stops its children too."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, cpus: set[int] | None) -> None:
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if cpus:
-            os.sched_setaffinity(self.proc.pid, cpus)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process (all its threads; children excluded)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # After the ")" that ends comm, field 3 (state) is index 0: utime is 14, stime 15.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    async def wait_ready(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc is None or self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url)).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        # Render processes left behind by the leader, if any.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def create_key(videogate: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [videogate, "keys", "create", "--name", "bench", "--json"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"'videogate keys create' failed:\n{done.stdout}\n{done.stderr}")
-    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("{"))
-    key: str = json.loads(line)["key"]
-    return key
-
-
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
 # Load generators ------------------------------------------------------------------------
-
-
-def http_client(port: int, key: str, concurrency: int) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=f"http://{HOST}:{port}",
-        headers={"Authorization": f"Bearer {key}"},
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        timeout=httpx.Timeout(30.0),
-        http1=True,
-        http2=False,
-        trust_env=False,  # never through a proxy: only 127.0.0.1
-    )
-
-
-@contextlib.asynccontextmanager
-async def http_clients(
-    port: int, key: str, concurrency: int, *, shared_pool: bool = False
-) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``concurrency`` keep-alive connections: by default one client of one connection each,
-    or with ``shared_pool`` one client whose pool holds them all. The shared pool costs 2-4×
-    more client CPU per request (httpcore's pool walks its connections and waiting requests
-    on every request), which on 2 CPUs takes that CPU from the server."""
-    async with contextlib.AsyncExitStack() as stack:
-        if shared_pool:
-            clients = [await stack.enter_async_context(http_client(port, key, concurrency))]
-        else:
-            clients = [
-                await stack.enter_async_context(http_client(port, key, 1))
-                for _ in range(concurrency)
-            ]
-        yield clients
 
 
 async def httpx_load(
@@ -503,7 +371,10 @@ async def measured(server: Server, run: Awaitable[LoadResult]) -> LoadResult:
     """Await one (not yet started) load run and attach the server's CPU time during it."""
     before = server.cpu_seconds()
     result = await run
-    result.server_cpu = server.cpu_seconds() - before
+    after = server.cpu_seconds()
+    if before is None or after is None:
+        raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
+    result.server_cpu = after - before
     return result
 
 
@@ -568,8 +439,6 @@ async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> Non
     def phase_deadline(seconds: float = PHASE_SECONDS) -> float:
         return min(time.monotonic() + seconds, end - RESERVE_SECONDS)
 
-    bin_dir = Path(sys.executable).parent
-    videogate = str(bin_dir / "videogate") if (bin_dir / "videogate").exists() else "videogate"
     all_cpus = os.sched_getaffinity(0)
     server_cpus: set[int] | None = None
     if args.pin and len(all_cpus) >= 2:
@@ -588,19 +457,8 @@ async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> Non
 
     data_dir = work / "data"
     port = free_port()
-    env = clean_env(
-        VIDEOGATE_DATA_DIR=str(data_dir),
-        VIDEOGATE_HOST=HOST,
-        VIDEOGATE_PORT=str(port),
-        VIDEOGATE_LOG_LEVEL="warning",
-    )
-    log("creating an API key")
-    key = create_key(videogate, env)
-
-    api = Server("videogate serve", [videogate, "serve"], env, work / "videogate.log")
-    report.servers.append(api)
-    log(f"starting videogate serve on {HOST}:{port}")
-    api.start(server_cpus)
+    env = videogate_env(data_dir, port)
+    api, key = await start_videogate(env, work, report.servers, cpus=server_cpus)
     await api.wait_ready(f"http://{HOST}:{port}/healthz", 60)
 
     async with http_clients(port, key, CREATE_CONCURRENCY) as create_clients:
@@ -806,10 +664,6 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
 # Entry point ----------------------------------------------------------------------------
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=300, help="tasks to create (N)")
@@ -828,11 +682,10 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
 
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     report = Report()
     report.environment = [
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average at start "
-        f"{os.getloadavg()[0]:.2f} (other processes on the machine skew every figure)",
+        f"{machine_line()} (other processes on the machine skew every figure)",
         versions(),
         "uvicorn 'auto' picks: "
         + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio (uvloop MISSING)")
@@ -840,7 +693,6 @@ def main() -> None:
         + ("httptools" if importlib.util.find_spec("httptools") else "h11 (httptools MISSING)"),
     ]
     work = Path(tempfile.mkdtemp(prefix="api-bench-"))
-    failed = False
     try:
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
         try:
@@ -849,23 +701,13 @@ def main() -> None:
             loop_factory = None
         else:
             loop_factory = uvloop.new_event_loop
-        try:
-            with asyncio.Runner(loop_factory=loop_factory) as runner:
-                runner.run(asyncio.wait_for(run_bench(args, work, report), TOTAL_SECONDS))
-        except TimeoutError:
-            failed = True
-            report.notes.append(f"stopped by the overall {TOTAL_SECONDS:.0f} s limit")
-        except (Exception, KeyboardInterrupt, SystemExit) as exc:
-            failed = True
-            report.notes.append(f"stopped early: {type(exc).__name__}: {exc}")
+        failed = run_bounded(
+            run_bench(args, work, report), TOTAL_SECONDS, report.notes, loop_factory
+        )
     finally:
-        report.notes.append(f"load average at the end {os.getloadavg()[0]:.2f}")
-        for server in reversed(report.servers):
-            server.stop()
-        if args.keep:
-            report.notes.append(f"kept {work} (server logs, data dir)")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        load_at_end(report.notes)
+        stop_servers(report.servers)
+        keep_or_remove(work, args.keep, "server logs, data dir", report.notes)
     print_report(args, report)
     if failed:
         sys.exit(1)

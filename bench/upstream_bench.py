@@ -41,27 +41,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
-import os
 import secrets
-import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import httpx
+from _common import (
+    HOST,
+    Server,
+    exit_on_sigterm,
+    free_port,
+    http_clients,
+    keep_or_remove,
+    load_at_end,
+    log,
+    machine_line,
+    percentile,
+    run_bounded,
+    start_videogate,
+    stop_servers,
+    videogate_env,
+)
+from _tasks_db import Db, Row
 
 if TYPE_CHECKING:
     from fakes import FakeArk
@@ -69,7 +78,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = ROOT / "tests"  # holds the ``fakes`` package
 
-HOST = "127.0.0.1"
 MODEL = "doubao-seedance-2-0-fast-260128"
 TOTAL_SECONDS = 480.0  # hard bound on the whole run
 START_SECONDS = 60.0  # server start, key creation
@@ -87,18 +95,6 @@ FAKE_TICK = 0.25  # the fake's schedule ticker (its default 0.02 s walks 1,000 t
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
 CREATE_BODY = {"model": MODEL, "prompt": "bench", "duration": 4, "resolution": "480p"}
-
-
-def log(message: str) -> None:
-    print(f"… {message}", file=sys.stderr, flush=True)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted sequence (NaN when empty)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 def spread_of(values: list[float]) -> str:
@@ -171,125 +167,6 @@ class Report:
 # Processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any VIDEOGATE_* setting (never a real database), plus extra."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGATE_")}
-    env.update(extra)
-    return env
-
-
-class Server:
-    """A server subprocess in its own process group, so stopping it stops its children too."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def cpu_seconds(self) -> float | None:
-        """utime + stime of the server process (all its threads; children excluded)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # After the ")" that ends comm, field 3 (state) is index 0: utime is 14, stime 15.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    async def wait_ready(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc is None or self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(url)).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def log_problems(self, limit: int = 5) -> list[str]:
-        """Lines of the log that say something went wrong (the level is ``warning``)."""
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
-        bad = [x for x in lines if any(w in x for w in ("ERROR", "WARNING", "Traceback"))]
-        shown = [x[:200] for x in bad[:limit]]
-        if len(bad) > limit:
-            shown.append(f"(+{len(bad) - limit} more such lines)")
-        return shown
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        pgid = self.proc.pid  # start_new_session: the group id is the leader's pid
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        # Anything left behind by the leader, if any.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def create_key(videogate: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [videogate, "keys", "create", "--name", "bench", "--json"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"'videogate keys create' failed:\n{done.stdout}\n{done.stderr}")
-    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("{"))
-    key: str = json.loads(line)["key"]
-    return key
-
-
 def new_fake(tasks: int) -> FakeArk:
     """A FakeArk that takes every task and lets the script decide when each one ends."""
     if str(TESTS_DIR) not in sys.path:
@@ -323,92 +200,7 @@ def socket_states(port: int) -> Counter[str]:
     return states
 
 
-# The database, read-only ----------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    total: int
-    terminal: int
-    submitted: int  # running (or later) with an upstream id
-    leased: int  # held by a worker now
-    due: int  # due now and held by nobody: the claim backlog
-
-
-@dataclass
-class Row:
-    id: str
-    status: str
-    upstream_id: str | None
-    created_at: float
-    started_at: float | None
-    completed_at: float | None
-    error_code: str | None
-    error_message: str | None
-
-
-class Db:
-    """``tasks`` in the server's SQLite file, read-only (WAL: never blocks the server)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=5)
-        return self._conn
-
-    def sample(self) -> Sample:
-        now = time.time()
-        row = (
-            self._connect()
-            .execute(
-                "SELECT count(*),"
-                " coalesce(sum(status IN ('succeeded', 'failed', 'cancelled', 'expired')), 0),"
-                " coalesce(sum(upstream_id IS NOT NULL"
-                "   AND status IN ('running', 'fetching', 'succeeded')), 0),"
-                " coalesce(sum(lease_owner IS NOT NULL AND lease_until >= :now), 0),"
-                " coalesce(sum(next_run_at <= :now"
-                "   AND (lease_until IS NULL OR lease_until < :now)), 0)"
-                " FROM tasks",
-                {"now": now},
-            )
-            .fetchone()
-        )
-        return Sample(*(int(x) for x in row))
-
-    def rows(self) -> list[Row]:
-        cursor = self._connect().execute(
-            "SELECT id, status, upstream_id, created_at, started_at, completed_at,"
-            " error_code, error_message FROM tasks"
-        )
-        return [Row(*r) for r in cursor.fetchall()]
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 # Phases ---------------------------------------------------------------------------------
-
-
-def http_client(port: int, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=f"http://{HOST}:{port}",
-        headers={"Authorization": f"Bearer {key}"},
-        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        timeout=httpx.Timeout(30.0),
-        trust_env=False,  # never through a proxy: only 127.0.0.1
-    )
-
-
-@contextlib.asynccontextmanager
-async def http_clients(port: int, key: str, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``count`` clients of one keep-alive connection each (cheaper than one shared pool)."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(http_client(port, key)) for _ in range(count)]
 
 
 async def create_tasks(
@@ -467,8 +259,6 @@ async def run_mode(
     mode_dir = work / result.name
     mode_dir.mkdir()
     data_dir = mode_dir / "data"
-    bin_dir = Path(sys.executable).parent
-    videogate = str(bin_dir / "videogate") if (bin_dir / "videogate").exists() else "videogate"
     tasks = args.tasks
 
     # 1. the fake upstream
@@ -494,24 +284,15 @@ async def run_mode(
     )
     extra = {
         "VIDEOGATE_CONFIG": str(config),
-        "VIDEOGATE_DATA_DIR": str(data_dir),
-        "VIDEOGATE_HOST": HOST,
-        "VIDEOGATE_PORT": str(port),
-        "VIDEOGATE_LOG_LEVEL": "warning",
         "VIDEOGATE_ALLOW_PRIVATE_URLS": "1",  # the fake's result URLs are on loopback
         "BENCH_ARK_API_KEY": fake.api_key,
     }
     if result.callbacks:
         extra["VIDEOGATE_PUBLIC_URL"] = f"http://{HOST}:{port}"
-    env = clean_env(**extra)
-    log(f"{result.name}: creating an API key")
-    key = await asyncio.wait_for(asyncio.to_thread(create_key, videogate, env), START_SECONDS)
-    server = Server(
-        f"videogate serve ({result.name})", [videogate, "serve"], env, mode_dir / "videogate.log"
+    env = videogate_env(data_dir, port, **extra)
+    server, key = await start_videogate(
+        env, mode_dir, report.servers, label=result.name, timeout=START_SECONDS
     )
-    report.servers.append(server)
-    log(f"{result.name}: starting videogate serve on {HOST}:{port}")
-    server.start()
     try:
         await server.wait_ready(f"http://{HOST}:{port}/healthz", START_SECONDS)
         await _measure(result, args, fake, server, Db(data_dir / "videogate.db"), port, key, end)
@@ -847,10 +628,6 @@ async def run_bench(args: argparse.Namespace, work: Path, report: Report, end: f
         await run_mode(result, args, work, report, end)
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tasks", type=int, default=1000, help="tasks in flight (N)")
@@ -876,11 +653,10 @@ def main() -> None:
     if not 0 <= args.spread <= 60:
         parser.error("--spread must be between 0 and 60")
 
-    signal.signal(signal.SIGTERM, _terminate)
+    exit_on_sigterm()
     report = Report()
     report.environment = [
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average at start "
-        f"{os.getloadavg()[0]:.2f}; the fake and this script share the CPUs with the server",
+        f"{machine_line()}; the fake and this script share the CPUs with the server",
         f"upstream: FakeArk in this process; queued → running after {FAKE_QUEUED_SECONDS:g} s, "
         f"held running {args.running_seconds:g} s after the last submit, then completed in "
         f"creation order over {args.spread:g} s",
@@ -888,37 +664,15 @@ def main() -> None:
         f"max_concurrent_polls {route_poll_limit()}, polls 1 s × 1.5ⁿ up to 10 s apart",
     ]
     work = Path(tempfile.mkdtemp(prefix="upstream-bench-"))
-    failed = False
     try:
-        try:
-            asyncio.run(
-                asyncio.wait_for(
-                    run_bench(args, work, report, time.monotonic() + TOTAL_SECONDS - 20),
-                    TOTAL_SECONDS,
-                )
-            )
-        except TimeoutError:
-            failed = True
-            report.notes.append(f"stopped by the overall {TOTAL_SECONDS:.0f} s limit")
-        except (Exception, KeyboardInterrupt, SystemExit) as exc:
-            failed = True
-            report.notes.append(f"stopped early: {type(exc).__name__}: {exc}")
+        bench = run_bench(args, work, report, time.monotonic() + TOTAL_SECONDS - 20)
+        failed = run_bounded(bench, TOTAL_SECONDS, report.notes)
     finally:
-        load = os.getloadavg()[0]
-        report.notes.append(f"load average at the end {load:.2f}")
-        if load > (os.cpu_count() or 1):
-            report.notes.append(
-                "the machine was busier than its CPU count: the server got less than a CPU, "
-                "so latencies are inflated; compare runs only on a quiet machine"
-            )
-        for server in reversed(report.servers):
-            server.stop()
+        load_at_end(report.notes, warn_busy=True)
+        stop_servers(report.servers)
         for fake in report.fakes:
             fake.stop()
-        if args.keep:
-            report.notes.append(f"kept {work} (server logs, configs, data dirs)")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        keep_or_remove(work, args.keep, "server logs, configs, data dirs", report.notes)
     print_report(args, report)
     if failed:
         sys.exit(1)
