@@ -15,12 +15,11 @@ class UrlSigner:
 
     def __init__(self, secret: str, public_url: str) -> None:
         self.secret = secret.encode()
-        self._secret = self.secret
         self._public_url = public_url.rstrip("/")
 
     def _sig(self, blob_key: str, expires: int) -> str:
         msg = f"{blob_key}\n{expires}".encode()
-        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:40]
+        return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()[:40]
 
     def sign(self, blob_key: str, ttl_seconds: int, *, now: float | None = None) -> tuple[str, int]:
         """The absolute URL for ``blob_key`` and its expiry (unix seconds)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 
 from videogate.errors import NotFound
 from videogate.service.context import AppContext
@@ -31,5 +30,5 @@ async def receive_callback(ctx: AppContext, token: str) -> None:
     task_id, _, _ = token.partition(".")
     if not task_id or not hmac.compare_digest(_token(ctx, task_id), token):
         raise NotFound("unknown callback")
-    await ctx.store.tasks.poll_now(task_id, time.time())
+    await ctx.store.tasks.poll_now(task_id)
     ctx.wakeup.set()

@@ -154,8 +154,6 @@ class TaskStore:
         model: str | None = None,
         ids: Sequence[str] | None = None,
     ) -> int:
-        from sqlalchemy import func
-
         stmt = select(func.count()).select_from(Task)
         if key_id is not None:
             stmt = stmt.where(Task.key_id == key_id)
@@ -336,7 +334,7 @@ class TaskStore:
         async with self._sessions.begin() as s:
             await s.execute(stmt)
 
-    async def poll_now(self, task_id: str, now: float) -> None:
+    async def poll_now(self, task_id: str) -> None:
         """Make a running task due at once (an upstream callback said it changed)."""
         stmt = (
             update(Task)
