@@ -29,7 +29,7 @@ from volcenginesdkarkruntime._exceptions import (  # type: ignore[import-untyped
 from conftest import LiveServer, MediaServer, free_port, make_live_key
 from media_factory import mp4_file, png_bytes, wav_file
 from videogate.api.app import create_app
-from videogate.service.context import open_context
+from videogate.context import open_context
 from videogate.settings import Settings
 from videogate.store import Store
 from videogate.store.tables import Task

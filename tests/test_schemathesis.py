@@ -36,8 +36,8 @@ from schemathesis.specs.openapi.checks import (
 
 from conftest import TEST_BASE, wait_for_status
 from videogate.api.app import create_app
+from videogate.context import open_context
 from videogate.request import GenerationRequest
-from videogate.service.context import open_context
 from videogate.service.keys import KeyAuthenticator, create_key
 from videogate.service.tasks import TaskService
 from videogate.settings import Settings

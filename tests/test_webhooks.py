@@ -28,11 +28,11 @@ from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.fetch import UrlGuard
 from videogate.service.keys import NewKey, create_key
-from videogate.service.webhooks import WebhookDeliverer, retry_delay, task_as_of
 from videogate.settings import Settings
 from videogate.store import Store
 from videogate.store.migrate import upgrade
 from videogate.store.tables import ApiKey, Task, TaskEvent, WebhookAttempt
+from videogate.worker.webhooks import WebhookDeliverer, retry_delay, task_as_of
 
 MODEL = "sandbox"
 HANG = -1  # a scripted answer: hold the request past the sender's time limit, then 200

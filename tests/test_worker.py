@@ -11,11 +11,11 @@ from typing import Literal
 
 import pytest
 
+from videogate.context import AppContext, open_context
 from videogate.errors import UpstreamError
 from videogate.providers.base import PollResult, Route, TaskContext
 from videogate.request import GenerationRequest
 from videogate.routing import Router
-from videogate.service.context import AppContext, open_context
 from videogate.service.keys import Caller, create_key
 from videogate.service.tasks import TaskService
 from videogate.settings import Settings

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from videogate.api.relay_present import relay_task
 from videogate.api.responses import json_response
 from videogate.api.state import ApiState, api_state
 from videogate.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
@@ -22,6 +21,7 @@ from videogate.service.keys import create_key
 from videogate.service.routes_report import route_report
 from videogate.store.tables import ApiKey
 from videogate.store.tasks import TERMINAL, UNFINISHED
+from videogate.views.relay import relay_task
 
 ADMIN_HEADER = "'Authorization: Bearer <VIDEOGATE_ADMIN_TOKEN>'"
 

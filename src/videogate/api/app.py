@@ -15,7 +15,7 @@ from videogate.api.errors import install_error_handlers
 from videogate.api.openapi_models import SECURITY_SCHEMES
 from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
-from videogate.service.context import AppContext, open_context
+from videogate.context import AppContext, open_context
 from videogate.service.keys import KeyAuthenticator
 from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService

@@ -10,7 +10,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from videogate.api.ark_present import ARK_STATUS, ARK_STATUSES, STATUSES_OF, ark_task
 from videogate.api.ark_schemas import openapi_body_schema, parse_ark_body, to_generation_request
 from videogate.api.openapi_models import (
     ArkCreated,
@@ -23,6 +22,7 @@ from videogate.api.relay import read_json_body
 from videogate.api.responses import json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest
+from videogate.views.ark import ARK_STATUS, ARK_STATUSES, STATUSES_OF, ark_task
 
 router = APIRouter(tags=["tasks (Ark)"])
 

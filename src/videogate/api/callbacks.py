@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from videogate.api.responses import json_response
 from videogate.api.state import api_state
-from videogate.service.callbacks import receive_callback
+from videogate.worker.callbacks import receive_callback
 
 router = APIRouter(tags=["callbacks"])
 

@@ -46,11 +46,11 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from videogate.catalog import SEEDANCE_2_FAST, ModelSpec
+from videogate.context import AppContext
 from videogate.errors import InvalidRequest
 from videogate.media.probe import MediaError, probe
 from videogate.media.sizes import OUTPUT_SIZES
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
-from videogate.service.context import AppContext
 from videogate.service.keys import Caller
 from videogate.service.references import upload_prefix
 from videogate.store.tables import StoredFile

@@ -1,6 +1,6 @@
 """Response models for the OpenAPI document (documentation only).
 
-The handlers build their JSON by hand (``relay_present``, ``ark_present``, ``files``,
+The handlers build their JSON by hand (``views/relay.py``, ``views/ark.py``, ``files``,
 ``meta``, ``errors``) and return raw responses; these models describe those bodies, field
 for field, so that ``/openapi.json`` tells clients (and the schemathesis suite) what each
 route really returns. Keys that are sometimes absent use ``X | SkipJsonSchema[None] = None``:

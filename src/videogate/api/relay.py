@@ -10,12 +10,12 @@ from starlette.responses import Response
 from videogate.api.errors import describe_validation_errors
 from videogate.api.openai_form import as_form_error, read_openai_form
 from videogate.api.openapi_models import VideoDeleted, VideoList, VideoObject, documented
-from videogate.api.relay_present import relay_task
 from videogate.api.relay_schemas import RelayCreate, to_generation_request
 from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest, NotFound
 from videogate.request import GenerationRequest, check_request
+from videogate.views.relay import relay_task
 
 router = APIRouter(tags=["videos (relay)"])
 

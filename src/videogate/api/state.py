@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from videogate.service.context import AppContext
+from videogate.context import AppContext
 from videogate.service.keys import Caller, KeyAuthenticator
 from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService

@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -31,6 +30,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from videogate.cli._console import make_console
 from videogate.client import (
     AsyncClient,
     ConfigurationError,
@@ -120,8 +120,8 @@ class Connection:
         return "".join(f" {f}" for f in flags)
 
 
-out = Console(width=None if Console().is_terminal else 200, highlight=False)
-err = Console(stderr=True, highlight=False)
+out = make_console(highlight=False)
+err = make_console(stderr=True, highlight=False)
 
 
 def emit_json(data: Any) -> None:

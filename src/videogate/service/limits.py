@@ -30,7 +30,7 @@ from videogate.service.keys import Caller
 from videogate.settings import GroupConfig, Settings
 
 if TYPE_CHECKING:
-    from videogate.service.context import AppContext
+    from videogate.context import AppContext
 
 log = logging.getLogger("videogate.limits")
 

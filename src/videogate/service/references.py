@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, SignatureInvalid
 from videogate.fetch import fetch_url
 from videogate.media.probe import MediaError, MediaInfo, probe
 from videogate.request import GenerationRequest, Reference
-from videogate.service.context import AppContext
 from videogate.service.keys import Caller
 
 UPLOADS = "uploads"

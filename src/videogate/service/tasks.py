@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 
+from videogate.context import AppContext
 from videogate.errors import (
     Conflict,
     InsufficientBalance,
@@ -22,13 +23,12 @@ from videogate.request import (
     check_request,
     resolve_output,
 )
-from videogate.service.context import AppContext
 from videogate.service.keys import Caller
 from videogate.service.limits import check_unfinished_tasks
 from videogate.service.references import resolve_references
-from videogate.service.webhooks import check_callback_url
 from videogate.store.tables import Task
 from videogate.store.tasks import UNFINISHED
+from videogate.worker.webhooks import check_callback_url
 
 TASK_PREFIX = "video"
 

@@ -16,17 +16,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from videogate.billing import charge
+from videogate.context import AppContext
 from videogate.errors import UpstreamError, VideogateError
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
-from videogate.service.billing import charge
-from videogate.service.callbacks import ark_callback_url
-from videogate.service.context import AppContext
-from videogate.service.webhooks import WebhookDeliverer
 from videogate.store.tables import Task
+from videogate.worker.callbacks import ark_callback_url
 from videogate.worker.results import RESULT_NAMES, copy_result
 from videogate.worker.submit import Submitter
+from videogate.worker.webhooks import WebhookDeliverer
 
 log = logging.getLogger("videogate.worker")
 
@@ -38,7 +38,7 @@ MAX_POLL_DELAY = 10.0
 def poll_delay(polls: int) -> float:
     """Quick at first, slower later: 1 s, 1.5 s, 2.25 s … capped at 10 s.
 
-    Upstream callbacks, when configured, cut the wait short (see ``service/callbacks.py``).
+    Upstream callbacks, when configured, cut the wait short (see ``worker/callbacks.py``).
     """
     return float(min(1.0 * 1.5 ** max(polls, 0), MAX_POLL_DELAY))
 

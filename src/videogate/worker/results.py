@@ -11,10 +11,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UpstreamError
 from videogate.fetch import fetch_url
 from videogate.media.probe import MediaError, probe
-from videogate.service.context import AppContext
 
 # What each result may be; an HTML error page or a JSON body is not a video.
 ACCEPTED_KINDS = {"video_url": "video", "thumbnail_url": "image", "last_frame_url": "image"}

@@ -41,14 +41,14 @@ from sqlalchemy import inspect
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
-from videogate.api.relay_present import RELAY_STATUS, relay_task
+from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UnsafeURL
 from videogate.fetch import METADATA_HINT, PRIVATE_HINT, send_pinned
-from videogate.service.context import AppContext
 from videogate.signing import UrlSigner
 from videogate.store.tables import Task, TaskEvent, WebhookAttempt
 from videogate.store.tasks import TERMINAL
 from videogate.store.webhooks import DELIVERED, FAILED, PENDING, SKIPPED
+from videogate.views.relay import RELAY_STATUS, relay_task
 
 log = logging.getLogger("videogate.webhooks")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 
+from videogate.billing import Billing
 from videogate.blobs import BlobStore, open_blob_store
 from videogate.catalog import ModelSpec
 from videogate.fetch import UrlGuard, guard_from_settings
 from videogate.routing import Router, build_catalog_and_routes
-from videogate.service.billing import Billing
 from videogate.settings import Settings
 from videogate.signing import UrlSigner
 from videogate.store import Store

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from videogate.context import AppContext
 from videogate.errors import NotFound
-from videogate.service.context import AppContext
 
 
 def _token(ctx: AppContext, task_id: str) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from videogate.api.relay_present import billing_detail, signed_url
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
 from videogate.store.tables import Task
+from videogate.views.relay import billing_detail, signed_url
 
 # Our task statuses in Ark's words; ``fetching`` (copying the result) is still running.
 ARK_STATUS = {
