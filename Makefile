@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck pytest pytest-fast bench clean
+.PHONY: run test test-fast lint typecheck pytest pytest-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("videogate needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -23,12 +23,16 @@ test: $(STAMP) lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# The unit tier: everything but the slow end-to-end tests, in about a minute.
+test-fast: pytest-fast
 
 pytest-fast: $(STAMP)
 	$(BIN)/pytest -q -m 'not slow'

@@ -47,3 +47,56 @@ def test_async_url_mapping() -> None:
     assert to_async_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert to_async_url("postgres://a@b/c") == "postgresql+asyncpg://a@b/c"
     assert to_async_url("postgresql+asyncpg://a@b/c") == "postgresql+asyncpg://a@b/c"
+
+
+def test_misspelt_toml_key_names_the_nearest(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    config = tmp_path / "videogate.toml"
+    config.write_text("worker_concurency = 3\n")
+    monkeypatch.setenv("VIDEOGATE_CONFIG", str(config))
+    with pytest.raises(
+        ValidationError, match="'worker_concurency'; did you mean 'worker_concurrency'"
+    ):
+        load_settings()
+
+
+def test_misspelt_environment_variable_names_the_nearest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("VIDEOGATE_WORKER_CONCURENCY", "3")
+    with pytest.raises(ValidationError, match="did you mean 'VIDEOGATE_WORKER_CONCURRENCY'"):
+        load_settings()
+
+
+def test_unknown_key_far_from_any_points_at_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("VIDEOGATE_ZZZ_QQQ", "1")
+    with pytest.raises(ValidationError, match=r"VIDEOGATE_ZZZ_QQQ.*Settings table"):
+        load_settings()
+
+
+def test_client_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDEOGATE_API_KEY", "vg-x")
+    monkeypatch.setenv("VIDEOGATE_BASE_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("VIDEOGATE_ACCESS_LOG", "1")
+    assert load_settings().access_log is True
+
+
+def test_cli_reports_an_unknown_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from videogate.cli.main import main
+
+    monkeypatch.setenv("VIDEOGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VIDEOGATE_WORKER_CONCURENCY", "3")
+    monkeypatch.setattr("sys.argv", ["videogate", "migrate"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "invalid settings: unknown setting 'VIDEOGATE_WORKER_CONCURENCY'" in out
+    assert "did you mean 'VIDEOGATE_WORKER_CONCURRENCY'?" in out

@@ -8,7 +8,9 @@ environment anywhere else.
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -82,7 +84,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="VIDEOGATE_",
-        extra="ignore",
+        extra="forbid",
         frozen=True,
     )
 
@@ -149,6 +151,7 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Time limit of one webhook delivery attempt"
     )
     log_level: str = "info"
+    access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn)")
     breaker_failures: int = Field(
         default=5, ge=1, description="Consecutive submit failures that bench a route"
     )
@@ -166,6 +169,18 @@ class Settings(BaseSettings):
     models: tuple[ModelConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     config: Path | None = Field(default=None, description="TOML file with more settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        # A misspelt key would otherwise be ignored and its default silently used.
+        known = set(cls.model_fields)
+        check_environment(os.environ, known)
+        if isinstance(data, Mapping):
+            for key in data:
+                if key not in known:
+                    raise ValueError(unknown_setting_message(str(key), known))
+        return data
 
     @model_validator(mode="after")
     def _check_routes(self) -> Settings:
@@ -220,6 +235,41 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+
+ENV_PREFIX = "VIDEOGATE_"
+
+# Variables of the client side (SDK, CLI client commands, MCP server), not of the service:
+# a shell that runs both may hold them, so the service's settings leave them alone.
+CLIENT_VARIABLES = frozenset(
+    {
+        "VIDEOGATE_API_KEY",
+        "VIDEOGATE_BASE_URL",
+        "VIDEOGATE_API",
+        "VIDEOGATE_MODEL",
+        "VIDEOGATE_POLL_INTERVAL",
+    }
+)
+
+
+def unknown_setting_message(key: str, known: set[str], *, spelled: str | None = None) -> str:
+    """Name the unknown key and the nearest known one, so a typo is a one-line fix."""
+    shown = spelled or key
+    nearest = difflib.get_close_matches(key.lower(), sorted(known), n=1, cutoff=0.6)
+    if nearest:
+        hint = nearest[0] if spelled is None else ENV_PREFIX + nearest[0].upper()
+        return f"unknown setting {shown!r}; did you mean {hint!r}?"
+    return f"unknown setting {shown!r}; the settings are listed in the README's Settings table"
+
+
+def check_environment(environ: Mapping[str, str], known: set[str]) -> None:
+    """Refuse ``VIDEOGATE_*`` variables that name no setting (and no client variable)."""
+    for name in environ:
+        if not name.startswith(ENV_PREFIX) or name in CLIENT_VARIABLES:
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key not in known:
+            raise ValueError(unknown_setting_message(key, known, spelled=name))
 
 
 def to_async_url(url: str) -> str:

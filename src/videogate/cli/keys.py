@@ -9,8 +9,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
+
+from videogate.cli._console import make_console
 
 if TYPE_CHECKING:
     from videogate.store import Store
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 # Piped output is not cut at 80 columns: ids must survive `keys list | grep`.
-console = Console(width=None if Console().is_terminal else 200)
-errors = Console(stderr=True)
+console = make_console()
+errors = make_console(stderr=True)
 
 
 async def _open() -> Store:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from videogate.cli import batch as batch_cmd
 from videogate.cli import generate as generate_cmd
 from videogate.cli import keys, routes, usage, webhooks
 from videogate.cli import tasks as tasks_cmd
+from videogate.cli._console import make_console
 
 if TYPE_CHECKING:
     from videogate.settings import Settings
@@ -39,7 +38,7 @@ app.command("cancel")(tasks_cmd.cancel_command)
 app.command("list")(tasks_cmd.list_command)
 app.command("models")(tasks_cmd.models_command)
 app.command("batch")(batch_cmd.batch_command)
-console = Console()
+console = make_console()
 
 
 def _settings(host: str | None, port: int | None) -> Settings:
@@ -92,7 +91,7 @@ def api(
 @app.command()
 def worker() -> None:
     """Run a task worker alone (several may share one database)."""
-    from videogate.service.context import open_context
+    from videogate.context import open_context
     from videogate.worker import Worker
 
     settings = _settings(None, None)
@@ -135,7 +134,7 @@ def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=os.environ.get("VIDEOGATE_ACCESS_LOG", "") == "1",
+        access_log=settings.access_log,
     )
 
 
@@ -157,6 +156,11 @@ def main() -> None:
         raise SystemExit(2) from None
     except ValidationError as exc:
         for err in exc.errors():
+            if not err["loc"]:  # about the settings as a whole, e.g. an unknown key
+                console.print(
+                    f"[red]invalid settings:[/red] {err['msg'].removeprefix('Value error, ')}"
+                )
+                continue
             name = "VIDEOGATE_" + "_".join(str(p) for p in err["loc"]).upper()
             console.print(f"[red]invalid setting {name}:[/red] {err['msg']}")
         raise SystemExit(2) from None

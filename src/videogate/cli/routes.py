@@ -7,10 +7,11 @@ import json
 import os
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
-console = Console(width=None if Console().is_terminal else 200)
+from videogate.cli._console import make_console
+
+console = make_console()
 
 
 def routes_command(as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:

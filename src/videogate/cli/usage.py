@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from videogate.cli._console import make_console
+
 # Piped output is not cut at 80 columns (see cli/keys.py).
-console = Console(width=None if Console().is_terminal else 200)
-errors = Console(stderr=True)
+console = make_console()
+errors = make_console(stderr=True)
 
 
 def usage_command(
