@@ -12,6 +12,7 @@ import typer
 from videogate.cli import batch as batch_cmd
 from videogate.cli import generate as generate_cmd
 from videogate.cli import keys, routes, usage, webhooks
+from videogate.cli import mcp as mcp_cmd
 from videogate.cli import tasks as tasks_cmd
 from videogate.cli._console import make_console
 
@@ -38,6 +39,7 @@ app.command("cancel")(tasks_cmd.cancel_command)
 app.command("list")(tasks_cmd.list_command)
 app.command("models")(tasks_cmd.models_command)
 app.command("batch")(batch_cmd.batch_command)
+app.command("mcp")(mcp_cmd.mcp_command)
 console = make_console()
 
 
