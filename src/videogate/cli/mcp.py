@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from videogate.cli._client_common import ApiKeyOption, BaseUrlOption
 from videogate.cli._console import make_console
 
