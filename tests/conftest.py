@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from fakes.s3 import S3Server, running_s3_server
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key
@@ -173,3 +174,10 @@ def media_server(tmp_path: Path) -> Iterator[MediaServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on loopback, shared by the session (each test takes a bucket)."""
+    with running_s3_server() as server:
+        yield server

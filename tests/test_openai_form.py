@@ -23,8 +23,8 @@ from videogate.api.openai_form import (
     SUPPORTED_SIZES,
 )
 from videogate.api.state import ApiState
+from videogate.blobs.keys import upload_prefix
 from videogate.media.sizes import OUTPUT_SIZES, output_size
-from videogate.service.references import upload_prefix
 from videogate.settings import Settings
 
 FAST = "doubao-seedance-2-0-fast-260128"

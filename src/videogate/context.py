@@ -50,6 +50,7 @@ class AppContext:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.blobs.close()
         await self.store.close()
 
 
@@ -65,7 +66,7 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
     return AppContext(
         settings=settings,
         store=store,
-        blobs=open_blob_store(settings.blob_dir),
+        blobs=open_blob_store(settings),
         signer=UrlSigner(secret, settings.effective_public_url),
         http=httpx.AsyncClient(
             timeout=httpx.Timeout(settings.reference_timeout_seconds, connect=10.0),

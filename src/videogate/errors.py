@@ -88,6 +88,22 @@ class UpstreamError(VideogateError):
         self.maybe_submitted = maybe_submitted
 
 
+class StorageUnavailable(VideogateError):
+    """The blob store (directory or S3 bucket) cannot be reached: a 503, retry later."""
+
+    code = "storage_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Gone(VideogateError):
+    """What was asked for existed but was removed by the retention policy."""
+
+    code = "gone"
+
+
 class ReferenceUnreachable(VideogateError):
     """A reference URL could not be fetched (the task fails with this code)."""
 

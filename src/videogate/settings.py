@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -79,6 +79,11 @@ class RouteConfig(BaseModel):
     max_concurrent_polls: int = Field(default=32, ge=1, description="per worker")
 
 
+def _aws(name: str, *standard: str) -> AliasChoices:
+    """``VIDEOGATE_<NAME>`` wins over the standard AWS variables; the TOML key is ``name``."""
+    return AliasChoices(name, f"VIDEOGATE_{name.upper()}", *standard)
+
+
 class Settings(BaseSettings):
     """Every knob videogate has. See the README's "Settings" table."""
 
@@ -86,6 +91,7 @@ class Settings(BaseSettings):
         env_prefix="VIDEOGATE_",
         extra="forbid",
         frozen=True,
+        populate_by_name=True,
     )
 
     data_dir: Path = Field(
@@ -94,6 +100,46 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="",
         description="SQLAlchemy URL; default sqlite in data_dir. postgresql://… for scale-out",
+    )
+    blob_url: str = Field(
+        default="",
+        description="Where blobs live: file:///path (default data_dir/blobs) or s3://bucket/prefix",
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        validation_alias=_aws("s3_endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        description="S3 endpoint (R2, MinIO…); empty: AWS. Default AWS_ENDPOINT_URL",
+    )
+    s3_region: str = Field(
+        default="",
+        validation_alias=_aws("s3_region", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="S3 region; default AWS_REGION",
+    )
+    s3_access_key_id: str = Field(
+        default="",
+        validation_alias=_aws("s3_access_key_id", "AWS_ACCESS_KEY_ID"),
+        description="S3 access key; default AWS_ACCESS_KEY_ID",
+    )
+    s3_secret_access_key: str = Field(
+        default="",
+        repr=False,
+        validation_alias=_aws("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+        description="S3 secret key; default AWS_SECRET_ACCESS_KEY",
+    )
+    s3_session_token: str = Field(
+        default="",
+        repr=False,
+        validation_alias=_aws("s3_session_token", "AWS_SESSION_TOKEN"),
+        description="S3 session token; default AWS_SESSION_TOKEN",
+    )
+    s3_virtual_hosted_style: bool = Field(
+        default=False, description="bucket.host/key URLs instead of host/bucket/key"
+    )
+    download_mode: Literal["redirect", "presigned", "proxy"] = Field(
+        default="redirect",
+        description="With S3: video_url is our signed URL that redirects to a presigned S3 "
+        "URL (redirect), the presigned S3 URL itself (presigned), or streams through the API "
+        "(proxy). The file backend always streams",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -235,6 +281,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def effective_blob_url(self) -> str:
+        return self.blob_url or self.blob_dir.resolve().as_uri()
 
 
 ENV_PREFIX = "VIDEOGATE_"

@@ -26,9 +26,11 @@ HTTP_STATUS: list[tuple[type[e.VideogateError], int]] = [
     (e.ModelNotFound, 404),
     (e.NotFound, 404),
     (e.Conflict, 409),
+    (e.Gone, 410),
     (e.RateLimited, 429),
     (e.UpstreamError, 502),
     (e.NoAvailableRoute, 503),
+    (e.StorageUnavailable, 503),
     (e.VideogateError, 500),
 ]
 
@@ -40,6 +42,7 @@ ERROR_TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     409: "conflict_error",
+    410: "not_found_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     416: "invalid_request_error",
@@ -60,9 +63,11 @@ ARK_ERRORS: list[tuple[type[e.VideogateError], int, str]] = [
     (e.ModelNotFound, 404, "InvalidEndpointOrModel.NotFound"),
     (e.NotFound, 404, "ResourceNotFound"),
     (e.Conflict, 409, "Conflict"),
+    (e.Gone, 410, "ResourceExpired"),
     (e.RateLimited, 429, "RateLimitExceeded"),
     (e.UpstreamError, 502, "InternalServiceError"),
     (e.NoAvailableRoute, 503, "ServiceUnavailable"),
+    (e.StorageUnavailable, 503, "ServiceUnavailable"),
     (e.VideogateError, 500, "InternalServiceError"),
 ]
 # Errors raised by the framework (unknown path, wrong method) on the Ark surface.
@@ -74,6 +79,7 @@ ARK_ERROR_TYPES = {
     404: "NotFound",
     405: "MethodNotAllowed",
     409: "Conflict",
+    410: "Gone",
     429: "TooManyRequests",
 }
 
@@ -146,7 +152,7 @@ def error_response(
 def videogate_error_response(exc: e.VideogateError, *, ark: bool = False) -> Response:
     status = status_for(exc)
     headers = None
-    if isinstance(exc, e.RateLimited):
+    if isinstance(exc, e.RateLimited | e.StorageUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     if status >= 500 and not isinstance(exc, e.UpstreamError | e.NoAvailableRoute):
         log.error("internal error: %s", exc.message)

@@ -16,10 +16,10 @@ from starlette.responses import Response
 from videogate.api.openapi_models import FileObject, documented
 from videogate.api.responses import blob_response, json_response
 from videogate.api.state import api_state
+from videogate.blobs.keys import upload_key
 from videogate.errors import InvalidRequest, NotFound
 from videogate.ids import new_id
 from videogate.media.probe import MediaError, probe
-from videogate.service.references import upload_prefix
 from videogate.store.tables import StoredFile
 
 router = APIRouter(tags=["files"])
@@ -91,7 +91,7 @@ async def upload_file(request: Request) -> Response:
             ) from None
         file_id = new_id("file")
         ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
-        blob_key = f"{upload_prefix(caller.key_id)}{file_id}{ext}"
+        blob_key = upload_key(caller.key_id, file_id, ext)
         await ctx.blobs.put_file(blob_key, tmp)
     finally:
         await upload.close()

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
+from videogate.blobs.keys import upload_key
 from videogate.catalog import SEEDANCE_2_FAST, ModelSpec
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest
@@ -52,7 +53,6 @@ from videogate.media.probe import MediaError, probe
 from videogate.media.sizes import OUTPUT_SIZES
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
 from videogate.service.keys import Caller
-from videogate.service.references import upload_prefix
 from videogate.store.tables import StoredFile
 
 DEFAULT_MODEL = SEEDANCE_2_FAST
@@ -445,7 +445,7 @@ async def _store_upload(ctx: AppContext, caller: Caller, upload: UploadFile) -> 
             )
         file_id = "file_" + hashlib.sha256(f"{caller.key_id}:{digest}".encode()).hexdigest()[:26]
         ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
-        blob_key = f"{upload_prefix(caller.key_id)}{file_id}{ext}"
+        blob_key = upload_key(caller.key_id, file_id, ext)
         if await ctx.store.files.get(file_id, caller.key_id) is None:
             await ctx.blobs.put_file(blob_key, tmp)
             row = StoredFile(

@@ -12,24 +12,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from videogate.blobs.keys import owner_results_prefix, reference_key, upload_prefix
 from videogate.context import AppContext
-from videogate.errors import InvalidRequest, ReferenceUnreachable, SignatureInvalid
+from videogate.errors import InvalidRequest, NotFound, ReferenceUnreachable, SignatureInvalid
 from videogate.fetch import fetch_url
 from videogate.media.probe import MediaError, MediaInfo, probe
 from videogate.request import GenerationRequest, Reference
 from videogate.service.keys import Caller
-
-UPLOADS = "uploads"
 
 
 @dataclass(frozen=True)
 class Resolved:
     request: GenerationRequest
     unreachable: ReferenceUnreachable | None
-
-
-def upload_prefix(key_id: str) -> str:
-    return f"{UPLOADS}/{key_id}/"
 
 
 async def resolve_references(
@@ -64,17 +59,13 @@ async def _resolve_one(ctx: AppContext, caller: Caller, task_id: str, ref: Refer
         except SignatureInvalid as exc:
             raise InvalidRequest(f"{ref.label}: {exc.message}", param="content") from None
         if not blob_key.startswith(upload_prefix(caller.key_id)) and not blob_key.startswith(
-            f"results/{caller.key_id}/"
+            owner_results_prefix(caller.key_id)
         ):
             raise InvalidRequest(
                 f"{ref.label}: that file belongs to another key; upload it with this key",
                 param="content",
             )
-        path = ctx.blobs.local_path(blob_key)
-        if path is None or not path.exists():
-            raise InvalidRequest(f"{ref.label}: that file no longer exists", param="content")
-        info = await _probe(ref, path)
-        return _with_info(ref, blob_key, info)
+        return _with_info(ref, blob_key, await _probe_stored(ctx, ref, blob_key))
 
     tmp = ctx.tmp_dir / f"{uuid.uuid4().hex}"
     try:
@@ -89,9 +80,28 @@ async def _resolve_one(ctx: AppContext, caller: Caller, task_id: str, ref: Refer
         )
         info = await _probe(ref, fetched.path)
         ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
-        blob_key = f"refs/{task_id}/{ref.kind}{ref.index}{ext}"
+        blob_key = reference_key(task_id, ref.kind, ref.index, ext)
         await ctx.blobs.put_file(blob_key, fetched.path)
         return _with_info(ref, blob_key, info)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+async def _probe_stored(ctx: AppContext, ref: Reference, blob_key: str) -> MediaInfo:
+    """Probe a file already in our store (an upload or an earlier result)."""
+    missing = InvalidRequest(f"{ref.label}: that file no longer exists", param="content")
+    path = ctx.blobs.local_path(blob_key)
+    if path is not None:
+        if not path.exists():
+            raise missing
+        return await _probe(ref, path)
+    tmp = ctx.tmp_dir / uuid.uuid4().hex
+    try:
+        try:
+            await ctx.blobs.get_file(blob_key, tmp)
+        except NotFound:
+            raise missing from None
+        return await _probe(ref, tmp)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 
+from videogate.blobs.keys import reference_prefix, result_prefix
 from videogate.context import AppContext
 from videogate.errors import (
     Conflict,
@@ -83,7 +84,7 @@ class TaskService:
         try:
             check_probed_references(resolved.request, spec)
         except InvalidRequest:
-            await ctx.blobs.delete_prefix(f"refs/{task_id}")
+            await ctx.blobs.delete_prefix(reference_prefix(task_id))
             raise
         now = time.time()
         failed = resolved.unreachable
@@ -130,7 +131,7 @@ class TaskService:
                 ) from None
             return existing, False
         if not inserted:
-            await ctx.blobs.delete_prefix(f"refs/{task_id}")
+            await ctx.blobs.delete_prefix(reference_prefix(task_id))
             key = await ctx.store.keys.get(caller.key_id)
             balance = key.balance_micros if key is not None else 0
             raise InsufficientBalance(
@@ -164,10 +165,10 @@ class TaskService:
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, now
         ):
-            await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+            await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
             return await self.get(caller, task_id)
-        await self._ctx.blobs.delete_prefix(f"results/{task.key_id}/{task.id}")
-        await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+        await self._ctx.blobs.delete_prefix(result_prefix(task.key_id, task.id))
+        await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
         await self._ctx.store.tasks.mark_media_deleted(task.id, now)
         return await self.get(caller, task_id)
 
@@ -185,8 +186,8 @@ class TaskService:
                 param="task_id",
             )
         await self._ctx.store.tasks.delete(task.id)
-        await self._ctx.blobs.delete_prefix(f"results/{task.key_id}/{task.id}")
-        await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+        await self._ctx.blobs.delete_prefix(result_prefix(task.key_id, task.id))
+        await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
         return task
 
 

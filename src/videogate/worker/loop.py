@@ -13,17 +13,18 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 from videogate.billing import charge
+from videogate.blobs.keys import result_key
 from videogate.context import AppContext
-from videogate.errors import UpstreamError, VideogateError
+from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
 from videogate.store.tables import Task
 from videogate.worker.callbacks import ark_callback_url
+from videogate.worker.reference_files import drop_reference_files, reference_files
 from videogate.worker.results import RESULT_NAMES, copy_result
 from videogate.worker.submit import Submitter
 from videogate.worker.webhooks import WebhookDeliverer
@@ -192,16 +193,13 @@ class Worker:
         else:  # a finished task should never be due; drop it from the schedule
             await self.ctx.store.tasks.transition(row.id, self.owner, row.status, next_run_at=None)
 
-    def task_context(self, row: Task, route: Route) -> TaskContext:
+    async def task_context(self, row: Task, route: Route, *, files: bool = False) -> TaskContext:
+        """What the provider sees; with ``files`` the references are local files too."""
         req = GenerationRequest.model_validate(row.request)
-        paths: dict[str, Path] = {}
-        urls: dict[str, str] = {}
-        for ref in req.references:
-            if ref.blob_key:
-                local = self.ctx.blobs.local_path(ref.blob_key)
-                if local is not None:
-                    paths[ref.label] = local
-            urls[ref.label] = self._upstream_reference_url(ref.url, ref.blob_key)
+        paths = await reference_files(self.ctx, row.id, req) if files else {}
+        urls = {
+            ref.label: self._upstream_reference_url(ref.url, ref.blob_key) for ref in req.references
+        }
 
         async def report_progress(progress: int) -> None:
             await self.ctx.store.tasks.set_progress(row.id, self.owner, progress, time.time())
@@ -241,7 +239,8 @@ class Worker:
 
     async def _poll(self, row: Task) -> None:
         route = self._route_of(row)
-        tctx = self.task_context(row, route)
+        # The sandbox renders during its poll, from the reference files.
+        tctx = await self.task_context(row, route, files=route.provider == "sandbox")
         async with self._poll_slot(route):
             result = await self.provider(route).poll(tctx, row.upstream_id or "")
         now = time.time()
@@ -292,13 +291,12 @@ class Worker:
     async def _fetch(self, row: Task) -> None:
         """Copy the result into our own storage, then complete the task."""
         result = row.upstream_result or {}
-        prefix = f"results/{row.key_id}/{row.id}"
         keys: dict[str, str | None] = {}
         for field, name in RESULT_NAMES.items():
             url = result.get(field)
-            keys[field] = f"{prefix}/{name}" if url else None
+            keys[field] = result_key(row.key_id, row.id, name) if url else None
             if url:
-                await copy_result(self.ctx, field, str(url), f"{prefix}/{name}")
+                await copy_result(self.ctx, field, str(url), result_key(row.key_id, row.id, name))
         now = time.time()
         route = self.ctx.router.get(row.route or "")
         charged = 0
@@ -319,6 +317,7 @@ class Worker:
             completed_at=now,
             next_run_at=None,
         )
+        drop_reference_files(self.ctx, row.id)
         if done and row.upstream_id:
             scratch = (self.ctx.work_dir / row.upstream_id).resolve()
             # The id comes from an upstream: never let it point outside work_dir.
@@ -330,7 +329,9 @@ class Worker:
         route = self.ctx.router.get(row.route or "")
         if route is not None and row.upstream_id:
             try:
-                await self.provider(route).cancel(self.task_context(row, route), row.upstream_id)
+                await self.provider(route).cancel(
+                    await self.task_context(row, route), row.upstream_id
+                )
             except UpstreamError as exc:
                 if exc.retryable and row.poll_errors + 1 < MAX_STEP_ERRORS:
                     await self.retry_later(row, exc)  # a queued job left running is billed
@@ -360,6 +361,7 @@ class Worker:
             completed_at=now,
             next_run_at=None,
         )
+        drop_reference_files(self.ctx, row.id)
 
     async def retry_later(self, row: Task, exc: VideogateError) -> None:
         """Count an error against the task and look again after a backoff."""
@@ -376,8 +378,10 @@ class Worker:
 
     async def _step_error(self, row: Task, exc: Exception) -> None:
         errors = row.poll_errors + 1
-        retryable = not isinstance(exc, VideogateError) or (
-            isinstance(exc, UpstreamError) and exc.retryable
+        retryable = (
+            not isinstance(exc, VideogateError)
+            or isinstance(exc, StorageUnavailable)  # the store comes back; the task waits
+            or (isinstance(exc, UpstreamError) and exc.retryable)
         )
         message = exc.message if isinstance(exc, VideogateError) else f"{type(exc).__name__}: {exc}"
         code = exc.code if isinstance(exc, VideogateError) else "internal_error"

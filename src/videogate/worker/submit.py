@@ -107,7 +107,7 @@ class Submitter:
         """Submit to one route. None when done (submitted or failed for good), else the
         retryable error that sends us to the next candidate."""
         store = self.ctx.store
-        tctx = self.w.task_context(row, route)
+        tctx = await self.w.task_context(row, route, files=True)
         provider = self.w.provider(route)
         await store.route_state.ensure(route.name)
         attempt = await store.attempts.reserve(
@@ -219,7 +219,7 @@ class Submitter:
                 "create the task again",
             )
             return
-        tctx = self.w.task_context(row, route)
+        tctx = await self.w.task_context(row, route, files=True)
         try:
             known = await store.attempts.known_upstream_ids(route.name, attempt.created_at)
             upstream_id = await self.w.provider(route).recover(

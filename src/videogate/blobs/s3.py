@@ -1,0 +1,179 @@
+"""Blobs in an S3-compatible bucket (``s3://bucket/prefix``): AWS S3, Cloudflare R2, MinIO…
+
+Built on obstore (Rust's object_store): async, streaming both ways, multipart uploads for
+large files, presigned GET URLs. Endpoint, region and credentials come from the settings,
+which read the standard ``AWS_*`` variables unless ``VIDEOGATE_S3_*`` override them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.exceptions import BaseError as ObstoreError
+from obstore.store import S3Store
+
+from videogate.blobs.base import CHUNK
+from videogate.errors import NotFound, StorageUnavailable
+
+if TYPE_CHECKING:
+    from videogate.settings import Settings
+
+T = TypeVar("T")
+
+# Files above this go up in parts of this size, several at once.
+MULTIPART_CHUNK = 8 * 1024 * 1024
+MULTIPART_CONCURRENCY = 4
+# The longest a SigV4 presigned URL may live.
+MAX_PRESIGN_SECONDS = 7 * 86_400
+DELETE_BATCH = 1000
+
+
+class S3BlobStore:
+    """Blobs as objects under one bucket and prefix."""
+
+    scheme = "s3"
+
+    def __init__(self, store: S3Store, where: str) -> None:
+        self._store = store
+        self._where = where
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3BlobStore:
+        parts = urlsplit(settings.effective_blob_url)
+        if not parts.netloc:
+            raise ValueError("VIDEOGATE_BLOB_URL: name the bucket, as in s3://bucket/prefix")
+        config: dict[str, Any] = {}
+        if settings.s3_endpoint_url:
+            config["endpoint"] = settings.s3_endpoint_url
+        if settings.s3_region:
+            config["region"] = settings.s3_region
+        if settings.s3_access_key_id:
+            config["access_key_id"] = settings.s3_access_key_id
+            config["secret_access_key"] = settings.s3_secret_access_key
+        if settings.s3_session_token:
+            config["token"] = settings.s3_session_token
+        config["virtual_hosted_style_request"] = settings.s3_virtual_hosted_style
+        store = S3Store(
+            parts.netloc,
+            prefix=parts.path.strip("/") or None,
+            client_options={
+                "allow_http": settings.s3_endpoint_url.startswith("http://"),
+                "connect_timeout": "5s",
+                "timeout": f"{int(settings.result_timeout_seconds)}s",
+            },
+            retry_config={
+                "max_retries": 3,
+                "backoff": {"init_backoff": timedelta(milliseconds=100)},
+                "retry_timeout": timedelta(seconds=30),
+            },
+            **config,
+        )
+        return cls(store, settings.effective_blob_url)
+
+    async def _call(self, key: str, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except FileNotFoundError:
+            raise NotFound(f"no blob named {key!r}") from None
+        except (ObstoreError, OSError) as exc:
+            raise StorageUnavailable(
+                f"the object store {self._where} did not answer as expected "
+                f"({type(exc).__name__}: {str(exc)[:200]}); check VIDEOGATE_BLOB_URL, "
+                "the endpoint and the credentials"
+            ) from None
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    async def put_file(self, key: str, source: Path) -> int:
+        await self._call(
+            key,
+            lambda: obstore.put_async(
+                self._store,
+                key,
+                source,
+                chunk_size=MULTIPART_CHUNK,
+                max_concurrency=MULTIPART_CONCURRENCY,
+            ),
+        )
+        return (await asyncio.to_thread(source.stat)).st_size
+
+    async def put_bytes(self, key: str, data: bytes) -> int:
+        await self._call(key, lambda: obstore.put_async(self._store, key, data))
+        return len(data)
+
+    async def size(self, key: str) -> int:
+        meta = await self._call(key, lambda: obstore.head_async(self._store, key))
+        return int(meta["size"])
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.size(key)
+        except NotFound:
+            return False
+        return True
+
+    async def read_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``start`` to ``end`` inclusive, streamed as they arrive."""
+        result = await self._call(
+            key,
+            lambda: obstore.get_async(self._store, key, options={"range": (start, end + 1)}),
+        )
+        stream = result.stream(min_chunk_size=CHUNK)
+        while True:
+            try:
+                chunk = await self._call(key, stream.__anext__)
+            except StopAsyncIteration:
+                return
+            yield bytes(chunk)
+
+    async def get_file(self, key: str, dest: Path) -> int:
+        result = await self._call(key, lambda: obstore.get_async(self._store, key))
+        stream = result.stream(min_chunk_size=CHUNK)
+        size = 0
+        with dest.open("wb") as out:
+            while True:
+                try:
+                    chunk = await self._call(key, stream.__anext__)
+                except StopAsyncIteration:
+                    break
+                size += len(chunk)
+                await asyncio.to_thread(out.write, chunk)
+        return size
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self._call(key, lambda: obstore.delete_async(self._store, key))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        prefix = prefix.rstrip("/") + "/"
+        batches = obstore.list(self._store, prefix, chunk_size=DELETE_BATCH)
+        count = 0
+        while True:
+            try:
+                batch = await self._call(prefix, batches.__anext__)
+            except StopAsyncIteration:
+                return count
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                await self._call(prefix, lambda p=paths: obstore.delete_async(self._store, p))  # type: ignore[misc]
+                count += len(paths)
+
+    async def presign_get(self, key: str, ttl_seconds: int) -> str | None:
+        ttl = timedelta(seconds=max(1, min(ttl_seconds, MAX_PRESIGN_SECONDS)))
+        return await self._call(key, lambda: obstore.sign_async(self._store, "GET", key, ttl))
+
+    async def check(self) -> None:
+        # One LIST of the prefix's top level: a missing bucket, a wrong endpoint or
+        # refused credentials all fail it, and it reads at most a handful of names.
+        await self._call("", lambda: obstore.list_with_delimiter_async(self._store, None))
+
+    async def close(self) -> None:
+        return None
