@@ -12,8 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from videogate.request import GenerationRequest
 from videogate.context import AppContext
+from videogate.request import GenerationRequest
 
 SCRATCH = "refs"
 
