@@ -61,13 +61,15 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
         await upgrade(settings.effective_database_url)
     store = Store.open(settings.effective_database_url)
     secret = settings.secret_key or await store.shared_secret("url_signing_secret")
+    blobs = open_blob_store(settings)
+    presign = blobs.presign_get if settings.download_mode == "presigned" else None
     models, routes = build_catalog_and_routes(settings, os.environ)
     router = Router(routes)
     return AppContext(
         settings=settings,
         store=store,
-        blobs=open_blob_store(settings),
-        signer=UrlSigner(secret, settings.effective_public_url),
+        blobs=blobs,
+        signer=UrlSigner(secret, settings.effective_public_url, presign=presign),
         http=httpx.AsyncClient(
             timeout=httpx.Timeout(settings.reference_timeout_seconds, connect=10.0),
             follow_redirects=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from videogate.errors import SignatureInvalid
@@ -13,9 +14,29 @@ from videogate.errors import SignatureInvalid
 class UrlSigner:
     """Signs ``/files/{blob_key}`` paths with an expiry."""
 
-    def __init__(self, secret: str, public_url: str) -> None:
+    def __init__(
+        self,
+        secret: str,
+        public_url: str,
+        *,
+        presign: Callable[[str, int], str | None] | None = None,
+    ) -> None:
         self.secret = secret.encode()
         self._public_url = public_url.rstrip("/")
+        # Set when results are handed out as presigned object-store URLs (download_mode
+        # "presigned"): then no result byte passes through videogate.
+        self._presign = presign
+
+    def download_url(
+        self, blob_key: str, ttl_seconds: int, *, now: float | None = None
+    ) -> tuple[str, int]:
+        """The URL a client downloads a result from: presigned at the object store when
+        the operator chose so, else our own signed URL."""
+        if self._presign is not None:
+            url = self._presign(blob_key, ttl_seconds)
+            if url is not None:
+                return url, int((now if now is not None else time.time()) + ttl_seconds)
+        return self.sign(blob_key, ttl_seconds, now=now)
 
     def _sig(self, blob_key: str, expires: int) -> str:
         msg = f"{blob_key}\n{expires}".encode()

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from videogate.api.openapi_models import FileObject, documented
 from videogate.api.responses import blob_response, json_response
@@ -146,7 +146,16 @@ async def get_file(file_id: str, request: Request) -> Response:
 async def signed_download(blob_key: str, request: Request) -> Response:
     state = api_state(request)
     q = request.query_params
-    state.ctx.signer.verify(blob_key, q.get("exp"), q.get("sig"))
+    exp = q.get("exp")
+    state.ctx.signer.verify(blob_key, exp, q.get("sig"))
+    ctx = state.ctx
+    if ctx.settings.download_mode != "proxy":
+        # Object storage: send the client to the store itself (Range and all), for no
+        # longer than our own URL had left, nor longer than an hour.
+        left = int(exp or 0) - int(time.time())
+        direct = ctx.blobs.presign_get(blob_key, max(60, min(left, 3600)))
+        if direct is not None:
+            return RedirectResponse(direct, status_code=302, headers={"Cache-Control": "no-store"})
     media_type = mimetypes.guess_type(blob_key)[0] or "application/octet-stream"
     return await blob_response(
         state.ctx.blobs,

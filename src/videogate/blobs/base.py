@@ -48,7 +48,7 @@ class BlobStore(Protocol):
         """Remove every blob under ``prefix/``; how many went."""
         ...
 
-    async def presign_get(self, key: str, ttl_seconds: int) -> str | None:
+    def presign_get(self, key: str, ttl_seconds: int) -> str | None:
         """A URL anyone can GET the blob from until ``ttl_seconds`` from now, or None
         when the backend has no such URLs (the file backend)."""
         ...

@@ -105,7 +105,7 @@ class LocalBlobStore:
         path = self._path(prefix.rstrip("/"))
         return await asyncio.to_thread(_remove_tree, path)
 
-    async def presign_get(self, key: str, ttl_seconds: int) -> str | None:
+    def presign_get(self, key: str, ttl_seconds: int) -> str | None:
         return None
 
     async def check(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mimetypes
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,8 @@ from videogate.blobs.base import CHUNK
 from videogate.errors import NotFound, StorageUnavailable
 
 if TYPE_CHECKING:
+    from obstore import Attributes
+
     from videogate.settings import Settings
 
 T = TypeVar("T")
@@ -99,6 +102,7 @@ class S3BlobStore:
                 self._store,
                 key,
                 source,
+                attributes=_attributes(key),
                 chunk_size=MULTIPART_CHUNK,
                 max_concurrency=MULTIPART_CONCURRENCY,
             ),
@@ -106,7 +110,9 @@ class S3BlobStore:
         return (await asyncio.to_thread(source.stat)).st_size
 
     async def put_bytes(self, key: str, data: bytes) -> int:
-        await self._call(key, lambda: obstore.put_async(self._store, key, data))
+        await self._call(
+            key, lambda: obstore.put_async(self._store, key, data, attributes=_attributes(key))
+        )
         return len(data)
 
     async def size(self, key: str) -> int:
@@ -166,9 +172,12 @@ class S3BlobStore:
                 await self._call(prefix, lambda p=paths: obstore.delete_async(self._store, p))  # type: ignore[misc]
                 count += len(paths)
 
-    async def presign_get(self, key: str, ttl_seconds: int) -> str | None:
+    def presign_get(self, key: str, ttl_seconds: int) -> str | None:
         ttl = timedelta(seconds=max(1, min(ttl_seconds, MAX_PRESIGN_SECONDS)))
-        return await self._call(key, lambda: obstore.sign_async(self._store, "GET", key, ttl))
+        try:
+            return obstore.sign(self._store, "GET", key, ttl)
+        except ObstoreError as exc:
+            raise StorageUnavailable(f"cannot presign {key!r} for {self._where}: {exc}") from None
 
     async def check(self) -> None:
         # One LIST of the prefix's top level: a missing bucket, a wrong endpoint or
@@ -177,3 +186,8 @@ class S3BlobStore:
 
     async def close(self) -> None:
         return None
+
+
+def _attributes(key: str) -> Attributes:
+    """Content-Type from the key's extension, so presigned downloads play in a browser."""
+    return {"Content-Type": mimetypes.guess_type(key)[0] or "application/octet-stream"}

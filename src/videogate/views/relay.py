@@ -27,7 +27,7 @@ def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None
         return None, None
     # Rounded to the minute so repeated polls see the same URL for a while.
     now = math.floor(time.time() / 60) * 60
-    return signer.sign(key, ttl, now=now)
+    return signer.download_url(key, ttl, now=now)
 
 
 def billing_detail(task: Task) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""The service on S3: uploads, references and results live in the bucket; downloads are
+redirects to presigned URLs, presigned URLs, or streamed, as the operator chose."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from conftest import TEST_BASE, wait_for_status
+from fakes.s3 import S3Server
+from media_factory import png_bytes
+from videogate.api.app import create_app
+from videogate.api.state import ApiState
+from videogate.service.keys import create_key
+from videogate.settings import Settings
+
+FAST = "doubao-seedance-2-0-fast-260128"
+
+
+def s3_app_settings(tmp_path: Path, s3: S3Server, mode: str) -> Settings:
+    env = s3.env()
+    return Settings(
+        data_dir=tmp_path / "var",
+        public_url=TEST_BASE,
+        allow_private_urls=True,
+        worker_poll_interval=0.05,
+        render_processes=1,
+        key_cache_seconds=0,
+        blob_url=f"s3://{s3.new_bucket()}/deploy",
+        s3_endpoint_url=env["AWS_ENDPOINT_URL"],
+        s3_region=env["AWS_REGION"],
+        s3_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        s3_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        download_mode=mode,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(params=["redirect", "presigned"])
+async def s3_app(
+    request: pytest.FixtureRequest, tmp_path: Path, s3_server: S3Server
+) -> AsyncIterator[FastAPI]:
+    application = create_app(s3_app_settings(tmp_path, s3_server, request.param))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_task_with_upload_and_reference_is_served_from_the_bucket(
+    s3_app: FastAPI, s3_server: S3Server, tmp_path: Path
+) -> None:
+    state: ApiState = s3_app.state.api
+    settings = state.ctx.settings
+    auth = {"Authorization": f"Bearer {(await create_key(state.ctx.store, name='t')).key}"}
+    transport = httpx.ASGITransport(app=s3_app)
+    async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
+        up = await client.post(
+            "/v1/files",
+            headers=auth,
+            files={"file": ("f.png", png_bytes(400, 400, (0, 200, 0)), "image/png")},
+        )
+        assert up.status_code == 200, up.text
+        data_url = "data:image/png;base64," + base64.b64encode(png_bytes(640, 640)).decode()
+        body = {
+            "model": FAST,
+            "prompt": "two frames from the bucket",
+            "resolution": "480p",
+            "duration": 4,
+            "return_last_frame": True,
+            "content": [
+                {"type": "image_url", "image_url": {"url": data_url}, "role": "first_frame"},
+                {"type": "image_url", "image_url": {"url": up.json()["url"]}, "role": "last_frame"},
+            ],
+        }
+        created = await client.post("/v1/videos", json=body, headers=auth)
+        assert created.status_code == 200, created.text
+        done = await wait_for_status(client, created.json()["id"], auth, timeout=120)
+        assert done["status"] == "completed", done
+        task_id = str(done["id"])
+
+        # Nothing went to the local disk: every blob is in the bucket.
+        assert not settings.blob_dir.exists() or not any(settings.blob_dir.rglob("*.*"))
+        task = await state.ctx.store.tasks.get(task_id)
+        assert task is not None and task.video_key
+        size = await state.ctx.blobs.size(task.video_key)
+        assert size > 1000
+        assert await state.ctx.blobs.exists(task.last_frame_key or "")
+
+        # The authenticated content endpoint streams from the bucket, Range included.
+        whole = await client.get(f"/v1/videos/{task_id}/content", headers=auth)
+        assert whole.status_code == 200 and len(whole.content) == size
+        part = await client.get(
+            f"/v1/videos/{task_id}/content", headers={**auth, "Range": "bytes=100-199"}
+        )
+        assert part.status_code == 206 and part.content == whole.content[100:200]
+
+        video_url = str(done["video_url"])
+        expires_at = int(str(done["expires_at"]))
+        assert abs(expires_at - (time.time() + settings.url_ttl_seconds)) < 120
+        async with httpx.AsyncClient() as direct:
+            if settings.download_mode == "presigned":
+                # Straight to the store: no byte passes through videogate.
+                assert video_url.startswith(s3_server.endpoint)
+                assert f"X-Amz-Expires={settings.url_ttl_seconds}" in video_url
+                got = await direct.get(video_url, headers={"Range": "bytes=100-199"})
+            else:
+                assert video_url.startswith(f"{TEST_BASE}/files/")
+                hop = await client.get(video_url.removeprefix(TEST_BASE))
+                assert hop.status_code == 302
+                location = hop.headers["location"]
+                assert location.startswith(s3_server.endpoint) and "X-Amz-Signature" in location
+                got = await direct.get(location, headers={"Range": "bytes=100-199"})
+            assert got.status_code == 206 and got.content == whole.content[100:200]
+            assert got.headers["content-type"] == "video/mp4"
+
+        # Our own URLs keep their expiry and signature rules, redirect or not.
+        stale, _ = state.ctx.signer.sign(task.video_key, 60, now=time.time() - 120)
+        assert (await client.get(stale.removeprefix(TEST_BASE))).status_code == 403
+        forged = video_url.replace("sig=", "sig=0") if "sig=" in video_url else None
+        if forged:
+            assert (await client.get(forged.removeprefix(TEST_BASE))).status_code == 403
