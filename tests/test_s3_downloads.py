@@ -37,7 +37,7 @@ def s3_app_settings(tmp_path: Path, s3: S3Server, mode: str) -> Settings:
         s3_region=env["AWS_REGION"],
         s3_access_key_id=env["AWS_ACCESS_KEY_ID"],
         s3_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        download_mode=mode,  # type: ignore[arg-type]
+        download_mode=mode,
     )
 
 
