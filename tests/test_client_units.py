@@ -24,7 +24,8 @@ from videogate.client import (
     VideogateClientError,
     mp4_duration,
 )
-from videogate.client._api import ArkDialect, RelayDialect, normalize_status
+from videogate.client._api import ArkDialect, RelayDialect
+from videogate.client._models import normalize_status
 from videogate.client._references import as_reference, assign_roles, content_items, data_url
 from videogate.client._transport import RetryPolicy, parse_retry_after
 

@@ -15,15 +15,6 @@ This package needs only ``httpx`` (the base ``pip install videogate``); it never
 the server.
 """
 
-from videogate.client._api import (
-    API_NAMES,
-    DEFAULT_MODEL,
-    ApiName,
-    PreparedRequest,
-    Status,
-    TaskPage,
-    TaskState,
-)
 from videogate.client._client import AsyncClient, CreateOptions, new_idempotency_key
 from videogate.client._errors import (
     APIConnectionError,
@@ -48,6 +39,15 @@ from videogate.client._errors import (
     VideogateClientError,
 )
 from videogate.client._media import mp4_duration
+from videogate.client._models import (
+    API_NAMES,
+    DEFAULT_MODEL,
+    ApiName,
+    PreparedRequest,
+    Status,
+    TaskPage,
+    TaskState,
+)
 from videogate.client._references import Audio, Image, Reference, ReferenceLike, Video
 from videogate.client._sync import Client, Task
 from videogate.client._task import AsyncTask, GeneratedVideo

@@ -14,15 +14,9 @@ from typing import Any, Self, TypedDict
 
 import httpx
 
-from videogate.client._api import (
-    DEFAULT_MODEL,
-    ApiName,
-    PreparedRequest,
-    TaskPage,
-    dialect_for,
-    models_unsupported,
-)
+from videogate.client._api import dialect_for, models_unsupported
 from videogate.client._errors import ConfigurationError, ProtocolError, UnsupportedOperation
+from videogate.client._models import DEFAULT_MODEL, ApiName, PreparedRequest, TaskPage
 from videogate.client._references import ReferenceLike, content_items
 from videogate.client._task import AsyncTask, GeneratedVideo, ProgressCallback
 from videogate.client._transport import RetryMode, RetryPolicy, Transport

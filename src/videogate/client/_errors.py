@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from videogate.client._api import TaskState
+    from videogate.client._models import TaskState
 
 
 class VideogateClientError(Exception):

@@ -18,8 +18,8 @@ from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 
-from videogate.client._api import ApiName, PreparedRequest, TaskPage, TaskState
 from videogate.client._client import AsyncClient, CreateOptions
+from videogate.client._models import ApiName, PreparedRequest, TaskPage, TaskState
 from videogate.client._task import AsyncTask, BytesCallback, GeneratedVideo, ProgressCallback
 
 T = TypeVar("T")

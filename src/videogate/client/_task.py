@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from videogate.client._api import TaskState
 from videogate.client._errors import (
     APIConnectionError,
     DownloadError,
@@ -29,6 +28,7 @@ from videogate.client._errors import (
     TaskTimeout,
 )
 from videogate.client._media import mp4_duration
+from videogate.client._models import TaskState
 
 if TYPE_CHECKING:
     from videogate.client._client import AsyncClient
