@@ -7,13 +7,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
 from videogate.context import AppContext, open_context
 from videogate.errors import UpstreamError
-from videogate.providers.base import PollResult, Route, TaskContext
+from videogate.providers.base import Capabilities, PollResult, Route, TaskContext
 from videogate.request import GenerationRequest
 from videogate.routing import Router
 from videogate.service.keys import Caller, create_key
@@ -26,6 +26,7 @@ from videogate.worker import Worker, poll_delay
 class FakeProvider:
     """Scripted upstream: ``polls`` are returned (or raised) in order."""
 
+    capabilities: ClassVar[Capabilities] = Capabilities()
     polls: list[PollResult | Exception] = field(default_factory=list)
     submitted: list[str] = field(default_factory=list)
     submit_error: Exception | None = None

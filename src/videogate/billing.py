@@ -39,9 +39,9 @@ class Billing:
         return self._multipliers.get(group, Decimal(1))
 
     def price(self, model: str, group: str) -> Price:
-        """The model's price for this group; free when only sandbox routes serve it."""
+        """The model's price for this group; free when only free routes (the sandbox) serve it."""
         routes = self._router.candidates(model, group)
-        if routes and all(r.provider == "sandbox" for r in routes):
+        if routes and all(r.capabilities.free for r in routes):
             return FREE
         return self._prices.get(model, FREE)
 

@@ -20,6 +20,12 @@ class VideogateError(Exception):
             self.code = code
 
 
+class ConfigurationError(VideogateError):
+    """The deployment's configuration cannot work (found at start-up, never per request)."""
+
+    code = "configuration_error"
+
+
 class InvalidRequest(VideogateError):
     """The request body, a field or a reference is wrong; the message says how to fix it."""
 

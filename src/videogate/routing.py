@@ -6,47 +6,67 @@ import random
 from collections.abc import Iterable, Mapping
 
 from videogate.catalog import ModelSpec, builtin_models
+from videogate.errors import ConfigurationError
+from videogate.providers import BUILTIN_KIND, Capabilities, capabilities_of
 from videogate.providers.base import Route
-from videogate.settings import Settings
+from videogate.settings import RouteConfig, Settings
 
 
-def sandbox_routes(models: Iterable[ModelSpec]) -> list[Route]:
-    """The built-in routes: every known model rendered locally by the sandbox."""
+def builtin_routes(models: Iterable[ModelSpec]) -> list[Route]:
+    """The built-in routes: every known model served by the built-in provider (the sandbox)."""
     return [
         Route(
-            name=f"sandbox:{m.name}",
+            name=f"{BUILTIN_KIND}:{m.name}",
             model=m.name,
-            provider="sandbox",
+            provider=BUILTIN_KIND,
             upstream_model=m.name,
             groups=("*",),
             max_in_flight=1_000_000,
+            capabilities=capabilities_of(BUILTIN_KIND),
         )
         for m in models
     ]
 
 
 def configured_routes(settings: Settings, environ: Mapping[str, str]) -> list[Route]:
-    """The ``[[routes]]`` of the settings, with their secrets read from the environment."""
-    return [
-        Route(
-            name=rc.name,
-            model=rc.model,
-            provider=rc.provider,
-            upstream_model=rc.upstream_model or rc.model,
-            base_url=rc.base_url.rstrip("/"),
-            api_key_env=rc.api_key_env,
-            api_key=environ.get(rc.api_key_env, "") if rc.api_key_env else "",
-            priority=rc.priority,
-            weight=rc.weight,
-            max_in_flight=rc.max_in_flight,
-            groups=rc.groups,
-            enabled=rc.enabled,
-            request_format=rc.request_format,
-            timeout_seconds=rc.timeout_seconds,
-            max_concurrent_polls=rc.max_concurrent_polls,
-        )
-        for rc in settings.routes
-    ]
+    """The ``[[routes]]`` of the settings, with their secrets read from the environment.
+
+    Raises :class:`ConfigurationError` naming the route when its provider kind is unknown or
+    when it lacks what that kind needs (a ``base_url``).
+    """
+    routes: list[Route] = []
+    for rc in settings.routes:
+        try:
+            caps = capabilities_of(rc.provider)
+        except ValueError as exc:
+            raise ConfigurationError(f"route {rc.name!r}: {exc}") from None
+        if caps.needs_base_url and not rc.base_url:
+            raise ConfigurationError(
+                f"route {rc.name!r} needs a base_url (provider {rc.provider!r} calls an HTTP API)"
+            )
+        routes.append(_route(rc, caps, environ))
+    return routes
+
+
+def _route(rc: RouteConfig, caps: Capabilities, environ: Mapping[str, str]) -> Route:
+    return Route(
+        name=rc.name,
+        model=rc.model,
+        provider=rc.provider,
+        upstream_model=rc.upstream_model or rc.model,
+        base_url=rc.base_url.rstrip("/"),
+        api_key_env=rc.api_key_env,
+        api_key=environ.get(rc.api_key_env, "") if rc.api_key_env else "",
+        priority=rc.priority,
+        weight=rc.weight,
+        max_in_flight=rc.max_in_flight,
+        groups=rc.groups,
+        enabled=rc.enabled,
+        request_format=rc.request_format,
+        timeout_seconds=rc.timeout_seconds,
+        max_concurrent_polls=rc.max_concurrent_polls,
+        capabilities=caps,
+    )
 
 
 def build_catalog_and_routes(
@@ -65,7 +85,7 @@ def build_catalog_and_routes(
                 resolutions=("480p", "720p") if fast else ("480p", "720p", "1080p"),
             )
     routed = {r.model for r in configured}
-    sandbox = sandbox_routes(m for m in models.values() if m.name not in routed)
+    sandbox = builtin_routes(m for m in models.values() if m.name not in routed)
     return models, configured + sandbox
 
 

@@ -63,7 +63,9 @@ class RouteConfig(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     model: str = Field(min_length=1, max_length=200, description="public model name")
-    provider: Literal["ark", "openai", "sandbox"]
+    provider: str = Field(
+        min_length=1, max_length=50, description="provider kind: a module of videogate.providers"
+    )
     base_url: str = ""
     api_key_env: str = Field(default="", description="environment variable holding the key")
     upstream_model: str = Field(default="", description="model name upstream; default: model")
@@ -242,8 +244,6 @@ class Settings(BaseSettings):
                     f"route {route.name!r} names unknown group(s) {', '.join(unknown)}; "
                     "declare them with [[groups]]"
                 )
-            if route.provider != "sandbox" and not route.base_url:
-                raise ValueError(f"route {route.name!r} needs a base_url")
         return self
 
     @field_validator("public_url")

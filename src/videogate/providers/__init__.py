@@ -1,28 +1,73 @@
-"""Upstream adapters, one module per API shape; ``load_provider`` finds them by kind.
+"""Upstream adapters, one module per API shape, found by kind.
 
-Adding a provider means adding one module here that defines ``create_provider``.
+Adding a provider means adding one module here whose ``PROVIDER_CLASS`` implements
+:class:`~videogate.providers.base.Provider` and declares its
+:class:`~videogate.providers.base.Capabilities`. Nothing else lists the kinds.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
+from types import ModuleType
 
-from videogate.providers.base import Provider, ProviderDeps, Route
+from videogate.providers.base import Capabilities, Provider, ProviderDeps, Route
+
+#: The provider that serves every model no configured route names (offline, free).
+BUILTIN_KIND = "sandbox"
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
+_NOT_PROVIDERS = frozenset({"base"})
+
+
+def known_kinds() -> list[str]:
+    """The provider kinds installed: every module of this package but ``base``."""
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if m.name not in _NOT_PROVIDERS and not m.name.startswith("_")
+    )
+
+
+def _module(kind: str) -> ModuleType:
+    unknown = ValueError(
+        f"unknown provider kind {kind!r}; the kinds are: {', '.join(known_kinds())}"
+    )
+    if not _KIND.match(kind) or kind in _NOT_PROVIDERS:
+        raise unknown
+    try:
+        module = importlib.import_module(f"{__name__}.{kind}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{kind}":  # the module exists but needs something missing
+            raise ValueError(
+                f"provider kind {kind!r} needs {exc.name}, which is not installed"
+            ) from None
+        raise unknown from None
+    if not hasattr(module, "PROVIDER_CLASS"):
+        raise unknown
+    return module
+
+
+def capabilities_of(kind: str) -> Capabilities:
+    """What the provider ``kind`` declares it can do; ValueError for an unknown kind."""
+    caps: Capabilities = _module(kind).PROVIDER_CLASS.capabilities
+    return caps
 
 
 def load_provider(kind: str, route: Route, deps: ProviderDeps) -> Provider:
     """Instantiate the provider ``kind`` (the module ``videogate.providers.<kind>``)."""
-    if not _KIND.match(kind) or kind == "base":
-        raise ValueError(f"unknown provider kind {kind!r}")
-    try:
-        module = importlib.import_module(f"videogate.providers.{kind}")
-    except ModuleNotFoundError:
-        raise ValueError(f"unknown provider kind {kind!r}") from None
-    provider: Provider = module.create_provider(route, deps)
+    provider: Provider = _module(kind).PROVIDER_CLASS(route, deps)
     return provider
 
 
-__all__ = ["Provider", "ProviderDeps", "Route", "load_provider"]
+__all__ = [
+    "BUILTIN_KIND",
+    "Capabilities",
+    "Provider",
+    "ProviderDeps",
+    "Route",
+    "capabilities_of",
+    "known_kinds",
+    "load_provider",
+]

@@ -9,7 +9,7 @@ path serves both. Every HTTP failure is turned into an :class:`UpstreamError` by
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -17,8 +17,8 @@ import httpx
 from videogate.errors import UpstreamError
 from videogate.media.sizes import RATIOS, RESOLUTIONS, output_size
 from videogate.providers.base import (
+    Capabilities,
     PollResult,
-    Provider,
     ProviderDeps,
     Route,
     TaskContext,
@@ -105,6 +105,8 @@ def _malformed(route: Route, what: str, status: int) -> UpstreamError:
 
 class ArkProvider:
     """Submits, polls, cancels and recovers Ark tasks over ``deps.http``."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts_callbacks=True)
 
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route
@@ -291,5 +293,4 @@ class ArkProvider:
         return ids[0] if ids else None
 
 
-def create_provider(route: Route, deps: ProviderDeps) -> Provider:
-    return ArkProvider(route, deps)
+PROVIDER_CLASS = ArkProvider

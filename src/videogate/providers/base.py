@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 
@@ -19,6 +19,22 @@ from videogate.request import GenerationRequest
 from videogate.settings import Settings
 
 UpstreamStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, declared on its class so no other module names a kind."""
+
+    #: Its work costs nothing (the local sandbox): tasks it serves are never charged.
+    free: bool = False
+    #: Its routes must name a ``base_url`` (an upstream HTTP API).
+    needs_base_url: bool = True
+    #: It reads an API key from ``api_key_env``; a route without one is reported unhealthy.
+    needs_api_key: bool = True
+    #: The upstream calls our per-task callback URL when a job changes.
+    accepts_callbacks: bool = False
+    #: It works on this machine, so the first poll is due at once (nothing to wait for).
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,8 @@ class Route:
     max_concurrent_polls: int = 32
     # The upstream secret, read from ``api_key_env`` when the routes are built.
     api_key: str = field(default="", repr=False)
+    # The provider class's capabilities, looked up when the routes are built.
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,13 @@ class ProviderDeps:
 
 
 class Provider(Protocol):
-    """An adapter for one upstream API shape."""
+    """An adapter for one upstream API shape.
+
+    A provider module ``videogate.providers.<kind>`` defines the class and names it in a
+    module-level ``PROVIDER_CLASS``; the class takes ``(route, deps)``.
+    """
+
+    capabilities: ClassVar[Capabilities]
 
     async def submit(self, ctx: TaskContext) -> str:
         """Start the job upstream and return its upstream id."""

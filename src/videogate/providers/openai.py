@@ -16,7 +16,7 @@ import mimetypes
 import os
 import re
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -24,8 +24,8 @@ import httpx
 from videogate.errors import UpstreamError
 from videogate.media.probe import MediaError, probe
 from videogate.providers.base import (
+    Capabilities,
     PollResult,
-    Provider,
     ProviderDeps,
     Route,
     TaskContext,
@@ -62,6 +62,8 @@ _ROUTE_FAULT_CODES = frozenset({"model_not_found", "insufficient_quota", "insuff
 
 class OpenAIVideosProvider:
     """Speaks ``{base_url}/videos`` with ``Authorization: Bearer {route.api_key}``."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route
@@ -434,5 +436,4 @@ def _hashed(upstream_id: str) -> str:
     return "video-" + hashlib.sha256(upstream_id.encode()).hexdigest()[:32]
 
 
-def create_provider(route: Route, deps: ProviderDeps) -> Provider:
-    return OpenAIVideosProvider(route, deps)
+PROVIDER_CLASS = OpenAIVideosProvider

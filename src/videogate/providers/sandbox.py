@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
+from typing import ClassVar
 
 from videogate.media.render import RenderResult, RenderSpec, render
-from videogate.providers.base import PollResult, Provider, ProviderDeps, Route, TaskContext
+from videogate.providers.base import Capabilities, PollResult, ProviderDeps, Route, TaskContext
 from videogate.request import resolve_output
 
 DEFAULT_AUTO_DURATION = 5
@@ -56,6 +57,10 @@ def _read_progress(path: Path) -> int | None:
 
 class SandboxProvider:
     """Renders locally with :func:`videogate.media.render.render`."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        free=True, needs_base_url=False, needs_api_key=False, local=True
+    )
 
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route
@@ -135,5 +140,4 @@ def _tokens(width: int, height: int, seconds: float) -> int:
     return int(width * height * (24 * seconds + 1) / 1024)
 
 
-def create_provider(route: Route, deps: ProviderDeps) -> Provider:
-    return SandboxProvider(route, deps)
+PROVIDER_CLASS = SandboxProvider

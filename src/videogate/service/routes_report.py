@@ -27,7 +27,7 @@ async def route_report(
         elif is_benched(state, now):
             assert state is not None and state.benched_until is not None
             health = f"benched {int(state.benched_until - now)} s"
-        elif r.provider != "sandbox" and r.api_key_env and not r.api_key:
+        elif r.capabilities.needs_api_key and r.api_key_env and not r.api_key:
             health = f"no key (${r.api_key_env} unset)"
         else:
             health = "ok"

@@ -211,7 +211,9 @@ class Worker:
             reference_paths=paths,
             reference_urls=urls,
             work_dir=self.ctx.work_dir,
-            callback_url=ark_callback_url(self.ctx, row.id),
+            callback_url=(
+                ark_callback_url(self.ctx, row.id) if route.capabilities.accepts_callbacks else None
+            ),
             report_progress=report_progress,
         )
 
@@ -300,7 +302,7 @@ class Worker:
         now = time.time()
         route = self.ctx.router.get(row.route or "")
         charged = 0
-        if route is None or route.provider != "sandbox":  # the sandbox is always free
+        if route is None or not route.capabilities.free:
             charged = charge(row.price, row.completion_tokens, row.width, row.height, row.seconds)
         done = await self.ctx.store.tasks.transition(
             row.id,

@@ -176,7 +176,7 @@ class Submitter:
             updated_at=now,
             progress=max(row.progress, 1),
             poll_errors=0,
-            next_run_at=now if route.provider == "sandbox" else now + 1.0,
+            next_run_at=now if route.capabilities.local else now + 1.0,
         )
         if not moved:
             # Cancelled while we were submitting: keep the id and let a worker stop the job
