@@ -28,6 +28,14 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/admin/keys/key_x/topup", {"amount": "1"}),
     ("GET", "/admin/usage", None),
     ("GET", "/admin/routes", None),
+    ("GET", "/admin/overview", None),
+    ("GET", "/admin/groups", None),
+    ("PATCH", "/admin/keys/key_x", {"requests_per_minute": 5}),
+    ("GET", "/admin/keys/key_x/ledger", None),
+    ("GET", "/admin/usage/daily", None),
+    ("GET", "/admin/webhooks", None),
+    ("POST", "/admin/webhooks/events/1/resend", None),
+    ("POST", "/admin/routes/sandbox/test", None),
     ("GET", "/admin/tasks", None),
 ]
 

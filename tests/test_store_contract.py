@@ -122,6 +122,31 @@ async def test_list_orders_and_pages_with_a_cursor(store: Store) -> None:
     assert await store.tasks.count(key.id, statuses=["failed"]) == 0
 
 
+async def test_search_by_prompt_or_id_and_daily_reports(store: Store) -> None:
+    key = await make_key(store)
+    base = 1_750_000_000.0  # a fixed day, so the day buckets are known
+    prompts = ["A Red Fox", "a cat", "100%_done", "Ünïcode fox"]
+    tasks = [make_task(key.id, created=base + i * 3600) for i in range(4)]
+    for t, prompt in zip(tasks, prompts, strict=True):
+        t.request = {"model": "sandbox", "prompt": prompt}
+        await store.tasks.insert(t)
+
+    async def found(text: str) -> list[str]:
+        return [t.id for t in await store.tasks.page(key.id, limit=10, search=text)]
+
+    assert await found("fox") == [tasks[3].id, tasks[0].id]
+    assert await found("RED") == [tasks[0].id]
+    assert await found("Ünï") == [tasks[3].id]
+    assert await found("%") == [tasks[2].id]
+    assert await found("_") == [tasks[2].id]
+    assert await found(tasks[1].id) == [tasks[1].id]
+    assert await found("dog") == []
+
+    rows = await store.reports.daily_usage(key_id=key.id, since=base - 86_400)
+    assert [(r.day, r.model, r.tasks) for r in rows] == [(1_749_945_600, "sandbox", 4)]
+    assert await store.reports.status_counts() == {"queued": 4}
+
+
 async def test_idempotency_key_is_unique_per_key(store: Store) -> None:
     from sqlalchemy.exc import IntegrityError
 

@@ -209,6 +209,11 @@ class Settings(BaseSettings):
     admin_token: str = Field(
         default="", description="Bearer token for /admin; empty disables the admin API"
     )
+    console_local_sign_in: bool = Field(
+        default=True,
+        description="Let a browser on this machine sign in to the console with the local key "
+        "in one click (loopback only; docs/console.md)",
+    )
     rate_limit_storage: str = Field(
         default="memory://",
         description="Where rate-limit counters live: memory:// (one process) or redis://…",

@@ -10,7 +10,18 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from videogate.api import admin, ark, callbacks, files, meta, openai_form, relay
+from videogate.api import (
+    account,
+    admin,
+    admin_ops,
+    ark,
+    callbacks,
+    files,
+    meta,
+    openai_form,
+    relay,
+)
+from videogate.api.console import install_console
 from videogate.api.errors import install_error_handlers
 from videogate.api.openapi_models import SECURITY_SCHEMES
 from videogate.api.relay_schemas import RelayCreate
@@ -51,14 +62,18 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
         version="0.1.0",
         summary="Self-hostable, Seedance-2.0-compatible video generation API",
         lifespan=lifespan,
+        # Served by install_console from packaged assets, so they work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     # The poll is the hot path: served by a plain Starlette route, which skips FastAPI's
     # per-request dependency and validation machinery (~60 µs). The FastAPI route of the
     # same path stays for the OpenAPI document.
     app.router.routes.append(Route("/v1/videos/{task_id}", relay.poll_video, methods=["GET"]))
-    for module in (relay, files, meta, callbacks, ark, admin):
+    for module in (relay, account, files, meta, callbacks, ark, admin, admin_ops):
         app.include_router(module.router)
+    install_console(app)
     _add_schema(app)
     return app
 

@@ -52,7 +52,54 @@ _LIST_PARAMS = [
         "schema": {"type": "string", "maxLength": 100},
         "description": "a task id: list the tasks after it",
     },
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "only these statuses, comma-separated: queued, in_progress, "
+        "completed, failed (a videogate extension)",
+    },
+    {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "only this model's tasks (a videogate extension)",
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 200},
+        "description": "a task id, or words of the prompt (any case; a videogate extension)",
+    },
 ]
+
+
+# ``GET /v1/videos?status=``: the statuses this surface shows, and what each one covers.
+LIST_STATUS_FILTERS: dict[str, tuple[str, ...]] = {
+    "queued": ("queued",),
+    "in_progress": ("running", "fetching"),
+    "completed": ("succeeded",),
+    "failed": ("failed", "cancelled", "expired"),
+}
+
+
+def list_status_filter(value: str | None) -> list[str] | None:
+    """``status=completed,failed`` → the internal statuses; None: no filter."""
+    statuses: list[str] = []
+    for name in (value or "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        if name not in LIST_STATUS_FILTERS:
+            raise InvalidRequest(
+                f"status '{name[:50]}' is not known; use {', '.join(LIST_STATUS_FILTERS)}",
+                param="status",
+            )
+        statuses.extend(LIST_STATUS_FILTERS[name])
+    return statuses or None
 
 
 async def read_json_body(request: Request) -> object:
@@ -157,7 +204,18 @@ async def list_videos(request: Request) -> Response:
     after = q.get("after") or None
     if after is not None and len(after) > 100:
         raise InvalidRequest("'after' is not a task id", param="after")
-    rows, has_more = await state.tasks.list(caller, limit=limit, after=after, order=order)
+    statuses = list_status_filter(q.get("status"))
+    model = q.get("model") or None
+    search = (q.get("q") or "").strip()[:200] or None
+    rows, has_more = await state.tasks.list(
+        caller,
+        limit=limit,
+        after=after,
+        order=order,
+        statuses=statuses,
+        model=model[:200] if model else None,
+        search=search,
+    )
     ttl = state.ctx.settings.url_ttl_seconds
     data = [relay_task(t, state.ctx.signer, ttl) for t in rows]
     return json_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 
 from videogate.blobs.keys import reference_prefix, result_prefix
 from videogate.context import AppContext
@@ -151,10 +152,24 @@ class TaskService:
         return task
 
     async def list(
-        self, caller: Caller, *, limit: int, after: str | None, order: str
+        self,
+        caller: Caller,
+        *,
+        limit: int,
+        after: str | None,
+        order: str,
+        statuses: Sequence[str] | None = None,
+        model: str | None = None,
+        search: str | None = None,
     ) -> tuple[list[Task], bool]:
         rows = await self._ctx.store.tasks.page(
-            caller.key_id, limit=limit + 1, after=after, order=order
+            caller.key_id,
+            limit=limit + 1,
+            after=after,
+            order=order,
+            statuses=statuses,
+            model=model,
+            search=search,
         )
         return rows[:limit], len(rows) > limit
 

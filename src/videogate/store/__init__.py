@@ -13,6 +13,7 @@ from videogate.store.db import create_engine, session_factory
 from videogate.store.files import FileStore
 from videogate.store.keys import KeyStore
 from videogate.store.ledger import LedgerStore
+from videogate.store.reports import ReportStore
 from videogate.store.routes import RouteStateStore
 from videogate.store.tables import Meta
 from videogate.store.tasks import TaskStore
@@ -33,6 +34,7 @@ class Store:
         self.ledger = LedgerStore(self.sessions)
         self.route_state = RouteStateStore(self.sessions)
         self.webhooks = WebhookStore(self.sessions, dialect=self.dialect)
+        self.reports = ReportStore(self.sessions, dialect=self.dialect)
 
     @classmethod
     def open(cls, url: str) -> Store:

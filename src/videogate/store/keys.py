@@ -42,3 +42,15 @@ class KeyStore:
         )
         async with self._sessions.begin() as s:
             return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]
+
+    async def update(self, key_id: str, values: dict[str, object]) -> bool:
+        """Change some of a key's settable fields (name, limits); False if unknown."""
+        allowed = {"name", "requests_per_minute", "max_unfinished_tasks"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"not settable: {', '.join(sorted(unknown))}")
+        if not values:
+            return await self.get(key_id) is not None
+        stmt = update(ApiKey).where(ApiKey.id == key_id).values(**values)
+        async with self._sessions.begin() as s:
+            return (await s.execute(stmt)).rowcount > 0  # type: ignore[attr-defined,no-any-return]

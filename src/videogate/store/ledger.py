@@ -80,7 +80,7 @@ async def settle(
             amount_micros=refund,
             currency=currency,
             created_at=now,
-            note="rest of the hold" if charged else "task did not complete",
+            note="rest of the hold" if succeeded else "task did not complete",
         )
     )
     if refund:

@@ -17,6 +17,16 @@ from videogate.store.tables import Task, TaskEvent
 UNFINISHED = ("queued", "running", "fetching")
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 _TASK_TABLE = Task.__table__
+
+
+def search_condition(text: str) -> Any:
+    """The task with this id, or the tasks whose prompt contains ``text`` (ASCII letters in
+    any case on SQLite, every letter on PostgreSQL)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    prompt = Task.request["prompt"].as_string()
+    return or_(Task.id == text, prompt.ilike(f"%{escaped}%", escape="\\"))
+
+
 _ANY = object()
 
 
@@ -107,9 +117,14 @@ class TaskStore:
         model: str | None = None,
         ids: Sequence[str] | None = None,
         offset: int = 0,
+        search: str | None = None,
     ) -> list[Task]:
-        """Tasks newest first (``desc``) or oldest first; ``after`` is a cursor task id."""
+        """Tasks newest first (``desc``) or oldest first; ``after`` is a cursor task id;
+        ``search`` matches a task id exactly or a part of the prompt (ASCII letters in any
+        case)."""
         stmt = select(Task)
+        if search:
+            stmt = stmt.where(search_condition(search))
         if key_id is not None:
             stmt = stmt.where(Task.key_id == key_id)
         if statuses:

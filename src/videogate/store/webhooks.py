@@ -143,3 +143,15 @@ class WebhookStore:
         async with self._sessions() as s:
             rows = (await s.execute(stmt)).all()
         return [LoggedAttempt(a, status, state) for a, status, state in rows]
+
+    async def resend(self, event_id: int, now: float) -> TaskEvent | None:
+        """Queue a delivered or given-up event for delivery again, with a fresh retry
+        budget; a pending one is made due now. None if there is no such event."""
+        stmt = (
+            update(TaskEvent)
+            .where(TaskEvent.id == event_id)
+            .values(state=PENDING, attempts=0, next_attempt_at=now, lease_until=None)
+            .returning(TaskEvent)
+        )
+        async with self._sessions.begin() as s:
+            return (await s.execute(stmt)).scalar_one_or_none()
