@@ -19,7 +19,6 @@ from conftest import TEST_BASE, wait_for_status
 from test_webhooks import Receiver, receiver_server
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
-from videogate.cli.first_run import LOCAL_KEY_FILE
 from videogate.service.keys import create_key
 from videogate.settings import Settings
 
@@ -135,7 +134,7 @@ async def test_local_sign_in_hands_the_local_key_to_a_page_of_this_machine(
         assert r.status_code == 403  # no local key yet
         assert "no local key" in r.json()["error"]["message"]
         _, secret, _ = await new_key(app)
-        (settings.data_dir / LOCAL_KEY_FILE).write_text(secret + "\n")
+        settings.local_key_path.write_text(secret + "\n")
         r = await client.post("/console/local-sign-in", headers=LOCAL_HEADERS)
         assert r.status_code == 200, r.text
         assert r.json() == {"key": secret}
@@ -164,7 +163,7 @@ async def test_local_sign_in_refuses_other_sites_rebinding_and_proxies(
     settings = make_settings(tmp_path)
     async with serve(settings) as (app, client):
         _, secret, _ = await new_key(app)
-        (settings.data_dir / LOCAL_KEY_FILE).write_text(secret)
+        settings.local_key_path.write_text(secret)
         headers = {k: v for k, v in {**LOCAL_HEADERS, **change}.items() if v is not None}
         r = await client.post("/console/local-sign-in", headers=headers)
         assert r.status_code == 403, r.text
@@ -176,13 +175,13 @@ async def test_local_sign_in_refuses_remote_peers_and_can_be_turned_off(tmp_path
     settings = make_settings(tmp_path)
     async with serve(settings, client_host="192.0.2.7") as (app, client):
         _, secret, _ = await new_key(app)
-        (settings.data_dir / LOCAL_KEY_FILE).write_text(secret)
+        settings.local_key_path.write_text(secret)
         r = await client.post("/console/local-sign-in", headers=LOCAL_HEADERS)
         assert r.status_code == 403 and "on the machine" in r.json()["error"]["message"]
     off = make_settings(tmp_path / "off", console_local_sign_in=False)
     async with serve(off) as (app, client):
         _, secret, _ = await new_key(app)
-        (off.data_dir / LOCAL_KEY_FILE).write_text(secret)
+        off.local_key_path.write_text(secret)
         r = await client.post("/console/local-sign-in", headers=LOCAL_HEADERS)
         assert r.status_code == 403 and "turned off" in r.json()["error"]["message"]
 
@@ -191,7 +190,7 @@ async def test_a_revoked_local_key_is_not_handed_out(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     async with serve(settings) as (app, client):
         key_id, secret, _ = await new_key(app)
-        (settings.data_dir / LOCAL_KEY_FILE).write_text(secret)
+        settings.local_key_path.write_text(secret)
         assert (await client.post(f"/admin/keys/{key_id}/revoke", headers=ADMIN)).status_code == 200
         r = await client.post("/console/local-sign-in", headers=LOCAL_HEADERS)
         assert r.status_code == 403 and secret not in r.text

@@ -23,6 +23,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+#: In the data dir: the local key (see ``Settings.local_key_path``).
+LOCAL_KEY_FILE = "local_api_key"
+
 
 class GroupConfig(BaseModel):
     """A token group (``[[groups]]`` in the TOML file)."""
@@ -290,6 +293,11 @@ class Settings(BaseSettings):
     @property
     def effective_blob_url(self) -> str:
         return self.blob_url or self.blob_dir.resolve().as_uri()
+
+    @property
+    def local_key_path(self) -> Path:
+        """The key made on the first start for local use (``make run`` prints it)."""
+        return self.data_dir / LOCAL_KEY_FILE
 
 
 ENV_PREFIX = "VIDEOGATE_"

@@ -23,7 +23,6 @@ from starlette.staticfiles import StaticFiles
 
 from videogate.api.responses import json_response
 from videogate.api.state import api_state
-from videogate.cli.first_run import LOCAL_KEY_FILE
 from videogate.errors import PermissionDenied
 from videogate.signing import hash_api_key
 
@@ -129,7 +128,7 @@ def install_console(app: FastAPI) -> None:
         if refusal is not None:
             raise PermissionDenied(refusal)
         state = api_state(request)
-        path = state.ctx.settings.data_dir / LOCAL_KEY_FILE
+        path = state.ctx.settings.local_key_path
         secret = path.read_text().strip() if path.is_file() else ""
         row = await state.ctx.store.keys.by_hash(hash_api_key(secret)) if secret else None
         if row is None or row.revoked_at is not None:

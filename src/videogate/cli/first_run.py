@@ -9,12 +9,11 @@ from pathlib import Path
 from rich.console import Console
 
 from videogate.service.keys import create_key
-from videogate.settings import Settings
+from videogate.settings import LOCAL_KEY_FILE, Settings
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.migrate import upgrade
 
-LOCAL_KEY_FILE = "local_api_key"
 MODEL = "doubao-seedance-2-0-fast-260128"
 
 
@@ -23,7 +22,7 @@ async def prepare(settings: Settings, console: Console) -> None:
     await upgrade(settings.effective_database_url)
     store = Store.open(settings.effective_database_url)
     try:
-        key = await _local_key(settings.data_dir / LOCAL_KEY_FILE, store)
+        key = await _local_key(settings.local_key_path, store)
     finally:
         await store.close()
     base = settings.effective_public_url

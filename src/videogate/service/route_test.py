@@ -10,11 +10,11 @@ import time
 import uuid
 from typing import Any
 
+from videogate.context import AppContext
 from videogate.errors import UpstreamError
 from videogate.providers import ProviderDeps, Route, load_provider
 from videogate.providers.base import TaskContext
 from videogate.request import GenerationRequest
-from videogate.service.context import AppContext
 
 
 async def _no_cpu(*args: Any) -> Any:
