@@ -18,7 +18,8 @@ from conftest import TEST_BASE, wait_for_status
 from fakes import FakeArk
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
-from videogate.pricing import format_micros, seedance_tokens
+from videogate.money import format_money
+from videogate.pricing import seedance_tokens
 from videogate.request import GenerationRequest, resolve_output
 from videogate.service.keys import create_key
 from videogate.settings import GroupConfig, ModelConfig, PriceConfig, RouteConfig, Settings
@@ -116,7 +117,7 @@ async def test_short_balance_is_402_and_nothing_happens(harness: Harness, ark: F
     assert r.status_code == 402, r.text
     error = r.json()["error"]
     assert error["code"] == "insufficient_balance" and error["type"] == "billing_error"
-    assert format_micros(expected_hold()) in error["message"]
+    assert format_money(expected_hold()) in error["message"]
     assert "videogate keys topup" in error["message"]
     assert await harness.balance(key_id) == 100_000
     listed = (await harness.client.get("/v1/videos", headers=headers)).json()
@@ -133,7 +134,7 @@ async def test_hold_then_settle_on_the_upstream_tokens(harness: Harness, ark: Fa
     created = r.json()
     assert created["billing_detail"] == {
         "currency": "USD",
-        "estimated_amount": format_micros(hold),
+        "estimated_amount": format_money(hold),
         "state": "held",
     }
     assert await harness.balance(key_id) == 1_000_000 - hold
@@ -146,7 +147,7 @@ async def test_hold_then_settle_on_the_upstream_tokens(harness: Harness, ark: Fa
     assert 0 < charged <= hold
     assert done["billing_detail"] == {
         "currency": "USD",
-        "amount": format_micros(charged),
+        "amount": format_money(charged),
         "state": "settled",
     }
     assert await harness.balance(key_id) == 1_000_000 - charged
@@ -171,7 +172,7 @@ async def test_a_failed_task_is_refunded_in_full(harness: Harness, ark: FakeArk)
     assert done["billing_detail"] == {
         "currency": "USD",
         "amount": "0.00",
-        "refunded_amount": format_micros(expected_hold()),
+        "refunded_amount": format_money(expected_hold()),
         "state": "refunded",
     }
     assert await harness.balance(key_id) == 1_000_000
@@ -201,7 +202,7 @@ async def test_premium_keys_are_charged_the_multiplied_price(
     r = await harness.client.post("/v1/videos", json=BODY, headers=headers)
     assert r.status_code == 200, r.text
     hold = expected_hold("10.5")  # 7.0 × 1.5
-    assert r.json()["billing_detail"]["estimated_amount"] == format_micros(hold)
+    assert r.json()["billing_detail"]["estimated_amount"] == format_money(hold)
     done = await wait_for_status(harness.client, r.json()["id"], headers, timeout=30)
     tokens = int(done["usage"]["completion_tokens"])  # type: ignore[index]
     charged = micros(tokens, "10.5")

@@ -191,3 +191,37 @@ def test_usage_per_key_and_model(cli: Any, tmp_path: Path) -> None:
 
     bad = cli("usage", "--since", "yesterday", ok=False)
     assert bad.exit_code == 1 and "YYYY-MM-DD" in bad.output
+
+
+def test_one_amount_reads_the_same_everywhere(cli: Any, tmp_path: Path) -> None:
+    """725,000 micros is "0.725" in the task, in `usage` and in `keys list` (it once read
+    0.73, 0.725 and 0.72)."""
+    from videogate.views.relay import billing_detail
+
+    key_id = json.loads(cli("keys", "create", "--balance", "0.725", "--json").output)["id"]
+    listed = json.loads(cli("keys", "list", "--json").output)
+    assert [k["balance"] for k in listed if k["id"] == key_id] == ["0.725"]
+    assert "0.725" in cli("keys", "list").output
+
+    task_id = add_task(tmp_path, key_id, hold=725_000, charged=725_000)
+    [row] = [r for r in json.loads(cli("usage", "--json").output) if r["key_id"] == key_id]
+    assert row["amount"] == "0.725"
+
+    async def task_view() -> dict[str, Any]:
+        store = Store.open(database_url(tmp_path))
+        try:
+            task = await store.tasks.get(task_id)
+            assert task is not None
+            return billing_detail(task)
+        finally:
+            await store.close()
+
+    assert asyncio.run(task_view())["amount"] == "0.725"
+
+
+def test_format_money_is_exact_with_two_decimals_at_least() -> None:
+    from videogate.money import format_money
+
+    assert [format_money(m) for m in (0, 1_500_000, 725_000, 1, None, 12_345_678)] == [
+        "0.00", "1.50", "0.725", "0.000001", "0.00", "12.345678",
+    ]  # fmt: skip

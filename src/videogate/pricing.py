@@ -1,18 +1,17 @@
 """Prices and the Seedance token formula: what a task is estimated and charged.
 
-Money is handled in millionths of the currency unit ("micros") as integers, so every
-backend stores it exactly and sums never drift.
+Amounts are micros (see :mod:`videogate.money`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Literal
 
 from videogate.catalog import SANDBOX, SEEDANCE_2, SEEDANCE_2_FAST
+from videogate.money import MICROS, to_micros
 
-MICROS = 1_000_000
 MAX_AUTO_SECONDS = 15  # duration -1 (the model chooses) is held at the longest clip
 
 
@@ -74,11 +73,4 @@ def cost_micros(
         if with_video and price.per_million_with_video is not None:
             rate = price.per_million_with_video
         amount = rate * Decimal(tokens) / Decimal(MICROS)
-    micros = (amount * multiplier * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return max(int(micros), 0)
-
-
-def format_micros(micros: int | None) -> str:
-    """``1234567`` → ``"1.23"`` (two decimals, for humans and the API)."""
-    value = Decimal(micros or 0) / MICROS
-    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return max(to_micros(amount * multiplier), 0)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from videogate.api.responses import json_response
 from videogate.api.state import ApiState, api_state
 from videogate.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from videogate.money import format_money
 from videogate.service import money
 from videogate.service.keys import create_key
 from videogate.service.routes_report import route_report
@@ -89,7 +90,7 @@ def key_json(row: ApiKey) -> dict[str, Any]:
         "name": row.name,
         "group": row.group,
         "prefix": row.key_prefix,
-        "balance": None if row.balance_micros is None else money.format_money(row.balance_micros),
+        "balance": None if row.balance_micros is None else format_money(row.balance_micros),
         "balance_micros": row.balance_micros,
         "requests_per_minute": row.requests_per_minute,
         "max_unfinished_tasks": row.max_unfinished_tasks,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import typer
@@ -37,7 +36,9 @@ async def _open() -> Store:
 
 
 def _money(micros: int | None) -> str:
-    return "unlimited" if micros is None else f"{Decimal(micros) / 1_000_000:.2f}"
+    from videogate.money import format_money
+
+    return "unlimited" if micros is None else format_money(micros)
 
 
 @app.command("create")

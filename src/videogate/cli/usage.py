@@ -26,7 +26,8 @@ def usage_command(
     """Usage per key and model: tasks, succeeded, seconds, tokens and amount charged."""
     # Server modules are imported here: the CLI also runs from a client-only install.
     from videogate.errors import VideogateError
-    from videogate.service.money import format_money, usage
+    from videogate.money import format_money
+    from videogate.service.money import usage
     from videogate.settings import load_settings
     from videogate.store import Store
     from videogate.store.migrate import upgrade

@@ -9,18 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from videogate.errors import InvalidRequest, NotFound
-from videogate.pricing import MICROS
+from videogate.money import MICROS, format_money
 from videogate.store import Store
 from videogate.store.ledger import UsageRow
-
-
-def format_money(micros: int | None) -> str:
-    """``1500000`` → ``"1.50"``, ``725000`` → ``"0.725"``: at least two decimals, never a
-    rounded-away micro (a balance must not look larger than it is)."""
-    value = Decimal(micros or 0) / MICROS
-    text = f"{value:.6f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
 
 
 def parse_amount(amount: Decimal | str | float | int) -> int:

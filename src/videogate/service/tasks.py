@@ -18,7 +18,7 @@ from videogate.errors import (
     NotFound,
 )
 from videogate.ids import new_id
-from videogate.pricing import format_micros
+from videogate.money import format_money
 from videogate.request import (
     GenerationRequest,
     check_probed_references,
@@ -136,8 +136,8 @@ class TaskService:
             key = await ctx.store.keys.get(caller.key_id)
             balance = key.balance_micros if key is not None else 0
             raise InsufficientBalance(
-                f"this task needs a hold of {format_micros(hold_micros)} {price['currency']} "
-                f"but the key's balance is {format_micros(balance)}; top it up "
+                f"this task needs a hold of {format_money(hold_micros)} {price['currency']} "
+                f"but the key's balance is {format_money(balance)}; top it up "
                 "(videogate keys topup KEY_ID AMOUNT) or ask for a shorter or smaller video"
             )
         ctx.wakeup.set()

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Any
 
-from videogate.pricing import format_micros
+from videogate.money import format_money
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
 from videogate.store.tables import Task
@@ -36,19 +36,19 @@ def billing_detail(task: Task) -> dict[str, Any]:
     if task.billing_state == "settled":
         return {
             "currency": currency,
-            "amount": format_micros(task.charged_micros),
+            "amount": format_money(task.charged_micros),
             "state": "settled",
         }
     if task.billing_state == "refunded":
         return {
             "currency": currency,
             "amount": "0.00",
-            "refunded_amount": format_micros(task.refunded_micros),
+            "refunded_amount": format_money(task.refunded_micros),
             "state": "refunded",
         }
     return {
         "currency": currency,
-        "estimated_amount": format_micros(task.hold_micros),
+        "estimated_amount": format_money(task.hold_micros),
         "state": "held",
     }
 
