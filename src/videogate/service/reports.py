@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from videogate.service.money import format_money
+from videogate.money import format_money
 from videogate.store import Store
 from videogate.store.reports import DAY, HOUR
 from videogate.store.tables import ApiKey, LedgerEntry, Task
