@@ -64,6 +64,30 @@ class RateLimited(VideogateError):
         self.retry_after = retry_after
 
 
+class PayloadTooLarge(VideogateError):
+    """The request body is over its size limit (found while it streams in)."""
+
+    code = "request_too_large"
+
+
+class ServiceUnavailable(VideogateError):
+    """Our own infrastructure is in trouble (database unreachable, disk full, data dir not
+    writable): nothing the client did wrong; the same request may work after
+    ``retry_after`` seconds."""
+
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class Overloaded(ServiceUnavailable):
+    """This process is at its limit of concurrent requests: the request was shed unread."""
+
+    code = "overloaded"
+
+
 class NoAvailableRoute(VideogateError):
     code = "no_available_route"
 
@@ -94,14 +118,10 @@ class UpstreamError(VideogateError):
         self.maybe_submitted = maybe_submitted
 
 
-class StorageUnavailable(VideogateError):
+class StorageUnavailable(ServiceUnavailable):
     """The blob store (directory or S3 bucket) cannot be reached: a 503, retry later."""
 
     code = "storage_unavailable"
-
-    def __init__(self, message: str, *, retry_after: int = 5) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class Gone(VideogateError):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from videogate.catalog import ModelSpec
 from videogate.errors import InvalidRequest
+from videogate.fields import has_nul
 
 MAX_PROMPT_CHARS = 32_000
 MAX_SEED = 2**32 - 1
@@ -90,6 +91,8 @@ def check_request(req: GenerationRequest, spec: ModelSpec) -> None:
             f"prompt has {len(req.prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed",
             param="prompt",
         )
+    if has_nul(req.prompt):
+        raise InvalidRequest("prompt contains a NUL (\\u0000) character; remove it", param="prompt")
     if req.resolution not in spec.resolutions:
         raise InvalidRequest(
             f"resolution '{req.resolution}' is not supported by {spec.name}; "

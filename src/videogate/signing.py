@@ -50,7 +50,9 @@ class UrlSigner:
 
     def verify(self, blob_key: str, exp: str | None, sig: str | None) -> None:
         """Raise :class:`SignatureInvalid` unless the URL is intact and not expired."""
-        if not exp or not sig or not exp.isdigit():
+        # An expiry is a Unix time: ASCII digits, far fewer than 20 (and int() refuses
+        # thousands of digits, or a superscript that isdigit() accepts).
+        if not exp or not sig or not (exp.isascii() and exp.isdigit() and len(exp) <= 18):
             raise SignatureInvalid("this URL is not signed: request a fresh one from the task")
         expected = self._sig(blob_key, int(exp))
         if not hmac.compare_digest(expected, sig):

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from videogate.api.responses import json_response
 from videogate.api.state import ApiState, api_state
 from videogate.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from videogate.fields import INT32_MAX, MAX_AMOUNT, StoredText
 from videogate.money import format_money
 from videogate.service import money
 from videogate.service.keys import create_key
@@ -63,24 +64,24 @@ STATUS_FILTERS: dict[str, tuple[str, ...]] = {
 class KeyCreateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="", max_length=200)
-    group: str = Field(default="default", min_length=1, max_length=100)
+    name: StoredText = Field(default="", max_length=200)
+    group: StoredText = Field(default="default", min_length=1, max_length=100)
     balance: Decimal | None = Field(
-        default=None, ge=0, description="prepaid balance; null: unlimited"
+        default=None, ge=0, le=MAX_AMOUNT, description="prepaid balance; null: unlimited"
     )
     requests_per_minute: int | None = Field(
-        default=None, ge=1, description="null: the group's limit, if any"
+        default=None, ge=1, le=INT32_MAX, description="null: the group's limit, if any"
     )
     max_unfinished_tasks: int | None = Field(
-        default=None, ge=1, description="null: the group's limit, if any"
+        default=None, ge=1, le=INT32_MAX, description="null: the group's limit, if any"
     )
 
 
 class TopupBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: Decimal = Field(gt=0, description="added to the balance")
-    note: str | None = Field(default=None, max_length=1000)
+    amount: Decimal = Field(gt=0, le=MAX_AMOUNT, description="added to the balance")
+    note: StoredText | None = Field(default=None, max_length=1000)
 
 
 def key_json(row: ApiKey) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from videogate.api.responses import blob_response, json_response
 from videogate.api.state import api_state
 from videogate.blobs.keys import upload_key
 from videogate.errors import InvalidRequest, NotFound
+from videogate.fields import printable
 from videogate.ids import new_id
 from videogate.media.probe import MediaError, probe
 from videogate.store.tables import StoredFile
@@ -100,7 +101,7 @@ async def upload_file(request: Request) -> Response:
         id=file_id,
         key_id=caller.key_id,
         blob_key=blob_key,
-        filename=(upload.filename or "")[:300],
+        filename=printable(upload.filename or "", 300),
         mime_type=info.mime_type,
         bytes=size,
         created_at=time.time(),

@@ -49,6 +49,7 @@ from videogate.blobs.keys import upload_key
 from videogate.catalog import SEEDANCE_2_FAST, ModelSpec
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest
+from videogate.fields import printable
 from videogate.media.probe import MediaError, probe
 from videogate.media.sizes import OUTPUT_SIZES
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
@@ -452,7 +453,7 @@ async def _store_upload(ctx: AppContext, caller: Caller, upload: UploadFile) -> 
                 id=file_id,
                 key_id=caller.key_id,
                 blob_key=blob_key,
-                filename=(upload.filename or "")[:300],
+                filename=printable(upload.filename or "", 300),
                 mime_type=info.mime_type,
                 bytes=size,
                 created_at=time.time(),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from videogate.errors import AuthenticationFailed, InvalidRequest
+from videogate.fields import INT32_MAX, MAX_AMOUNT, has_nul
 from videogate.ids import new_id, new_secret, new_webhook_secret
 from videogate.signing import hash_api_key
 from videogate.store import Store
@@ -47,12 +48,16 @@ def to_micros(amount: Decimal | str | float | None) -> int | None:
         raise InvalidRequest(f"balance {amount!r} is not a number") from None
     if not value.is_finite() or value < 0:
         raise InvalidRequest(f"balance {amount!r} must be a non-negative amount")
+    if value > MAX_AMOUNT:
+        raise InvalidRequest(f"balance {str(amount)[:40]!r} is too large: at most {MAX_AMOUNT:,}")
     return int(value * 1_000_000)
 
 
 def _limit(value: int | None, what: str) -> int | None:
     if value is not None and value < 1:
         raise InvalidRequest(f"{what} must be at least 1 (leave it out for no limit)")
+    if value is not None and value > INT32_MAX:
+        raise InvalidRequest(f"{what} must be at most {INT32_MAX} (leave it out for no limit)")
     return value
 
 
@@ -65,6 +70,8 @@ async def create_key(
     requests_per_minute: int | None = None,
     max_unfinished_tasks: int | None = None,
 ) -> NewKey:
+    if has_nul(name) or has_nul(group):
+        raise InvalidRequest("a key's name and group must not contain NUL (\\u0000) characters")
     requests_per_minute = _limit(requests_per_minute, "requests per minute")
     max_unfinished_tasks = _limit(max_unfinished_tasks, "max unfinished tasks")
     secret = new_secret(KEY_PREFIX, 24)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from videogate.errors import InvalidRequest, NotFound
+from videogate.fields import MAX_AMOUNT, MAX_AMOUNT_MICROS
 from videogate.money import MICROS, format_money
 from videogate.store import Store
 from videogate.store.ledger import UsageRow
@@ -20,6 +21,11 @@ def parse_amount(amount: Decimal | str | float | int) -> int:
         value = Decimal(str(amount))
     except ArithmeticError:
         raise InvalidRequest(f"amount {amount!r} is not a number", param="amount") from None
+    if value.is_finite() and value > MAX_AMOUNT:
+        raise InvalidRequest(
+            f"amount {str(amount)[:40]!r} is too large: at most {MAX_AMOUNT:,} at a time",
+            param="amount",
+        )
     micros = int(value * MICROS) if value.is_finite() else 0
     if micros <= 0:
         raise InvalidRequest(
@@ -71,9 +77,15 @@ async def topup(
     if key is None:
         raise NotFound(f"no key '{key_id[:100]}'; see 'videogate keys list'", param="id")
     try:
-        balance = await store.ledger.topup(key_id, micros, note)
+        balance = await store.ledger.topup(key_id, micros, note, max_balance=MAX_AMOUNT_MICROS)
     except LookupError:
         raise NotFound(f"no key '{key_id[:100]}'", param="id") from None
+    except OverflowError:
+        raise InvalidRequest(
+            f"this top-up would take the balance over {MAX_AMOUNT:,}; "
+            f"the balance is {format_money(key.balance_micros)}",
+            param="amount",
+        ) from None
     return TopUp(key_id, micros, balance or 0, key.balance_micros is None)
 
 

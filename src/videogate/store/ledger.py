@@ -112,14 +112,19 @@ class LedgerStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def topup(self, key_id: str, micros: int, note: str | None = None) -> int | None:
-        """Add to a key's balance; returns the new balance (None: unlimited)."""
+    async def topup(
+        self, key_id: str, micros: int, note: str | None = None, *, max_balance: int | None = None
+    ) -> int | None:
+        """Add to a key's balance; returns the new balance (None: unlimited). Raises
+        OverflowError, changing nothing, if the balance would pass ``max_balance``."""
         async with self._sessions.begin() as s:
             key = await s.get(ApiKey, key_id)
             if key is None:
                 raise LookupError(key_id)
             if key.balance_micros is None:
                 key.balance_micros = 0
+            if max_balance is not None and key.balance_micros + micros > max_balance:
+                raise OverflowError("the balance would pass its maximum")
             key.balance_micros += micros
             s.add(
                 LedgerEntry(
