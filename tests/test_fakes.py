@@ -15,7 +15,16 @@ import av
 import httpx
 import pytest
 
-from fakes import FakeArk, FakeRelay, Fault, model_family, sample_mp4, sample_png
+from fakes import (
+    FakeArk,
+    FakeRelay,
+    Fault,
+    model_family,
+    read_mp4_tag,
+    sample_mp4,
+    sample_png,
+    tag_mp4,
+)
 from fakes.relay import UrlField
 
 V2 = "doubao-seedance-2-0-260128"
@@ -639,6 +648,56 @@ def test_fault_malformed_json_and_disconnect(ark: FakeArk, ac: httpx.Client) -> 
     with pytest.raises(httpx.RemoteProtocolError):
         ac.get(TASKS)
     assert ac.get(TASKS).status_code == 200
+
+
+def test_fault_probability_is_seeded_and_counted(ark: FakeArk, ac: httpx.Client) -> None:
+    def pattern() -> list[int]:
+        ark.clear_faults()
+        ark.seed_faults(7)
+        rule = ark.inject(Fault.server_error(), "list", times=None, probability=0.3)
+        codes = [ac.get(TASKS).status_code for _ in range(40)]
+        assert rule.fired == codes.count(500)
+        return codes
+
+    first = pattern()
+    assert 0 < first.count(500) < 40, first  # some, not all
+    assert pattern() == first  # the same seed, the same faults
+    with pytest.raises(ValueError, match="probability"):
+        ark.inject(Fault.server_error(), probability=0)
+
+
+def test_tagged_results_tell_jobs_apart(ark: FakeArk, ac: httpx.Client) -> None:
+    ark.tag_results = True
+    ids = [create(ac) for _ in range(2)]
+    videos = []
+    for task_id in ids:
+        ark.complete(task_id)
+        url = ac.get(f"{TASKS}/{task_id}").json()["content"]["video_url"]
+        data = httpx.get(url).content
+        assert data == ark.expected_video(task_id) and read_mp4_tag(data) == task_id
+        with av.open(io.BytesIO(data), "r") as container:  # still a readable mp4
+            assert len(list(container.decode(video=0))) == 12
+        videos.append(data)
+    assert videos[0] != videos[1]
+    assert read_mp4_tag(sample_mp4(True)) is None
+    assert read_mp4_tag(tag_mp4(b"", "x") + b"junk") is None  # not at the very end
+    ark.reset()
+    assert ark.tag_results is False
+
+
+def test_dropped_callbacks_are_counted_not_sent(
+    ark: FakeArk, ac: httpx.Client, receiver: Receiver
+) -> None:
+    ark.callback_drop_rate = 1.0
+    task_id = create(ac, callback_url=receiver.url)
+    ark.complete(task_id)
+    assert ark.wait_for_callbacks()
+    assert receiver.bodies == [] and ark.callbacks == []
+    assert ark.callbacks_dropped == 2  # queued, succeeded
+    ark.callback_drop_rate = 0.0
+    other = create(ac, callback_url=receiver.url)
+    assert ark.wait_for_callbacks()
+    assert [b["id"] for b in receiver.bodies] == [other]
 
 
 def test_fault_result_downloads(ark: FakeArk, ac: httpx.Client) -> None:

@@ -15,8 +15,10 @@ from .server import (
     FaultRule,
     RecordedRequest,
     UploadedFile,
+    read_mp4_tag,
     sample_mp4,
     sample_png,
+    tag_mp4,
 )
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "RelayTask",
     "UploadedFile",
     "model_family",
+    "read_mp4_tag",
     "sample_mp4",
     "sample_png",
+    "tag_mp4",
 ]

@@ -251,7 +251,7 @@ class FakeArk(FakeServer[ArkTask]):
     def _on_transition_locked(self, task: ArkTask, old: str | None) -> None:
         if task.callback_url and task.status != "cancelled":
             retries = self.callback_retries if task.status in self.TERMINAL else 0
-            self._sender.submit(
+            self._send_callback_locked(
                 task.id, task.callback_url, self._task_object(task), task.status, retries
             )
 

@@ -401,7 +401,7 @@ class FakeRelay(FakeServer[RelayTask]):
             raise ApiError(
                 400, "video_not_ready", f"Video '{task.id}' is {status}, not completed.", None
             )
-        data, content_type = self._result_bytes(task.id, "mp4" if variant == "video" else "png")
+        data, content_type = self._served_bytes(task.id, "mp4" if variant == "video" else "png")
         return bytes_response(request, data, content_type)
 
 

@@ -21,8 +21,10 @@ import hashlib
 import hmac
 import io
 import logging
+import random
 import secrets
 import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -95,6 +97,28 @@ def sample_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (160, 96), (40, 120, 200)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+_TAG_BOX = b"free"
+_TAG_MAGIC = b"fake-upstream-job:"
+
+
+def tag_mp4(data: bytes, tag: str) -> bytes:
+    """``data`` with a trailing top-level ``free`` box naming ``tag``: still a valid mp4
+    (players and probes skip ``free`` boxes), but distinguishable per job."""
+    payload = _TAG_MAGIC + tag.encode()
+    return data + struct.pack(">I", 8 + len(payload)) + _TAG_BOX + payload
+
+
+def read_mp4_tag(data: bytes) -> str | None:
+    """The tag :func:`tag_mp4` appended, or None when there is none."""
+    at = data.rfind(_TAG_BOX + _TAG_MAGIC)
+    if at < 4:
+        return None
+    (size,) = struct.unpack(">I", data[at - 4 : at])
+    if at - 4 + size != len(data):
+        return None
+    return data[at + len(_TAG_BOX) + len(_TAG_MAGIC) :].decode(errors="replace")
 
 
 # --------------------------------------------------------------------------------------
@@ -259,6 +283,7 @@ class FaultRule:
     endpoints: frozenset[str]  # empty: every API endpoint (not ``result``)
     remaining: int | None  # None: until cleared
     fired: int = 0
+    probability: float = 1.0  # chance that a matching request gets the fault
 
 
 @dataclass(frozen=True)
@@ -547,6 +572,8 @@ class FakeServer(Generic[TaskT]):
         "result_image",
         "callback_timeout",
         "callback_retry_delay",
+        "tag_results",
+        "callback_drop_rate",
     )
 
     def __init__(
@@ -570,6 +597,12 @@ class FakeServer(Generic[TaskT]):
         self.tick = tick
         self.result_video: bytes | None = None  # None: the built-in sample mp4
         self.result_image: bytes | None = None  # None: the built-in sample PNG
+        # True: every served mp4 carries its job id (tag_mp4), so results are told apart.
+        self.tag_results = False
+        # Share of status callbacks never sent (a lossy network between us and the client).
+        self.callback_drop_rate = 0.0
+        self.callbacks_dropped = 0
+        self._random = random.Random()
         self._port = port
         self._lock = threading.RLock()
         self._lifecycle = threading.Lock()
@@ -644,6 +677,26 @@ class FakeServer(Generic[TaskT]):
 
     def _response_headers(self, rec: RecordedRequest) -> dict[str, str]:
         return {"X-Request-Id": rec.request_id}
+
+    def _served_bytes(self, task_id: str, ext: str) -> tuple[bytes, str]:
+        """What a result download answers: :meth:`_result_bytes`, tagged when asked to."""
+        data, content_type = self._result_bytes(task_id, ext)
+        if self.tag_results and ext == "mp4":
+            data = tag_mp4(data, task_id)
+        return data, content_type
+
+    def expected_video(self, task_id: str) -> bytes:
+        """The exact bytes a download of ``task_id``'s video answers."""
+        return self._served_bytes(task_id, "mp4")[0]
+
+    def _send_callback_locked(
+        self, task_id: str, url: str, body: dict[str, Any], status: str, retries: int
+    ) -> None:
+        """Queue a callback, unless ``callback_drop_rate`` drops it (counted, never sent)."""
+        if self.callback_drop_rate and self._random.random() < self.callback_drop_rate:
+            self.callbacks_dropped += 1
+            return
+        self._sender.submit(task_id, url, body, status, retries)
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -1018,6 +1071,7 @@ class FakeServer(Generic[TaskT]):
             self._next_outcomes.clear()
             self._internal_errors.clear()
             self._offset = 0.0
+            self.callbacks_dropped = 0
 
     # ---- records -------------------------------------------------------------------
 
@@ -1074,16 +1128,24 @@ class FakeServer(Generic[TaskT]):
     # ---- faults --------------------------------------------------------------------
 
     def inject(
-        self, fault: Fault, on: str | Iterable[str] = "*", *, times: int | None = 1
+        self,
+        fault: Fault,
+        on: str | Iterable[str] = "*",
+        *,
+        times: int | None = 1,
+        probability: float = 1.0,
     ) -> FaultRule:
         """Answer the next ``times`` requests to ``on`` (endpoint name(s), ``"*"`` = every
         API endpoint but ``result``) with ``fault``; ``times=None``: until cleared.
-        Rules are tried in injection order."""
+        With ``probability`` < 1 each matching request gets it only by chance (see
+        :meth:`seed_faults`). Rules are tried in injection order."""
+        if not 0.0 < probability <= 1.0:
+            raise ValueError(f"probability must be in (0, 1], not {probability}")
         names = frozenset() if on == "*" else frozenset([on] if isinstance(on, str) else on)
         unknown = names - self.ENDPOINTS
         if unknown:
             raise ValueError(f"unknown endpoint(s) {sorted(unknown)}; use {sorted(self.ENDPOINTS)}")
-        rule = FaultRule(fault, names, times)
+        rule = FaultRule(fault, names, times, probability=probability)
         with self._lock:
             self._faults.append(rule)
         return rule
@@ -1092,12 +1154,19 @@ class FakeServer(Generic[TaskT]):
         with self._lock:
             self._faults.clear()
 
+    def seed_faults(self, seed: int) -> None:
+        """Make the chance of probabilistic faults and dropped callbacks repeatable."""
+        with self._lock:
+            self._random.seed(seed)
+
     def _take_fault(self, endpoint: str) -> Fault | None:
         with self._lock:
             for rule in self._faults:
                 if rule.endpoints and endpoint not in rule.endpoints:
                     continue
                 if not rule.endpoints and endpoint in ("result", "unknown"):
+                    continue
+                if rule.probability < 1.0 and self._random.random() >= rule.probability:
                     continue
                 if rule.remaining is not None:
                     if rule.remaining <= 0:
@@ -1300,5 +1369,5 @@ class FakeServer(Generic[TaskT]):
         if self.now() > issued + int(expires_s):
             raise ApiError(403, "AccessDenied", "Request has expired")
         task_id, _, ext = name.rpartition(".")
-        data, content_type = self._result_bytes(task_id, ext)
+        data, content_type = self._served_bytes(task_id, ext)
         return bytes_response(request, data, content_type)
