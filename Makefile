@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-fast lint typecheck pytest pytest-fast bench clean
+.PHONY: run test test-fast lint typecheck pytest pytest-fast bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("videogate needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -40,6 +40,10 @@ pytest-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/api_bench.py
+
+# The long chaos run (docs/reliability.md): a few hundred tasks per backend, every fault.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
