@@ -143,7 +143,8 @@ class Clients:
                 task = r.json()
                 ct.status = task["status"]
                 if ct.status in FINISHED:
-                    if ct.status == "completed":
+                    # A DELETE that came after the task finished deleted its media.
+                    if ct.status == "completed" and not ct.cancel_sent:
                         await self._download(ct, task, deadline)
                     return ct
             await asyncio.sleep(POLL_EVERY)
@@ -164,7 +165,8 @@ class Clients:
         if r2 is not None and r2.status_code == 200:
             ct.video = r2.content
         else:
-            ct.gave_up = "download"
+            answer = "no answer" if r2 is None else f"{r2.status_code} {r2.text[:200]}"
+            ct.gave_up = f"download (content: {answer}; signed URL: {dict(ct.errors)})"
 
     async def run(self, count: int, spread: float, deadline: float) -> None:
         """``count`` tasks, their creates spread evenly over ``spread`` seconds, keys in
