@@ -35,7 +35,6 @@ CI_EXCLUDED_FAULTS: dict[str, str] = {
     "disk_full": f"{_ENGINE} (faults 1, 9: the worker survives, the API answers 503)",
 }
 CI_RELAXED_CHECKS: dict[str, str] = {
-    "no_500": "until the edge fixes of issue 10 land (fault 9: 503, not 500)",
     "no_lost_job": f"{_ENGINE} (fault 5: recovery saves the task)",
 }
 
