@@ -21,8 +21,8 @@ from videogate.money import format_money
 from videogate.service import money
 from videogate.service.keys import create_key
 from videogate.service.routes_report import route_report
+from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store.tables import ApiKey
-from videogate.store.tasks import TERMINAL, UNFINISHED
 from videogate.views.relay import relay_task
 
 ADMIN_HEADER = "'Authorization: Bearer <VIDEOGATE_ADMIN_TOKEN>'"

@@ -22,7 +22,8 @@ from videogate.api.relay import read_json_body
 from videogate.api.responses import json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest
-from videogate.views.ark import ARK_STATUS, ARK_STATUSES, STATUSES_OF, ark_task
+from videogate.statuses import ARK_STATUS, ARK_STATUSES, ARK_STATUSES_OF
+from videogate.views.ark import ark_task
 
 router = APIRouter(tags=["tasks (Ark)"])
 
@@ -93,13 +94,13 @@ async def get_task(task_id: str, request: Request) -> Response:
 def _filter_statuses(values: list[str]) -> list[str]:
     statuses: list[str] = []
     for value in values:
-        if value not in STATUSES_OF:
+        if value not in ARK_STATUSES_OF:
             raise InvalidRequest(
                 f"The parameter `filter.status` specified in the request is not valid: "
-                f"{value[:40]!r} is not one of {', '.join(STATUSES_OF)}.",
+                f"{value[:40]!r} is not one of {', '.join(ARK_STATUSES_OF)}.",
                 param="filter.status",
             )
-        statuses.extend(STATUSES_OF[value])
+        statuses.extend(ARK_STATUSES_OF[value])
     return statuses
 
 

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 from videogate.money import format_money
+from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import Store
 from videogate.store.reports import DAY, HOUR
 from videogate.store.tables import ApiKey, LedgerEntry, Task
-from videogate.store.tasks import TERMINAL, UNFINISHED
 
 MAX_DAYS = 366
 

@@ -28,8 +28,8 @@ from videogate.request import (
 from videogate.service.keys import Caller
 from videogate.service.limits import check_unfinished_tasks
 from videogate.service.references import resolve_references
+from videogate.statuses import UNFINISHED
 from videogate.store.tables import Task
-from videogate.store.tasks import UNFINISHED
 from videogate.worker.webhooks import check_callback_url
 
 TASK_PREFIX = "video"

@@ -10,12 +10,11 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
 from videogate.store.fastread import SqliteTaskReader
 from videogate.store.tables import Task, TaskEvent
 
-UNFINISHED = ("queued", "running", "fetching")
-TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 _TASK_TABLE = Task.__table__
 
 

@@ -11,24 +11,10 @@ from typing import Any
 
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
+from videogate.statuses import ARK_STATUS
 from videogate.store.tables import Task
 from videogate.views.relay import billing_detail, signed_url
 
-# Our task statuses in Ark's words; ``fetching`` (copying the result) is still running.
-ARK_STATUS = {
-    "queued": "queued",
-    "running": "running",
-    "fetching": "running",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "expired": "expired",
-}
-ARK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
-# Ark's status -> the task statuses it covers (for ``filter.status``).
-STATUSES_OF: dict[str, tuple[str, ...]] = {
-    ark: tuple(ours for ours, shown in ARK_STATUS.items() if shown == ark) for ark in ARK_STATUSES
-}
 FPS = 24
 
 

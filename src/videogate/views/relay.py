@@ -9,17 +9,8 @@ from typing import Any
 from videogate.money import format_money
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
+from videogate.statuses import RELAY_STATUS
 from videogate.store.tables import Task
-
-RELAY_STATUS = {
-    "queued": "queued",
-    "running": "in_progress",
-    "fetching": "in_progress",
-    "succeeded": "completed",
-    "failed": "failed",
-    "cancelled": "failed",
-    "expired": "failed",
-}
 
 
 def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None, int | None]:

@@ -45,10 +45,10 @@ from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UnsafeURL
 from videogate.fetch import METADATA_HINT, PRIVATE_HINT, send_pinned
 from videogate.signing import UrlSigner
+from videogate.statuses import RELAY_STATUS, TERMINAL
 from videogate.store.tables import Task, TaskEvent, WebhookAttempt
-from videogate.store.tasks import TERMINAL
 from videogate.store.webhooks import DELIVERED, FAILED, PENDING, SKIPPED
-from videogate.views.relay import RELAY_STATUS, relay_task
+from videogate.views.relay import relay_task
 
 log = logging.getLogger("videogate.webhooks")
 
