@@ -69,7 +69,13 @@ def provider_for(route: Route, deps: ProviderDeps) -> Provider:
     return load_provider("ark", route, deps)
 
 
-def make_ctx(route: Route, tmp_path: Path, hook: str | None = None, **request: Any) -> TaskContext:
+def make_ctx(
+    route: Route,
+    tmp_path: Path,
+    hook: str | None = None,
+    attempt_id: str | None = None,
+    **request: Any,
+) -> TaskContext:
     req = GenerationRequest(model=route.model, prompt=request.pop("prompt", "a cat"), **request)
     # Upstream URLs deliberately differ from the client's: the provider must use these.
     urls = {ref.label: f"https://signed.example/{ref.kind}/{ref.index}" for ref in req.references}
@@ -81,6 +87,7 @@ def make_ctx(route: Route, tmp_path: Path, hook: str | None = None, **request: A
         reference_urls=urls,
         work_dir=tmp_path,
         callback_url=hook,  # our own callback URL, not the client's
+        attempt_id=attempt_id,
     )
 
 
@@ -469,43 +476,59 @@ async def test_cancel_queued_then_running_is_refused(
 # ---- recover ----------------------------------------------------------------------------
 
 
-async def test_recover_finds_the_one_job(ark: FakeArk, deps: ProviderDeps, tmp_path: Path) -> None:
+async def test_recover_finds_the_job_by_its_attempt_marker(
+    ark: FakeArk, deps: ProviderDeps, tmp_path: Path
+) -> None:
     route = make_route(ark)
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
-    await provider.submit(ctx)  # long before: not a candidate
-    ark.advance(60)
+    provider = provider_for(route, deps)
+    mine, theirs = (make_ctx(route, tmp_path, attempt_id=a) for a in ("att_mine", "att_theirs"))
     submitted_after = ark.now()
-    other_model = make_route(ark, name="volc-fast", model=V2_FAST, upstream_model=V2_FAST)
-    await provider_for(other_model, deps).submit(make_ctx(other_model, tmp_path))
-    ours = await provider.submit(ctx)
-    theirs = await provider.submit(ctx)  # another task's, already recorded
+    # Two in-flight submits with identical bodies: only the marker tells them apart.
+    ours = await provider.submit(mine)
+    other = await provider.submit(theirs)
+    assert ark.task(ours).body["safety_identifier"] == "videogate-att_mine"
 
-    assert await provider.recover(ctx, submitted_after, frozenset({theirs})) == ours
-    (rec,) = ark.requests_to("list")
+    assert await provider.recover(mine, submitted_after, frozenset()) == ours
+    assert await provider.recover(theirs, submitted_after, frozenset()) == other
+    rec = ark.requests_to("list")[0]
     assert rec.bearer == ark.api_key
-    assert dict(rec.query) == {"page_num": "1", "page_size": "100", "filter.model": V2}
+    assert dict(rec.query) == {"page_num": "1", "page_size": "500", "filter.model": V2}
 
 
 async def test_recover_finds_nothing(ark: FakeArk, deps: ProviderDeps, tmp_path: Path) -> None:
     route = make_route(ark)
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
-    old = await provider.submit(ctx)
-    ark.advance(60)
-    assert await provider.recover(ctx, ark.now(), frozenset()) is None
-    assert await provider.recover(ctx, ark.now() - 60, frozenset({old})) is None
+    provider = provider_for(route, deps)
+    ctx = make_ctx(route, tmp_path, attempt_id="att_lost")
+    assert await provider.recover(ctx, ark.now(), frozenset()) is None  # nothing at all
+    await provider.submit(make_ctx(route, tmp_path, attempt_id="att_other"))
+    assert await provider.recover(ctx, ark.now(), frozenset()) is None  # only others' markers
 
 
-async def test_recover_ambiguous_fails_rather_than_pay_twice(
+async def test_recover_never_adopts_by_the_body(
+    ark: FakeArk, deps: ProviderDeps, tmp_path: Path
+) -> None:
+    """A recent job with this task's very body but no marker (another client of the same
+    account, or an upstream that does not echo markers) is never taken for ours, nor is
+    its presence taken for absence."""
+    route = make_route(ark)
+    provider = provider_for(route, deps)
+    submitted_after = ark.now()
+    lookalike = await provider.submit(make_ctx(route, tmp_path))  # no marker
+    with pytest.raises(UpstreamError) as err:
+        await provider.recover(
+            make_ctx(route, tmp_path, attempt_id="att_x"), submitted_after, frozenset()
+        )
+    assert err.value.code == "submit_uncertain" and not err.value.retryable
+    assert lookalike not in err.value.message
+
+
+async def test_recover_without_a_marker_cannot_tell(
     ark: FakeArk, deps: ProviderDeps, tmp_path: Path
 ) -> None:
     route = make_route(ark)
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
-    submitted_after = ark.now()
-    first, second = await provider.submit(ctx), await provider.submit(ctx)
     with pytest.raises(UpstreamError) as err:
-        await provider.recover(ctx, submitted_after, frozenset())
-    assert err.value.code == "submit_uncertain" and not err.value.retryable
-    assert first in err.value.message and second in err.value.message
+        await provider_for(route, deps).recover(make_ctx(route, tmp_path), ark.now(), frozenset())
+    assert err.value.code == "submit_uncertain"
 
 
 async def test_recover_pages_while_items_are_recent(
@@ -513,32 +536,44 @@ async def test_recover_pages_while_items_are_recent(
 ) -> None:
     monkeypatch.setattr(ark_module, "RECOVER_PAGE_SIZE", 2)
     route = make_route(ark)
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
-    for _ in range(3):
-        await provider.submit(ctx)
-    ark.advance(60)
+    provider = provider_for(route, deps)
+    for n in range(3):
+        await provider.submit(make_ctx(route, tmp_path, attempt_id=f"att_old{n}"))
+    ark.advance(600)
     submitted_after = ark.now()
-    ours = await provider.submit(ctx)
-    others = frozenset([await provider.submit(ctx), await provider.submit(ctx)])
+    lost = make_ctx(route, tmp_path, attempt_id="att_lost")
+    for n in range(3):
+        await provider.submit(make_ctx(route, tmp_path, attempt_id=f"att_new{n}"))
 
-    assert await provider.recover(ctx, submitted_after, others) == ours
+    assert await provider.recover(lost, submitted_after, frozenset()) is None
     pages = [r.query_value("page_num") for r in ark.requests_to("list")]
     assert pages == ["1", "2"]  # page 2 reaches older tasks: no page 3
 
     monkeypatch.setattr(ark_module, "RECOVER_MAX_PAGES", 1)
     with pytest.raises(UpstreamError) as err:
-        await provider.recover(ctx, submitted_after, others | {ours})
+        await provider.recover(lost, submitted_after, frozenset())
     assert err.value.code == "submit_uncertain" and not err.value.retryable
+
+
+async def test_create_answered_2xx_but_unreadable_may_have_submitted(
+    ark: FakeArk, deps: ProviderDeps, tmp_path: Path
+) -> None:
+    route = make_route(ark)
+    ark.inject(Fault.malformed_json(process=True), on="create")
+    with pytest.raises(UpstreamError) as err:
+        await provider_for(route, deps).submit(make_ctx(route, tmp_path, attempt_id="att_2xx"))
+    assert err.value.maybe_submitted and err.value.status == 200
+    assert len(ark.tasks) == 1  # created upstream: it must be recovered, not sent again
 
 
 async def test_recover_refuses_to_guess_on_an_unexpected_order(
     ark: FakeArk, deps: ProviderDeps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     route = make_route(ark)
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
-    await provider.submit(ctx)
+    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path, attempt_id="att_1")
+    await provider.submit(make_ctx(route, tmp_path, attempt_id="att_2"))
     ark.advance(60)
-    await provider.submit(ctx)
+    await provider.submit(make_ctx(route, tmp_path, attempt_id="att_3"))
     # The fake lists newest first, as Ark is assumed to; make it list oldest first.
     monkeypatch.setattr(ark, "_tasks", dict(reversed(list(ark._tasks.items()))))
     with pytest.raises(UpstreamError) as err:
@@ -551,7 +586,7 @@ async def test_recover_network_errors_are_retryable(
     ark: FakeArk, deps: ProviderDeps, tmp_path: Path, offline: bool
 ) -> None:
     route = make_route(ark)
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
+    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path, attempt_id="att_1")
     if offline:
         ark.go_offline()
     else:
@@ -576,7 +611,8 @@ async def test_byteplus_model_names_use_the_same_path(
         base_url=ark.base_url + "/",  # a trailing slash in the config is harmless
         api_key_env="BYTEPLUS_API_KEY",
     )
-    provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path, resolution="480p")
+    ctx = make_ctx(route, tmp_path, attempt_id="att_bp", resolution="480p")
+    provider = provider_for(route, deps)
     submitted_after = ark.now()
     upstream_id = await provider.submit(ctx)
     assert ark.requests_to("create")[0].json["model"] == BP_FAST

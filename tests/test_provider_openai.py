@@ -557,12 +557,16 @@ async def test_cancel_errors_are_final(
 # ---- recover ---------------------------------------------------------------------------
 
 
-async def test_recover_finds_our_one_video(
+async def test_recover_never_adopts_a_lookalike(
     relay: FakeRelay, deps: ProviderDeps, tmp_path: Path
 ) -> None:
+    """A relay keeps no marker of ours: a video with this task's model and prompt may be
+    another task's (identical bodies happen), so it is never adopted; the task fails."""
     started = time.time()
     prov, ctx, upstream_id = await submitted(relay, deps, tmp_path)
-    assert await prov.recover(ctx, started, frozenset()) == upstream_id
+    err = await failure(prov.recover(ctx, started, frozenset()))
+    assert (err.code, err.retryable) == ("submit_uncertain", False)
+    assert upstream_id in err.message
     rec = relay.requests_to("list")[0]
     assert (rec.query_value("limit"), rec.query_value("order")) == ("100", "desc")
     assert rec.bearer == relay.api_key

@@ -157,16 +157,21 @@ async def test_upstream_expired_and_cancelled_map_to_terminal_states(ctx: AppCon
         assert await drive(worker, task_id, ctx) == status
 
 
-async def test_poll_errors_back_off_then_fail(ctx: AppContext) -> None:
-    boom = UpstreamError("HTTP 503", retryable=True)
-    script: list[PollResult | Exception] = [boom, boom, PollResult(status="running")]
-    provider = FakeProvider(polls=script + [boom] * 5)
-    worker = fake_worker(ctx, provider)
-    task_id = await new_task(ctx)
-    assert await drive(worker, task_id, ctx) == "failed"
-    row = await ctx.store.tasks.get(task_id)
-    assert row is not None and row.error_code == "upstream_poll_failed"
-    assert "5 errors" in (row.error_message or "")
+async def test_poll_errors_back_off_then_fail(settings: Settings) -> None:
+    # A 10 s window: the waits after failures 1-3 (2 + 4 + 8 s) cover it at the 4th.
+    context = await open_context(settings.model_copy(update={"poll_failure_window_seconds": 10}))
+    try:
+        boom = UpstreamError("HTTP 503", retryable=True)
+        script: list[PollResult | Exception] = [boom, boom, PollResult(status="running")]
+        provider = FakeProvider(polls=script + [boom] * 4 + [PollResult(status="running")] * 5)
+        worker = fake_worker(context, provider)
+        task_id = await new_task(context)
+        assert await drive(worker, task_id, context) == "failed"
+        row = await context.store.tasks.get(task_id)
+        assert row is not None and row.error_code == "upstream_poll_failed"
+        assert "4 errors" in (row.error_message or "")
+    finally:
+        await context.close()
 
 
 async def test_unexpected_errors_are_retried_not_lost(ctx: AppContext, tmp_path: Path) -> None:

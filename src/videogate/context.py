@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,45 @@ from videogate.store.migrate import upgrade
 
 
 @dataclass
+class WorkerHeartbeat:
+    """What the in-process worker last did; read by ``/readyz`` (service/health.py)."""
+
+    clock: Callable[[], float] = time.time
+    started_at: float | None = None
+    last_loop_at: float | None = None
+    last_error: str | None = None
+    errors_in_a_row: int = 0
+
+    def start(self) -> None:
+        self.started_at = self.clock()
+        self.last_loop_at = None
+
+    def beat(self) -> None:
+        """A loop round completed."""
+        self.last_loop_at = self.clock()
+        self.errors_in_a_row = 0
+
+    def failed(self, message: str) -> None:
+        self.last_error = message[:300]
+        self.errors_in_a_row += 1
+
+    def stop(self) -> None:
+        self.started_at = None
+
+    def problem(self, stale_after: float) -> str | None:
+        """Why the worker counts as not ready, or None (also when no worker runs here)."""
+        if self.started_at is None:
+            return None
+        age = self.clock() - (self.last_loop_at or self.started_at)
+        if age <= stale_after:
+            return None
+        why = f"the worker has not completed a loop for {age:.0f} s"
+        if self.errors_in_a_row and self.last_error:
+            why += f" ({self.errors_in_a_row} errors in a row; the last: {self.last_error})"
+        return why
+
+
+@dataclass
 class AppContext:
     """Shared, long-lived resources of one process."""
 
@@ -35,6 +76,8 @@ class AppContext:
     billing: Billing
     # Set when a task becomes due, so an in-process worker starts it at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the in-process worker last did (``/readyz``).
+    heartbeat: WorkerHeartbeat = field(default_factory=WorkerHeartbeat)
 
     @property
     def tmp_dir(self) -> Path:

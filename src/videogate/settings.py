@@ -174,6 +174,38 @@ class Settings(BaseSettings):
     worker_poll_interval: float = Field(
         default=0.5, gt=0, description="How often an idle worker looks for due tasks"
     )
+    worker_backoff_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait of a worker between retries after a database, storage or "
+        "upstream error (the wait doubles from 0.5 s up to this)",
+    )
+    ready_worker_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="/readyz answers 503 when the in-process worker has not completed a loop "
+        "for this long",
+    )
+    upstream_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connecting to an upstream (per call)"
+    )
+    upstream_total_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="One upstream call from start to end, however slowly it trickles; the "
+        "read timeout is the route's timeout_seconds",
+    )
+    poll_failure_window_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long every poll of a running task may fail (backing off up to 60 s) "
+        "before the task fails",
+    )
+    attempt_sweep_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a worker resolves submit attempts left behind by a crash",
+    )
     render_processes: int = Field(
         default=0, ge=0, description="Sandbox render processes; 0 = number of CPUs"
     )

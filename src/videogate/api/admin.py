@@ -161,7 +161,9 @@ async def usage(
     state: ApiState = Depends(require_admin),
 ) -> Response:
     rows = await money.usage(state.ctx.store, key_id=key, since=since)
-    return json_response({"object": "list", "data": rows})
+    # Upstream work nobody was charged for, per route (docs/reliability.md).
+    unbilled = await money.unbilled_upstream(state.ctx.store, since=since)
+    return json_response({"object": "list", "data": rows, "unbilled_upstream": unbilled})
 
 
 @router.get("/routes", summary="Every route with its health and in-flight count")

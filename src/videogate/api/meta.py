@@ -9,6 +9,7 @@ from starlette.responses import Response
 from videogate.api.openapi_models import ModelList, documented
 from videogate.api.responses import json_response
 from videogate.api.state import api_state
+from videogate.service.health import readiness
 
 router = APIRouter(tags=["meta"])
 
@@ -47,3 +48,12 @@ async def health(request: Request) -> Response:
     except Exception as exc:
         return json_response({"status": "error", "database": str(exc)[:200]}, status=503)
     return json_response({"status": "ok", "database": db})
+
+
+@router.get("/readyz", summary="Readiness: database, blob store, data dir and worker")
+async def ready(request: Request) -> Response:
+    """200 when this process can do its work; 503 with the failing checks otherwise."""
+    state = api_state(request)
+    result = await readiness(state.ctx)
+    headers = None if result.ready else {"Retry-After": "5"}
+    return json_response(result.as_json(), status=200 if result.ready else 503, headers=headers)

@@ -8,6 +8,7 @@ path serves both. Every HTTP failure is turned into an :class:`UpstreamError` by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar, cast
 from urllib.parse import quote, urlsplit
@@ -23,6 +24,8 @@ from videogate.providers.base import (
     Route,
     TaskContext,
     UpstreamStatus,
+    attempt_marker,
+    call_timeout,
 )
 
 log = logging.getLogger("videogate.providers.ark")
@@ -41,9 +44,13 @@ _ROUTE_FAULT_CODES = (
     "AccountOverdueError",
     "AccessDenied",
 )
-RECOVER_SLACK_SECONDS = 5
-RECOVER_PAGE_SIZE = 100
-RECOVER_MAX_PAGES = 5
+# The marker is exact, so a wide window costs only list pages, never a wrong adoption.
+RECOVER_SLACK_SECONDS = 120
+RECOVER_PAGE_SIZE = 500  # Ark's largest page
+RECOVER_MAX_PAGES = 10
+# Where this task's marker travels: Ark stores ``safety_identifier`` and echoes it on GET
+# and in the task list (reference §1.8); nothing else a create sends comes back.
+MARKER_FIELD = "safety_identifier"
 _SIZES = {(r, res) for r in RATIOS for res in RESOLUTIONS}
 
 
@@ -111,6 +118,8 @@ class ArkProvider:
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route
         self._http = deps.http
+        self._timeout = call_timeout(route, deps.settings)
+        self._total = deps.settings.upstream_total_timeout_seconds
         self._tasks_url = route.base_url.rstrip("/") + TASKS_PATH
 
     async def _request(
@@ -124,16 +133,24 @@ class ArkProvider:
         """One call; returns the JSON object or raises a mapped :class:`UpstreamError`."""
         route = self._route
         try:
-            response = await self._http.request(
-                method,
-                url,
-                json=json,
-                params=params,
-                headers={"Authorization": f"Bearer {route.api_key}"},
-                timeout=route.timeout_seconds,
-            )
+            async with asyncio.timeout(self._total):
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers={"Authorization": f"Bearer {route.api_key}"},
+                    timeout=self._timeout,
+                )
         except httpx.TransportError as exc:
             raise _request_error(route, exc) from exc
+        except TimeoutError:  # answering too slowly in total (a trickle): as a read timeout
+            raise UpstreamError(
+                f"route {route.name}: the upstream call took over {self._total:g} s in total",
+                code="upstream_timeout",
+                retryable=True,
+                maybe_submitted=True,
+            ) from None
         if not response.is_success:
             raise _status_error(route, response)
         try:
@@ -173,14 +190,22 @@ class ArkProvider:
             "generate_audio": req.generate_audio,
             "return_last_frame": req.return_last_frame,
             "callback_url": ctx.callback_url,
+            MARKER_FIELD: attempt_marker(ctx.attempt_id) if ctx.attempt_id else None,
         }
         # The SDK sends nulls and Ark tolerates them; we send only what is set.
-        body = await self._request(
-            "POST", self._tasks_url, json={k: v for k, v in fields.items() if v is not None}
-        )
-        upstream_id = body.get("id")
-        if not isinstance(upstream_id, str) or not upstream_id:
-            raise _malformed(route, "a create answer without an id", 200)
+        try:
+            body = await self._request(
+                "POST", self._tasks_url, json={k: v for k, v in fields.items() if v is not None}
+            )
+            upstream_id = body.get("id")
+            if not isinstance(upstream_id, str) or not upstream_id:
+                raise _malformed(route, "a create answer without an id", 200)
+        except UpstreamError as exc:
+            if exc.status is not None and 200 <= exc.status < 300:
+                # A 2xx we cannot read: the job was most likely created. Sending it again
+                # would pay twice; recovery finds it by its marker instead.
+                exc.maybe_submitted = True
+            raise
         return upstream_id
 
     async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
@@ -241,9 +266,18 @@ class ArkProvider:
     async def recover(
         self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
     ) -> str | None:
+        """Look through the jobs created since the attempt (newest first) for the one
+        carrying this attempt's marker. "Not there" is believed only when the list is
+        complete back to the attempt and the upstream shows it echoes markers."""
         route = self._route
+        if not ctx.attempt_id:
+            raise UpstreamError(
+                f"route {route.name}: no attempt marker to look for", code="submit_uncertain"
+            )
+        marker = attempt_marker(ctx.attempt_id)
         cutoff = submitted_after - RECOVER_SLACK_SECONDS
-        found: dict[str, None] = {}  # ordered and deduplicated: pages shift as tasks arrive
+        recent_items = 0
+        echoes = False
         for page in range(1, RECOVER_MAX_PAGES + 1):
             body = await self._request(
                 "GET",
@@ -262,6 +296,9 @@ class ArkProvider:
                 for i in items
             ):
                 raise _malformed(route, "a task list without items, ids or created_at", 200)
+            for item in items:
+                if item.get(MARKER_FIELD) == marker:
+                    return str(item["id"])
             stamps = [i["created_at"] for i in items]
             if stamps != sorted(stamps, reverse=True):
                 # Stopping early is only sound newest-first; never guess (double payment).
@@ -271,7 +308,8 @@ class ArkProvider:
                     code="submit_uncertain",
                 )
             recent = [i for i in items if i["created_at"] >= cutoff]
-            found.update((i["id"], None) for i in recent if i["id"] not in exclude)
+            recent_items += len(recent)
+            echoes = echoes or any(isinstance(i.get(MARKER_FIELD), str) for i in recent)
             # Newest first: a page with older items or a short page is the last one needed.
             if len(recent) < len(items) or len(items) < RECOVER_PAGE_SIZE:
                 break
@@ -282,15 +320,16 @@ class ArkProvider:
                 "so it cannot tell whether this task's job exists",
                 code="submit_uncertain",
             )
-        ids = list(found)
-        if len(ids) > 1:
+        if recent_items and not echoes:
+            # Jobs were created meanwhile but none shows a marker: this upstream may not
+            # echo it, so "not found" proves nothing. Fail rather than pay twice.
             raise UpstreamError(
-                f"route {route.name}: {len(ids)} unclaimed {route.upstream_model} tasks "
-                f"({', '.join(ids[:5])}) were created around the interrupted submit; it "
-                "cannot tell which one is this task's, so it was not resubmitted",
+                f"route {route.name}: {recent_items} {route.upstream_model} tasks were created "
+                f"around the interrupted submit and the upstream shows no {MARKER_FIELD} to "
+                "tell this task's job apart; it was not resubmitted and nothing was adopted",
                 code="submit_uncertain",
             )
-        return ids[0] if ids else None
+        return None
 
 
 PROVIDER_CLASS = ArkProvider

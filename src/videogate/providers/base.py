@@ -77,6 +77,9 @@ class TaskContext:
     callback_url: str | None = None
     # Lets a long-running ``poll`` (the sandbox render) report 0-100 while it works.
     report_progress: Callable[[int], Awaitable[None]] | None = None
+    # The submit attempt this call belongs to (submit and recover): its marker is what
+    # recovery looks for upstream, so only this attempt's job can ever be adopted.
+    attempt_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,23 @@ class PollResult:
     seed: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+
+
+def attempt_marker(attempt_id: str) -> str:
+    """The per-attempt identifier sent with a create where the upstream stores and echoes
+    one (Ark: ``safety_identifier``). Attempt ids carry 80 random bits: no other attempt,
+    of ours or anyone's, can produce the same marker."""
+    return f"videogate-{attempt_id}"
+
+
+def call_timeout(route: Route, settings: Settings) -> httpx.Timeout:
+    """Per-call limits: connect within ``upstream_connect_timeout_seconds``, then no
+    silence longer than the route's ``timeout_seconds`` (read/write). The whole call is
+    also bounded by ``upstream_total_timeout_seconds`` (see the providers' requests)."""
+    return httpx.Timeout(
+        route.timeout_seconds,
+        connect=min(settings.upstream_connect_timeout_seconds, route.timeout_seconds),
+    )
 
 
 @dataclass(frozen=True)
@@ -130,10 +150,14 @@ class Provider(Protocol):
     async def recover(
         self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
     ) -> str | None:
-        """Find the job a crashed worker may have submitted since ``submitted_after``.
+        """Find the job that attempt ``ctx.attempt_id`` may have created upstream since
+        ``submitted_after`` (the worker died, or the answer was lost or unreadable).
 
-        ``exclude`` holds upstream ids already known to belong to other tasks.
-        Returns its upstream id, or None when the upstream shows no such job. Raises
-        :class:`~videogate.errors.UpstreamError` when the upstream cannot tell.
+        A job is adopted only by a marker that attempt alone could have sent
+        (:func:`attempt_marker`); nothing is matched on what was sent, which another
+        task's job may share. ``exclude`` holds upstream ids known to belong to other
+        tasks. Returns the job's upstream id, or None when the upstream shows for certain
+        that no such job exists. Raises :class:`~videogate.errors.UpstreamError` when it
+        cannot tell (``retryable`` when asking again later may help).
         """
         ...

@@ -30,6 +30,7 @@ from videogate.providers.base import (
     Route,
     TaskContext,
     UpstreamStatus,
+    call_timeout,
 )
 from videogate.request import resolve_output
 
@@ -69,6 +70,8 @@ class OpenAIVideosProvider:
         self._route = route
         self._deps = deps
         self._base = route.base_url.rstrip("/")
+        self._timeout = call_timeout(route, deps.settings)
+        self._total = deps.settings.upstream_total_timeout_seconds
 
     async def submit(self, ctx: TaskContext) -> str:
         if self._route.request_format == "multipart":
@@ -128,8 +131,10 @@ class OpenAIVideosProvider:
     async def recover(
         self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
     ) -> str | None:
-        # Relays have no idempotency key or client reference to look for: the best we can do
-        # is "our model, our prompt, created since the attempt, owned by no other task".
+        # Relays store no idempotency key or client reference that a list would show, so
+        # a job can never be told apart from another task's with the same body: recovery
+        # never adopts. It only proves absence (then submitting again is safe); a possible
+        # match fails the task (refunded) rather than guess whose job it is.
         try:
             resp = await self._call("GET", self._url(), params={"limit": "100", "order": "desc"})
         except UpstreamError as exc:
@@ -149,17 +154,19 @@ class OpenAIVideosProvider:
         if len(recent) == len(items) and page.get("has_more") is True:
             raise UpstreamError(
                 f"route {self._route.name} has over 100 videos since the attempt; "
-                "which one is this task's cannot be told",
+                "whether one is this task's cannot be told",
                 code="submit_uncertain",
             )
         found = [i["id"] for i in recent if self._may_be_ours(ctx, i) and i["id"] not in exclude]
-        if len(found) > 1:
+        if found:
             raise UpstreamError(
-                f"route {self._route.name} has {len(found)} recent videos that could be this "
-                f"task ({', '.join(found[:5])}); none was adopted, to avoid paying twice",
+                f"route {self._route.name} may have received the task ({len(found)} recent "
+                f"video(s) with its model and prompt: {', '.join(found[:5])}), but a relay "
+                "keeps no marker that tells this task's job from another's; none was "
+                "adopted and the task was not sent again",
                 code="submit_uncertain",
             )
-        return found[0] if found else None
+        return None
 
     # Requests ---------------------------------------------------------------------------
 
@@ -242,15 +249,16 @@ class OpenAIVideosProvider:
         followed: our key must only ever go to ``base_url``."""
         headers = self._headers()
         try:
-            resp = await self._deps.http.request(
-                method,
-                url,
-                headers=headers,
-                timeout=self._route.timeout_seconds,
-                follow_redirects=False,
-                **kwargs,
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            async with asyncio.timeout(self._total):
+                resp = await self._deps.http.request(
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                    **kwargs,
+                )
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
             raise _upstream_error(self._route, exc) from None
         if not resp.is_success:
             raise _upstream_error(self._route, resp)

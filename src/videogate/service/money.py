@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from videogate.billing import charge
 from videogate.errors import InvalidRequest, NotFound
 from videogate.fields import MAX_AMOUNT, MAX_AMOUNT_MICROS
 from videogate.money import MICROS, format_money
@@ -109,3 +110,30 @@ async def usage(
     """Tasks, successes, seconds, tokens and amount charged per key and model."""
     rows = await store.ledger.usage(key_id=key_id or None, since=parse_since(since))
     return [usage_json(r) for r in rows]
+
+
+async def unbilled_upstream(store: Store, *, since: str | None = None) -> list[dict[str, Any]]:
+    """Per route: upstream jobs that ran to their end for tasks nobody paid for (cancelled
+    while the upstream could not stop, failed or expired on our side), with their tokens,
+    seconds and what they would have cost at the task's price."""
+    totals: dict[tuple[str, str], dict[str, Any]] = {}
+    for job in await store.ledger.unbilled_jobs(since=parse_since(since)):
+        usage = job.usage
+        tokens = usage.get("completion_tokens")
+        seconds = usage.get("seconds")
+        amount = charge(job.price, tokens, usage.get("width"), usage.get("height"), seconds)
+        row = totals.setdefault(
+            (job.route, job.currency),
+            {"route": job.route, "jobs": 0, "seconds": 0.0, "tokens": 0, "amount_micros": 0},
+        )
+        row["jobs"] += 1
+        row["seconds"] += float(seconds or 0)
+        row["tokens"] += int(tokens or 0)
+        row["amount_micros"] += amount
+    out = []
+    for (_, currency), row in sorted(totals.items()):
+        row["seconds"] = round(row["seconds"], 3)
+        row["amount"] = format_money(row["amount_micros"])
+        row["currency"] = currency
+        out.append(row)
+    return out

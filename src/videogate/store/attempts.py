@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videogate.ids import new_id
@@ -62,10 +62,12 @@ class AttemptStore:
         error_code: str | None = None,
         error_message: str | None = None,
         http_status: int | None = None,
-    ) -> None:
+    ) -> bool:
+        """Record the outcome of an attempt that is still ``submitting``; False (nothing
+        changed) when someone else resolved it first."""
         stmt = (
             update(Attempt)
-            .where(Attempt.id == attempt_id)
+            .where(Attempt.id == attempt_id, Attempt.state == "submitting")
             .values(
                 state=state,
                 upstream_id=upstream_id,
@@ -76,7 +78,24 @@ class AttemptStore:
             )
         )
         async with self._sessions.begin() as s:
-            await s.execute(stmt)
+            return bool((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def stale(self, older_than: float, now: float, limit: int = 100) -> list[Attempt]:
+        """Attempts still ``submitting`` since before ``older_than`` whose task nobody
+        holds: their worker died (or the task ended) before the outcome was recorded."""
+        stmt = (
+            select(Attempt)
+            .join(Task, Task.id == Attempt.task_id)
+            .where(
+                Attempt.state == "submitting",
+                Attempt.created_at < older_than,
+                or_(Task.lease_until.is_(None), Task.lease_until < now),
+            )
+            .order_by(Attempt.created_at)
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            return list((await s.execute(stmt)).scalars())
 
     async def for_task(self, task_id: str) -> list[Attempt]:
         stmt = select(Attempt).where(Attempt.task_id == task_id).order_by(Attempt.created_at)

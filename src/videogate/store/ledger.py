@@ -108,6 +108,18 @@ class UsageRow:
     currency: str
 
 
+@dataclass(frozen=True)
+class UnbilledJob:
+    """An upstream job that ran to its end for a task nobody was charged for (cancelled,
+    failed or expired on our side): see worker/aftercare.py."""
+
+    task_id: str
+    route: str
+    usage: dict[str, Any]
+    price: dict[str, Any] | None
+    currency: str
+
+
 class LedgerStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -143,6 +155,23 @@ class LedgerStore:
         stmt = select(LedgerEntry).where(LedgerEntry.task_id == task_id).order_by(LedgerEntry.id)
         async with self._sessions() as s:
             return list((await s.execute(stmt)).scalars())
+
+    async def unbilled_jobs(self, *, since: float | None = None) -> list[UnbilledJob]:
+        """Upstream work recorded on tasks that ended unbilled (``upstream_result.unbilled``)."""
+        stmt = select(Task.id, Task.route, Task.upstream_result, Task.price, Task.currency).where(
+            Task.status != "succeeded", Task.upstream_result.is_not(None)
+        )
+        if since is not None:
+            stmt = stmt.where(Task.created_at >= since)
+        async with self._sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        jobs = []
+        for task_id, route, result, price, currency in rows:
+            usage = result.get("unbilled") if isinstance(result, dict) else None
+            if isinstance(usage, dict):
+                route_name = str(usage.get("route") or route or "")
+                jobs.append(UnbilledJob(task_id, route_name, usage, price, currency or "USD"))
+        return jobs
 
     async def usage(
         self, *, key_id: str | None = None, since: float | None = None

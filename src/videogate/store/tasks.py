@@ -339,10 +339,11 @@ class TaskStore:
             return True
 
     async def orphaned_submit(self, task_id: str, route: str, upstream_id: str, now: float) -> None:
-        """Record the upstream job of a task cancelled mid-submit, so it gets cancelled."""
+        """Record the upstream job of a task that ended (cancelled, expired) mid-submit, so a
+        worker stops it or follows it to its end (worker/aftercare.py)."""
         stmt = (
             update(Task)
-            .where(Task.id == task_id, Task.status == "cancelled", Task.upstream_id.is_(None))
+            .where(Task.id == task_id, Task.status.in_(TERMINAL), Task.upstream_id.is_(None))
             .values(route=route, upstream_id=upstream_id, next_run_at=now)
         )
         async with self._sessions.begin() as s:
@@ -355,6 +356,21 @@ class TaskStore:
             .where(Task.id == task_id, Task.status == "running")
             # 0, not now: due before every regular poll, so it jumps the queue.
             .values(next_run_at=0.0)
+        )
+        async with self._sessions.begin() as s:
+            await s.execute(stmt)
+
+    async def make_due(self, task_id: str, now: float) -> None:
+        """Step an unfinished task nobody holds at once (a stale attempt to resolve)."""
+        stmt = (
+            update(Task)
+            .where(
+                Task.id == task_id,
+                Task.status.in_(UNFINISHED),
+                or_(Task.lease_until.is_(None), Task.lease_until < now),
+                or_(Task.next_run_at.is_(None), Task.next_run_at > now),
+            )
+            .values(next_run_at=now)
         )
         async with self._sessions.begin() as s:
             await s.execute(stmt)

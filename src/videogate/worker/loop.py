@@ -22,11 +22,22 @@ from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
+from videogate.statuses import TERMINAL
 from videogate.store.tables import Task
+from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
 from videogate.worker.reference_files import drop_reference_files, reference_files
 from videogate.worker.results import RESULT_NAMES, copy_result
+from videogate.worker.retry import (
+    INFRA_RETRY_SECONDS,
+    backoff,
+    describe,
+    gives_up,
+    is_infrastructure,
+    retry_delay,
+)
 from videogate.worker.submit import Submitter
+from videogate.worker.sweep import AttemptSweeper
 from videogate.worker.webhooks import WebhookDeliverer
 
 log = logging.getLogger("videogate.worker")
@@ -47,8 +58,15 @@ def poll_delay(polls: int) -> float:
 class Worker:
     """Runs tasks until ``stop`` is set. Several workers may share one database."""
 
-    def __init__(self, ctx: AppContext, *, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.ctx = ctx
+        self.clock = clock
         self.settings = ctx.settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._held: set[str] = set()
@@ -59,6 +77,8 @@ class Worker:
         self._slots_freed = asyncio.Event()
         self._deps = ProviderDeps(settings=ctx.settings, http=ctx.http, run_cpu=self._run_cpu)
         self._submitter = Submitter(self)
+        self.sweeper = AttemptSweeper(self)
+        self.aftercare = Aftercare(self)
 
     # Process pool for CPU-heavy provider work (the sandbox renderer) -----------------
 
@@ -82,12 +102,40 @@ class Worker:
     # Main loop ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Step tasks until ``stop`` is set. An error never ends the loop: a database, blob
+        store or upstream failure is logged, waited out (0.5 s, doubling up to
+        ``worker_backoff_max_seconds``) and tried again."""
         log.info("worker %s started", self.owner)
+        beat = self.ctx.heartbeat
+        beat.start()
         renewer = asyncio.create_task(self._renew_leases(stop))
         webhooks = asyncio.create_task(WebhookDeliverer(self.ctx).run(stop))
+        failures = 0
+        next_sweep = 0.0  # at once: resolve what a crashed predecessor left behind
         try:
             while not stop.is_set():
-                started = await self.claim_and_start()
+                try:
+                    if self.clock() >= next_sweep:
+                        await self.sweeper.sweep()
+                        next_sweep = self.clock() + self.settings.attempt_sweep_interval_seconds
+                    started = await self.claim_and_start()
+                except Exception as exc:
+                    failures += 1
+                    delay = backoff(failures, self.settings.worker_backoff_max_seconds)
+                    log.warning(
+                        "worker %s: %s (%d in a row); retrying in %.1f s",
+                        self.owner,
+                        describe(exc),
+                        failures,
+                        delay,
+                        exc_info=failures == 1,
+                    )
+                    beat.failed(describe(exc))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    continue
+                failures = 0
+                beat.beat()
                 if started == 0:
                     self.ctx.wakeup.clear()
                     self._slots_freed.clear()
@@ -97,6 +145,7 @@ class Worker:
                             timeout=self.settings.worker_poll_interval,
                         )
         finally:
+            beat.stop()
             renewer.cancel()
             webhooks.cancel()
             for task in list(self._active):
@@ -155,6 +204,14 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if is_infrastructure(exc):
+                # Our database or storage failed, not the task: try again soon, uncounted.
+                log.warning("step of task %s: %s; retrying", row.id, describe(exc))
+                with contextlib.suppress(Exception):
+                    await self.ctx.store.tasks.release(
+                        row.id, self.owner, self.clock() + INFRA_RETRY_SECONDS
+                    )
+                return
             if not isinstance(exc, UpstreamError):
                 log.exception("step of task %s failed", row.id)
             await self._step_error(row, exc)
@@ -172,8 +229,10 @@ class Worker:
                 return
 
     async def step(self, row: Task) -> None:
-        if row.status == "cancelled":
-            await self._cancel_upstream(row)
+        if row.status in TERMINAL:
+            # Ended by its owner or by us while an upstream job may still run: stop it, or
+            # follow it to its end and record what it cost (aftercare.py).
+            await self.aftercare.step(row)
             return
         if time.time() >= row.deadline_at:
             await self.finish_failed(
@@ -193,7 +252,9 @@ class Worker:
         else:  # a finished task should never be due; drop it from the schedule
             await self.ctx.store.tasks.transition(row.id, self.owner, row.status, next_run_at=None)
 
-    async def task_context(self, row: Task, route: Route, *, files: bool = False) -> TaskContext:
+    async def task_context(
+        self, row: Task, route: Route, *, files: bool = False, attempt_id: str | None = None
+    ) -> TaskContext:
         """What the provider sees; with ``files`` the references are local files too."""
         req = GenerationRequest.model_validate(row.request)
         paths = await reference_files(self.ctx, row.id, req) if files else {}
@@ -215,6 +276,7 @@ class Worker:
                 ark_callback_url(self.ctx, row.id) if route.capabilities.accepts_callbacks else None
             ),
             report_progress=report_progress,
+            attempt_id=attempt_id,
         )
 
     def _upstream_reference_url(self, url: str, blob_key: str | None) -> str:
@@ -326,32 +388,15 @@ class Worker:
             if scratch.is_relative_to(self.ctx.work_dir.resolve()) and scratch.is_dir():
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _cancel_upstream(self, row: Task) -> None:
-        """The owner cancelled a task that an upstream is working on: tell the upstream."""
-        route = self.ctx.router.get(row.route or "")
-        if route is not None and row.upstream_id:
-            try:
-                await self.provider(route).cancel(
-                    await self.task_context(row, route), row.upstream_id
-                )
-            except UpstreamError as exc:
-                if exc.retryable and row.poll_errors + 1 < MAX_STEP_ERRORS:
-                    await self.retry_later(row, exc)  # a queued job left running is billed
-                    return
-                log.warning(
-                    "task %s: the upstream did not cancel %s: %s",
-                    row.id,
-                    row.upstream_id,
-                    exc.message,
-                )
-        await self.ctx.store.tasks.transition(row.id, self.owner, "cancelled", next_run_at=None)
-
     # Failure paths ------------------------------------------------------------------------
 
     async def finish_failed(
         self, row: Task, code: str, message: str, *, status: str = "failed"
     ) -> None:
+        """End the task (refunding its hold). A job still alive upstream is handed to the
+        aftercare, which stops it or follows it to its end."""
         now = time.time()
+        live_upstream = row.status == "running" and bool(row.upstream_id)
         await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
@@ -361,7 +406,7 @@ class Worker:
             error_message=message,
             updated_at=now,
             completed_at=now,
-            next_run_at=None,
+            next_run_at=now if live_upstream else None,
         )
         drop_reference_files(self.ctx, row.id)
 
@@ -369,13 +414,14 @@ class Worker:
         """Count an error against the task and look again after a backoff."""
         errors = row.poll_errors + 1
         now = time.time()
+        delay = poll_delay(errors) if row.status == "queued" else retry_delay(errors)
         await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
             row.status,
             poll_errors=errors,
             updated_at=now,
-            next_run_at=min(now + poll_delay(errors), row.deadline_at),
+            next_run_at=min(now + delay, row.deadline_at),
         )
 
     async def _step_error(self, row: Task, exc: Exception) -> None:
@@ -387,13 +433,18 @@ class Worker:
         )
         message = exc.message if isinstance(exc, VideogateError) else f"{type(exc).__name__}: {exc}"
         code = exc.code if isinstance(exc, VideogateError) else "internal_error"
-        if retryable and errors >= MAX_STEP_ERRORS:
+        if row.status in ("running", "fetching"):
+            # The job exists upstream: ride out a blip for the whole window, not 5 tries.
+            exhausted = gives_up(errors, self.settings.poll_failure_window_seconds)
+        else:
+            exhausted = errors >= MAX_STEP_ERRORS
+        if retryable and exhausted:
             code = {"running": "upstream_poll_failed", "fetching": "result_fetch_failed"}.get(
                 row.status, code
             )
             message = f"gave up after {errors} errors in a row; the last: {message}"
         try:
-            if not retryable or errors >= MAX_STEP_ERRORS:
+            if not retryable or exhausted:
                 await self.finish_failed(row, code, message)
             else:
                 await self.retry_later(

@@ -107,7 +107,6 @@ class Submitter:
         """Submit to one route. None when done (submitted or failed for good), else the
         retryable error that sends us to the next candidate."""
         store = self.ctx.store
-        tctx = await self.w.task_context(row, route, files=True)
         provider = self.w.provider(route)
         await store.route_state.ensure(route.name)
         attempt = await store.attempts.reserve(
@@ -115,14 +114,15 @@ class Submitter:
         )
         if attempt is None:
             return FULL  # another worker took the last slot meanwhile
+        tctx = await self.w.task_context(row, route, files=True, attempt_id=attempt.id)
         try:
             upstream_id = await provider.submit(tctx)
         except UpstreamError as exc:
             now = time.time()
             if exc.maybe_submitted:
-                # The upstream may have accepted the job and only the answer was lost:
-                # the attempt stays `submitting`, so the next step looks it up upstream
-                # (recover) instead of paying for it twice.
+                # The upstream may have created the job and only the answer was lost (a
+                # timeout after sending, a 2xx we could not read): look for it by the
+                # attempt's marker before anything else, so nothing is paid twice.
                 await store.route_state.failure(
                     route.name,
                     f"{exc.code}: {exc.message}",
@@ -130,8 +130,7 @@ class Submitter:
                     threshold=self.w.settings.breaker_failures,
                     cooldown=self.w.settings.breaker_cooldown_seconds,
                 )
-                await self.w.retry_later(row, exc)
-                return None
+                return await self.resolve_lost_answer(row, route, attempt, exc)
             await store.attempts.finish(
                 attempt.id,
                 "failed",
@@ -160,6 +159,54 @@ class Submitter:
         await self.adopt(row, route, upstream_id)
         await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
         return None
+
+    async def resolve_lost_answer(
+        self, row: Task, route: Route, attempt: Attempt, exc: UpstreamError
+    ) -> str | None:
+        """After a create whose answer was lost: adopt the job found by the marker, or fail
+        over like after a 5xx when the upstream shows for certain that there is none."""
+        store = self.ctx.store
+        tctx = await self.w.task_context(row, route, attempt_id=attempt.id)
+        try:
+            known = await store.attempts.known_upstream_ids(route.name, attempt.created_at)
+            found = await self.w.provider(route).recover(tctx, attempt.created_at, frozenset(known))
+        except UpstreamError as why:
+            if why.retryable:
+                # The upstream cannot say now: the attempt stays `submitting` and the next
+                # step looks again (recover); it is never sent blind.
+                await self.w.retry_later(row, exc)
+                return None
+            await self.uncertain(row, route, attempt, why)
+            return None
+        if found is not None:
+            log.info("task %s: found upstream job %s after a lost answer", row.id, found)
+            await self.adopt(row, route, found)
+            await store.attempts.finish(attempt.id, "submitted", upstream_id=found)
+            return None
+        await store.attempts.finish(
+            attempt.id,
+            "failed",
+            error_code=exc.code,
+            error_message=f"{exc.message} (the upstream shows no job for this attempt)",
+            http_status=exc.status,
+        )
+        return f"{route.name}: {exc.message}"
+
+    async def uncertain(
+        self, row: Task, route: Route, attempt: Attempt, exc: UpstreamError
+    ) -> None:
+        """Whether the job exists cannot be told: fail the task (refunding it) rather than
+        adopt a job that may be another task's or submit one that may exist already."""
+        await self.ctx.store.attempts.finish(
+            attempt.id, "uncertain", error_code=exc.code, error_message=exc.message
+        )
+        await self.w.finish_failed(
+            row,
+            "submit_interrupted",
+            f"submitting to route {route.name} was interrupted and the upstream could not "
+            f"say whether the job exists ({exc.message}); it was not submitted again, so "
+            "it is never paid twice: create the task again",
+        )
 
     async def adopt(self, row: Task, route: Route, upstream_id: str) -> None:
         now = time.time()
@@ -219,7 +266,7 @@ class Submitter:
                 "create the task again",
             )
             return
-        tctx = await self.w.task_context(row, route, files=True)
+        tctx = await self.w.task_context(row, route, attempt_id=attempt.id)
         try:
             known = await store.attempts.known_upstream_ids(route.name, attempt.created_at)
             upstream_id = await self.w.provider(route).recover(
@@ -229,16 +276,7 @@ class Submitter:
             if exc.retryable and row.poll_errors + 1 < MAX_SUBMIT_ROUNDS:
                 await self.w.retry_later(row, exc)
                 return
-            await store.attempts.finish(
-                attempt.id, "uncertain", error_code=exc.code, error_message=exc.message
-            )
-            await self.w.finish_failed(
-                row,
-                "submit_interrupted",
-                f"a worker stopped while submitting to route {route.name} and the upstream "
-                f"could not say whether the job exists ({exc.message}); it was not submitted "
-                "again, so it is never paid twice: create the task again",
-            )
+            await self.uncertain(row, route, attempt, exc)
             return
         if upstream_id is not None:
             log.info(

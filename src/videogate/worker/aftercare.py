@@ -1,0 +1,144 @@
+"""Aftercare: upstream jobs of tasks that ended on our side while the job may still run.
+
+A task cancelled by its owner, failed by us (its polls failed for the whole window) or
+expired while an upstream works on it is refunded at once. Its upstream job is not free,
+though, so a worker keeps the task scheduled and:
+
+1. polls the job: if it has ended, records what it used (below) and stops;
+2. else asks the upstream to cancel it: done where the upstream allows it (Ark cancels
+   queued jobs; a relay may stop any);
+3. where it refuses (Ark does not stop running jobs), follows the job until it ends.
+
+What such a job used is kept in the task's ``upstream_result`` (never shown to clients)
+as ``{"unbilled": {...}}``, and the operator's usage report lists it per route as upstream
+work nobody paid for (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from videogate.errors import UpstreamError
+from videogate.providers.base import PollResult
+from videogate.store.tables import Task
+from videogate.worker.retry import describe, gives_up, is_infrastructure, retry_delay
+
+if TYPE_CHECKING:
+    from videogate.worker.loop import Worker
+
+log = logging.getLogger("videogate.worker")
+
+FOLLOW_DELAY = 10.0  # seconds between two looks at a job we could not stop
+FOLLOW_LIMIT = 3 * 86_400.0  # Ark expires jobs after at most 72 h: stop following then
+_DONE = ("succeeded", "failed", "cancelled", "expired")
+
+
+def unbilled_usage(route: str, result: PollResult, ended_as: str) -> dict[str, Any]:
+    """The record of upstream work done for a task that was not charged for it."""
+    return {
+        "unbilled": {
+            "route": route,
+            "upstream_status": result.status,
+            "task_status": ended_as,
+            "completion_tokens": result.completion_tokens,
+            "seconds": result.seconds,
+            "width": result.width,
+            "height": result.height,
+        }
+    }
+
+
+class Aftercare:
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.ctx = worker.ctx
+
+    async def step(self, row: Task) -> None:
+        """One look at the upstream job of an ended task. Never changes its status."""
+        try:
+            await self._look(row)
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise  # the worker retries the step, uncounted
+            log.exception("task %s: looking after upstream job %s failed", row.id, row.upstream_id)
+            await self._again(row, describe(exc))
+
+    async def _look(self, row: Task) -> None:
+        route = self.ctx.router.get(row.route or "")
+        if route is None or not row.upstream_id:
+            await self._done(row)
+            return
+        provider = self.w.provider(route)
+        tctx = await self.w.task_context(row, route)
+        if route.provider == "sandbox":  # local and free: a poll would render it
+            await provider.cancel(tctx, row.upstream_id)
+            await self._done(row)
+            return
+        try:
+            result = await provider.poll(tctx, row.upstream_id)
+        except UpstreamError as exc:
+            if exc.retryable:
+                await self._again(row, exc.message)
+            else:  # the upstream no longer knows the job: nothing left to stop
+                log.info("task %s: upstream job %s: %s", row.id, row.upstream_id, exc.message)
+                await self._done(row)
+            return
+        if result.status in _DONE:
+            # Failed, cancelled or expired jobs are not charged upstream; a finished one is.
+            used = result.status == "succeeded"
+            values = {"upstream_result": unbilled_usage(route.name, result, row.status)}
+            await self._done(row, **(values if used else {}))
+            self._remove_scratch(row.upstream_id)
+            return
+        try:
+            await provider.cancel(tctx, row.upstream_id)
+        except UpstreamError as exc:
+            if exc.retryable:
+                await self._again(row, exc.message)
+                return
+            # Refused (Ark does not stop a running job): follow it until it ends.
+            if self.w.clock() - (row.completed_at or self.w.clock()) > FOLLOW_LIMIT:
+                log.warning("task %s: stopped following upstream job %s", row.id, row.upstream_id)
+                await self._done(row)
+                return
+            log.info(
+                "task %s: the upstream did not stop %s (%s); following it to its end",
+                row.id,
+                row.upstream_id,
+                exc.message,
+            )
+            await self._later(row, FOLLOW_DELAY, poll_errors=0)
+            return
+        await self._done(row)  # the upstream stopped the job before it cost anything
+
+    async def _again(self, row: Task, why: str) -> None:
+        errors = row.poll_errors + 1
+        if gives_up(errors, self.w.settings.poll_failure_window_seconds):
+            log.warning(
+                "task %s: gave up on upstream job %s after %d errors: %s",
+                row.id,
+                row.upstream_id,
+                errors,
+                why,
+            )
+            await self._done(row)
+            return
+        await self._later(row, retry_delay(errors), poll_errors=errors)
+
+    async def _later(self, row: Task, delay: float, **values: Any) -> None:
+        await self.ctx.store.tasks.transition(
+            row.id, self.w.owner, row.status, next_run_at=time.time() + delay, **values
+        )
+
+    async def _done(self, row: Task, **values: Any) -> None:
+        await self.ctx.store.tasks.transition(
+            row.id, self.w.owner, row.status, next_run_at=None, **values
+        )
+
+    def _remove_scratch(self, upstream_id: str) -> None:
+        scratch = (self.ctx.work_dir / upstream_id).resolve()
+        if scratch.is_relative_to(self.ctx.work_dir.resolve()) and scratch.is_dir():
+            shutil.rmtree(scratch, ignore_errors=True)

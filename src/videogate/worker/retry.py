@@ -1,0 +1,45 @@
+"""How the engine waits after errors: bounded exponential backoff, and the poll-failure
+window after which a running task is given up (docs/reliability.md)."""
+
+from __future__ import annotations
+
+from sqlalchemy import exc as sa_exc
+
+INFRA_RETRY_SECONDS = 2.0  # a step that hit a database/storage error is tried again then
+MAX_RETRY_DELAY = 60.0  # the longest wait between two polls of a failing upstream
+
+
+def backoff(failures: int, cap: float) -> float:
+    """0.5 s, 1 s, 2 s … capped at ``cap``: the worker loop's wait after its n-th failure."""
+    return float(min(0.5 * 2 ** max(failures - 1, 0), cap))
+
+
+def retry_delay(errors: int) -> float:
+    """2 s, 4 s, 8 s … capped at 60 s: the wait after the n-th failed poll in a row."""
+    return float(min(2.0 * 2 ** max(errors - 1, 0), MAX_RETRY_DELAY))
+
+
+def gives_up(errors: int, window: float) -> bool:
+    """True once ``errors`` failures in a row span ``window`` seconds of backing off.
+
+    Each retry waits at least ``retry_delay`` after the previous failure, so when the n-th
+    failure arrives, at least the sum of the first n-1 delays has passed since the first:
+    a task is never failed for an upstream blip shorter than the window.
+    """
+    return sum(retry_delay(n) for n in range(1, errors)) >= window
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Our own dependencies failing (database down or restarting, disk full, lock timeout,
+    storage unreachable): nothing the task did, so it must not count against it."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a log or ``/readyz``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
