@@ -210,6 +210,18 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Sandbox render processes; 0 = number of CPUs"
     )
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_json_body_bytes: int = Field(
+        default=96 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON request body (inline data: references included); "
+        "counted while it streams in, 413 beyond",
+    )
+    max_concurrent_requests: int = Field(
+        default=512,
+        ge=1,
+        description="Requests one process serves at once; beyond it requests are shed at "
+        "once with 503 and Retry-After (health checks never are)",
+    )
     max_reference_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_result_bytes: int = Field(
         default=2 * 1024 * 1024 * 1024, ge=1024, description="Largest result we copy"

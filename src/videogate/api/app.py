@@ -22,6 +22,7 @@ from videogate.api import (
     relay,
 )
 from videogate.api.console import install_console
+from videogate.api.edge import EdgeMiddleware
 from videogate.api.errors import install_error_handlers
 from videogate.api.openapi_models import SECURITY_SCHEMES
 from videogate.api.relay_schemas import RelayCreate
@@ -67,6 +68,8 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
         redoc_url=None,
     )
     install_error_handlers(app)
+    # Pure ASGI, outside the routing: sheds load and caps bodies before a handler runs.
+    app.add_middleware(EdgeMiddleware, settings=settings)
     # The poll is the hot path: served by a plain Starlette route, which skips FastAPI's
     # per-request dependency and validation machinery (~60 µs). The FastAPI route of the
     # same path stays for the OpenAPI document.

@@ -17,7 +17,7 @@ from videogate.api.openapi_models import FileObject, documented
 from videogate.api.responses import blob_response, json_response
 from videogate.api.state import api_state
 from videogate.blobs.keys import upload_key
-from videogate.errors import InvalidRequest, NotFound
+from videogate.errors import InvalidRequest, NotFound, VideogateError
 from videogate.fields import printable
 from videogate.ids import new_id
 from videogate.media.probe import MediaError, probe
@@ -73,6 +73,8 @@ async def upload_file(request: Request) -> Response:
         raise InvalidRequest(f"the file is over the {limit // (1024 * 1024)} MB upload limit")
     try:
         form = await request.form(max_files=1, max_fields=10)
+    except VideogateError:
+        raise  # the body grew over its cap while streaming (api/edge.py): a 413
     except Exception as exc:  # the multipart parser raises several unrelated types
         raise InvalidRequest(f"could not read the multipart body: {exc}", param="file") from None
     upload = form.get("file")

@@ -48,12 +48,13 @@ from starlette.requests import Request
 from videogate.blobs.keys import upload_key
 from videogate.catalog import SEEDANCE_2_FAST, ModelSpec
 from videogate.context import AppContext
-from videogate.errors import InvalidRequest
+from videogate.errors import InvalidRequest, VideogateError
 from videogate.fields import printable
 from videogate.media.probe import MediaError, probe
 from videogate.media.sizes import OUTPUT_SIZES
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
 from videogate.service.keys import Caller
+from videogate.settings import Settings
 from videogate.store.tables import StoredFile
 
 DEFAULT_MODEL = SEEDANCE_2_FAST
@@ -153,6 +154,11 @@ def size_to_frame(size: str) -> tuple[str, str]:
     return mapped
 
 
+def form_body_limit(settings: Settings) -> int:
+    """The largest multipart body we read: one file or one long text part, plus headers."""
+    return max(settings.max_upload_bytes, MAX_TEXT_PART) + _BODY_SLACK
+
+
 async def read_openai_form(
     request: Request,
     ctx: AppContext,
@@ -164,7 +170,7 @@ async def read_openai_form(
     ``precheck`` sees the request before the upload is stored (with a stand-in reference),
     so that a request bound to fail (unknown model, bad field) stores nothing.
     """
-    limit = max(ctx.settings.max_upload_bytes, MAX_TEXT_PART) + _BODY_SLACK
+    limit = form_body_limit(ctx.settings)
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         raise InvalidRequest(
@@ -174,6 +180,8 @@ async def read_openai_form(
         )
     try:
         form = await request.form(max_files=1, max_fields=32, max_part_size=MAX_TEXT_PART)
+    except VideogateError:
+        raise  # the body grew over its cap while streaming (api/edge.py): a 413
     except Exception as exc:  # the multipart parser raises several unrelated types
         detail = str(getattr(exc, "detail", None) or exc or type(exc).__name__).rstrip(".")
         raise InvalidRequest(

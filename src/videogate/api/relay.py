@@ -19,8 +19,6 @@ from videogate.views.relay import relay_task
 
 router = APIRouter(tags=["videos (relay)"])
 
-MAX_JSON_BODY = 96 * 1024 * 1024
-
 _create_schema = {
     "requestBody": {
         "required": True,
@@ -103,15 +101,9 @@ def list_status_filter(value: str | None) -> list[str] | None:
 
 
 async def read_json_body(request: Request) -> object:
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_JSON_BODY):
-        raise InvalidRequest(
-            f"request body is over {MAX_JSON_BODY // (1024 * 1024)} MB; "
-            "upload large references with POST /v1/files and pass their URLs"
-        )
+    """The parsed JSON body. Its size is capped while it streams in, before it is whole
+    (``max_json_body_bytes``, by the edge middleware in ``api/edge.py``)."""
     body = await request.body()
-    if len(body) > MAX_JSON_BODY:
-        raise InvalidRequest("request body is too large")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
