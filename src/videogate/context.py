@@ -102,8 +102,10 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate:
         await upgrade(settings.effective_database_url)
-    store = Store.open(settings.effective_database_url)
-    secret = settings.secret_key or await store.shared_secret("url_signing_secret")
+    store = Store.open(settings.effective_database_url, secret_key=settings.secret_key)
+    secret = await store.service_secret()
+    if migrate:  # webhook secrets stored in clear by an older version are sealed now
+        await store.keys.seal_plaintext_secrets()
     blobs = open_blob_store(settings)
     presign = blobs.presign_get if settings.download_mode == "presigned" else None
     models, routes = build_catalog_and_routes(settings, os.environ)

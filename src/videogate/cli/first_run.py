@@ -20,7 +20,7 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 async def prepare(settings: Settings, console: Console) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
-    store = Store.open(settings.effective_database_url)
+    store = Store.open(settings.effective_database_url, secret_key=settings.secret_key)
     try:
         key = await _local_key(settings.local_key_path, store)
     finally:

@@ -32,7 +32,7 @@ async def _open() -> Store:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
-    return Store.open(settings.effective_database_url)
+    return Store.open(settings.effective_database_url, secret_key=settings.secret_key)
 
 
 def _money(micros: int | None) -> str:

@@ -15,20 +15,26 @@ from videogate.store.keys import KeyStore
 from videogate.store.ledger import LedgerStore
 from videogate.store.reports import ReportStore
 from videogate.store.routes import RouteStateStore
+from videogate.store.sealing import SecretBox
 from videogate.store.tables import Meta
 from videogate.store.tasks import TaskStore
 from videogate.store.webhooks import WebhookStore
+
+# The name of the generated service secret in the ``meta`` table.
+SERVICE_SECRET = "url_signing_secret"
 
 
 class Store:
     """The database, by concern: ``tasks``, ``keys``, ``files``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, secret_key: str = "") -> None:
         self.engine = engine
         self.sessions = session_factory(engine)
         self.dialect = engine.dialect.name
+        self._secret_key = secret_key
+        self._box: SecretBox | None = None
         self.tasks = TaskStore(engine, self.sessions, dialect=self.dialect)
-        self.keys = KeyStore(self.sessions)
+        self.keys = KeyStore(self.sessions, self.secret_box)
         self.files = FileStore(self.sessions)
         self.attempts = AttemptStore(self.sessions)
         self.ledger = LedgerStore(self.sessions)
@@ -37,8 +43,25 @@ class Store:
         self.reports = ReportStore(self.sessions, dialect=self.dialect)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        return cls(create_engine(url))
+    def open(cls, url: str, *, secret_key: str = "") -> Store:
+        """``secret_key``: the configured service secret (``VIDEOGATE_SECRET_KEY``); empty
+        means the one generated into this database."""
+        return cls(create_engine(url), secret_key=secret_key)
+
+    async def service_secret(self) -> str:
+        """Signs URLs and seals secrets at rest: the configured one, else the generated."""
+        return self._secret_key or await self.shared_secret(SERVICE_SECRET)
+
+    async def secret_box(self) -> SecretBox:
+        """Seals and opens secrets at rest (``store/sealing.py``). With a configured
+        secret, values sealed before it was set still open (with the generated one)."""
+        if self._box is None:
+            generated = await self.shared_secret(SERVICE_SECRET)
+            if self._secret_key and self._secret_key != generated:
+                self._box = SecretBox(self._secret_key, generated)
+            else:
+                self._box = SecretBox(generated)
+        return self._box
 
     async def close(self) -> None:
         self.tasks.close()

@@ -46,6 +46,7 @@ from videogate.errors import InvalidRequest, ReferenceUnreachable, UnsafeURL
 from videogate.fetch import METADATA_HINT, PRIVATE_HINT, send_pinned
 from videogate.signing import UrlSigner
 from videogate.statuses import RELAY_STATUS, TERMINAL
+from videogate.store.sealing import SecretUnreadable
 from videogate.store.tables import Task, TaskEvent, WebhookAttempt
 from videogate.store.webhooks import DELIVERED, FAILED, PENDING, SKIPPED
 from videogate.views.relay import relay_task
@@ -226,7 +227,13 @@ class WebhookDeliverer:
             body = event_body(task, event, self.ctx.signer, self.settings.url_ttl_seconds)
             payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
             try:
-                signed = sign(key.webhook_secret, msg_id, int(now), payload)
+                secret = await store.keys.webhook_secret(key)
+            except SecretUnreadable as exc:
+                secret = ""
+                error = f"the webhook secret of key {key.id} cannot be read: {exc}"
+                give_up = True
+            try:
+                signed = sign(secret, msg_id, int(now), payload) if secret else None
             except (ValueError, EmptyWebhookSecretError):  # binascii.Error is a ValueError
                 signed = None
                 error = (
