@@ -18,6 +18,10 @@ from videogate.store.sealing import SecretBox, SecretUnreadable, is_sealed
 from videogate.store.tables import ApiKey
 
 
+COLUMN_LENGTH = 100  # api_keys.webhook_secret is String(100); PostgreSQL enforces it
+assert ApiKey.__table__.c.webhook_secret.type.length == COLUMN_LENGTH  # type: ignore[attr-defined]
+
+
 def make_settings(tmp_path: Path, **kw: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "var",
@@ -52,7 +56,7 @@ async def test_the_database_holds_neither_the_key_nor_the_webhook_secret(
     secret_part = new.webhook_secret.removeprefix("whsec_")
     assert secret_part not in sealed
     # It fits its column (PostgreSQL enforces the length).
-    assert len(sealed) <= ApiKey.__table__.c.webhook_secret.type.length
+    assert len(sealed) <= COLUMN_LENGTH
 
 
 async def test_secrets_stored_in_clear_are_sealed_at_start_up(tmp_path: Path) -> None:
@@ -119,4 +123,4 @@ def test_a_sealed_secret_opens_only_with_its_secret_and_on_its_own_row() -> None
     assert not rotated.needs_sealing(rotated.seal(plain, "api_keys/key_a"), "api_keys/key_a")
     # The longest id we make still fits the column.
     longest = box.seal(new_webhook_secret(), f"api_keys/{new_id('key')}")
-    assert len(longest) <= ApiKey.__table__.c.webhook_secret.type.length
+    assert len(longest) <= COLUMN_LENGTH
