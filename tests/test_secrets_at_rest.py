@@ -17,7 +17,6 @@ from videogate.signing import hash_api_key
 from videogate.store.sealing import SecretBox, SecretUnreadable, is_sealed
 from videogate.store.tables import ApiKey
 
-
 COLUMN_LENGTH = 100  # api_keys.webhook_secret is String(100); PostgreSQL enforces it
 assert ApiKey.__table__.c.webhook_secret.type.length == COLUMN_LENGTH  # type: ignore[attr-defined]
 
