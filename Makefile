@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-fast lint typecheck pytest pytest-fast bench chaos clean
+.PHONY: run test test-fast lint typecheck pytest pytest-fast bench chaos screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("videogate needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -44,6 +44,10 @@ bench: $(STAMP)
 # The long chaos run (docs/reliability.md): a few hundred tasks per backend, every fault.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py
+
+# Desktop and phone screenshots of every console page, into screenshots/ (not committed).
+screenshots: $(STAMP)
+	$(BIN)/python docs/console_screenshots.py screenshots
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,21 +98,24 @@ class LiveServer:
     settings: Settings
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A real uvicorn server (API + worker) on a free loopback port, in a thread."""
+@contextlib.contextmanager
+def run_live_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """A real uvicorn server (API + worker) on a free loopback port, in a thread;
+    ``overrides`` are more settings (an admin token, routes, prices…)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        data_dir=tmp_path / "live",
-        host="127.0.0.1",
-        port=port,
-        public_url=base,
-        allow_private_urls=True,
-        worker_poll_interval=0.05,
-        render_processes=1,
-        key_cache_seconds=0,
-    )
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "host": "127.0.0.1",
+        "port": port,
+        "public_url": base,
+        "allow_private_urls": True,
+        "worker_poll_interval": 0.05,
+        "render_processes": 1,
+        "key_cache_seconds": 0,
+    }
+    values.update(overrides)
+    settings = Settings(**values)
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
@@ -126,6 +131,13 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real uvicorn server (API + worker) on a free loopback port, in a thread."""
+    with run_live_server(tmp_path / "live") as live:
+        yield live
 
 
 def make_live_key(live: LiveServer) -> str:

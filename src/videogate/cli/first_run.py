@@ -54,6 +54,7 @@ def banner(base: str, key: str) -> str:
     return f"""
 videogate is starting on {base}
 Local API key: {key}  (kept in the data dir as {LOCAL_KEY_FILE})
+Web console:   {base}/  (on this machine: "Sign in with the local key")
 
 Try it (curl):
   export VIDEOGATE_API_KEY={key}

@@ -129,7 +129,7 @@ async def overview(store: Store, *, now: float | None = None) -> dict[str, Any]:
     }
     for hour, status, n in await store.reports.finished_per_hour(since):
         row = hours.get(hour)
-        if row is None:
+        if row is None or status == "cancelled":  # a cancel is the owner's choice, not a failure
             continue
         row["succeeded" if status == "succeeded" else "failed"] += n
     times = await store.reports.completion_times(now - DAY)

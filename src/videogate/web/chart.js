@@ -23,7 +23,7 @@ function niceMax(value) {
 
 // labels: ["2025-01-01", …]; series: [{name, values: [number, …]}] stacked per label.
 export function barChart({ title, labels, series, format = (v) => String(v), height = 180 }) {
-  const width = 600;
+  const width = window.innerWidth < 600 ? 360 : 600;
   const left = 48;
   const bottom = 22;
   const top = 8;

@@ -100,10 +100,14 @@ export default async function keysPage(main) {
       { class: "card", "aria-labelledby": "groups-title" },
       el("h2", { id: "groups-title" }, "Groups"),
       el(
+        "div",
+        { class: "scroll" },
+        el(
         "table",
         { class: "table", "aria-label": "Groups" },
         el("thead", {}, el("tr", {}, ...["Group", "Price multiplier", "Requests per minute", "Max unfinished tasks"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, groups.map((g) => el("tr", {}, el("th", { scope: "row" }, g.name), el("td", {}, g.price_multiplier), el("td", {}, g.requests_per_minute ?? "none"), el("td", {}, g.max_unfinished_tasks ?? "none")))),
+        ),
       ),
     ),
   );
@@ -152,8 +156,8 @@ export default async function keysPage(main) {
       "form",
       { class: "card inset", "aria-label": `Limits of ${label(k)}` },
       el("h3", {}, `Limits of ${label(k)}`),
-      el("div", { class: "field" }, el("label", { for: "limits-rpm" }, "Requests per minute"), r),
-      el("div", { class: "field" }, el("label", { for: "limits-max-unfinished" }, "Max unfinished tasks"), m),
+      el("div", { class: "field" }, el("label", { for: "limits-rpm" }, "Requests per minute limit"), r),
+      el("div", { class: "field" }, el("label", { for: "limits-max-unfinished" }, "Unfinished tasks limit"), m),
       el("div", { class: "actions" }, el("button", { type: "submit", class: "primary" }, "Save limits"), el("button", { type: "button", onclick: () => clear(panel) }, "Close")),
     );
     form.addEventListener("submit", (e) => {

@@ -1,7 +1,7 @@
 // Webhooks (operators): delivery attempts with their outcome, and resending an event.
 
 import { admin } from "../api.js";
-import { el, clear, fmtTime, poller, announce } from "../ui.js";
+import { el, clear, fmtTime, poller } from "../ui.js";
 
 export default async function webhooksPage(main) {
   main.append(el("h1", {}, "Webhooks"));
@@ -32,7 +32,6 @@ export default async function webhooksPage(main) {
   async function resend(eventId) {
     const r = await admin.post(`/admin/webhooks/events/${eventId}/resend`);
     status.textContent = `Event ${r.id} (${r.status}) of ${r.task_id} queued for delivery.`;
-    announce(status.textContent);
     await load();
   }
 
