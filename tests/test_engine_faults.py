@@ -203,6 +203,7 @@ async def test_recovery_never_adopts_another_tasks_job(engine: Any, ark: FakeArk
         b = await new_task(ctx, prompt="same body")
         a = await new_task(ctx, prompt="same body")
         await crash_mid_submit(ctx, a, send=False)
+        await age_attempts(ctx, 120)  # A's submitter is long dead: its call has ended
         # B: the create is carried out upstream, the answer held back for 2 s.
         ark.inject(Fault.hang(2, process=True), on="create")
         worker_b = Worker(ctx, owner="w-b")
@@ -241,6 +242,30 @@ async def test_killed_mid_submit_tasks_adopt_their_own_jobs(engine: Any, ark: Fa
             [attempt] = await ctx.store.attempts.for_task(task_id)
             assert jobs_by_marker[f"videogate-{attempt.id}"] == row.upstream_id
         assert len(ark.requests_to("create")) == 4  # nothing sent twice
+
+
+async def test_a_live_submitter_that_lost_its_lease_is_not_raced(engine: Any, ark: FakeArk) -> None:
+    """During a database outage a submitter's lease lapses while its create is still on
+    the way; the worker that takes the task over must not conclude "no job" and submit a
+    second one (seen by the chaos suite), but wait for the first call to end."""
+    async with engine(
+        route("volc", ark), lease_seconds=0.5, upstream_total_timeout_seconds=3
+    ) as ctx:
+        task_id = await new_task(ctx)
+        ark.inject(Fault.hang(2), on="create")  # the job is created only after 2 s
+        first = Worker(ctx, owner="w-first")  # no lease renewal: it lapses
+        assert await first.claim_and_start() == 1
+        while not ark.requests_to("create"):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.7)
+        second = Worker(ctx, owner="w-second")
+        await second.run_until_idle(timeout=10)  # takes the task over, looks, waits
+        await asyncio.gather(*first._active)
+        await run_until(ctx, all_terminal(ctx, task_id))
+        row = await task_row(ctx, task_id)
+        assert row.status == "succeeded"
+        assert len(ark.tasks) == 1 and row.upstream_id == next(iter(ark.tasks))
+        assert len(ark.requests_to("create")) == 1
 
 
 # 3. An unreadable 2xx is resolved by recovery, never by a blind retry -----------------------

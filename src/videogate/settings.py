@@ -190,7 +190,7 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Connecting to an upstream (per call)"
     )
     upstream_total_timeout_seconds: float = Field(
-        default=120.0,
+        default=60.0,
         gt=0,
         description="One upstream call from start to end, however slowly it trickles; the "
         "read timeout is the route's timeout_seconds",

@@ -58,7 +58,8 @@ def _request_error(route: Route, exc: httpx.TransportError) -> UpstreamError:
     """A transport failure (no HTTP status): always worth retrying, maybe elsewhere."""
     host = urlsplit(route.base_url).netloc or route.base_url
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    # Failed before the request left (no connection, or none free): nothing was sent.
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return UpstreamError(
             f"could not connect to {host} (route {route.name}): {detail}",
             code="upstream_unreachable",

@@ -120,7 +120,7 @@ class Attempt(Base):
     task_id: Mapped[str] = mapped_column(String(40), ForeignKey("tasks.id", ondelete="CASCADE"))
     route: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(50))
-    # submitting → submitted | failed | uncertain
+    # submitting → submitted | failed | uncertain | orphaned (a job no task went on with)
     state: Mapped[str] = mapped_column(String(20))
     upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -17,13 +17,13 @@ work nobody paid for (docs/reliability.md).
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
 from videogate.errors import UpstreamError
 from videogate.providers.base import PollResult
 from videogate.store.tables import Task
+from videogate.worker.results import remove_scratch
 from videogate.worker.retry import describe, gives_up, is_infrastructure, retry_delay
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Aftercare:
             return
         provider = self.w.provider(route)
         tctx = await self.w.task_context(row, route)
-        if route.provider == "sandbox":  # local and free: a poll would render it
+        if route.capabilities.local:  # nothing runs between polls (a poll would render)
             await provider.cancel(tctx, row.upstream_id)
             await self._done(row)
             return
@@ -91,7 +91,7 @@ class Aftercare:
             used = result.status == "succeeded"
             values = {"upstream_result": unbilled_usage(route.name, result, row.status)}
             await self._done(row, **(values if used else {}))
-            self._remove_scratch(row.upstream_id)
+            remove_scratch(self.ctx, row.upstream_id)
             return
         try:
             await provider.cancel(tctx, row.upstream_id)
@@ -137,8 +137,3 @@ class Aftercare:
         await self.ctx.store.tasks.transition(
             row.id, self.w.owner, row.status, next_run_at=None, **values
         )
-
-    def _remove_scratch(self, upstream_id: str) -> None:
-        scratch = (self.ctx.work_dir / upstream_id).resolve()
-        if scratch.is_relative_to(self.ctx.work_dir.resolve()) and scratch.is_dir():
-            shutil.rmtree(scratch, ignore_errors=True)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import shutil
 import socket
 import time
 import uuid
@@ -15,8 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
-from videogate.billing import charge
-from videogate.blobs.keys import result_key
 from videogate.context import AppContext
 from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
 from videogate.providers import ProviderDeps, load_provider
@@ -27,7 +24,7 @@ from videogate.store.tables import Task
 from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
 from videogate.worker.reference_files import drop_reference_files, reference_files
-from videogate.worker.results import RESULT_NAMES, copy_result
+from videogate.worker.results import complete_with_result
 from videogate.worker.retry import (
     INFRA_RETRY_SECONDS,
     backoff,
@@ -354,39 +351,7 @@ class Worker:
 
     async def _fetch(self, row: Task) -> None:
         """Copy the result into our own storage, then complete the task."""
-        result = row.upstream_result or {}
-        keys: dict[str, str | None] = {}
-        for field, name in RESULT_NAMES.items():
-            url = result.get(field)
-            keys[field] = result_key(row.key_id, row.id, name) if url else None
-            if url:
-                await copy_result(self.ctx, field, str(url), result_key(row.key_id, row.id, name))
-        now = time.time()
-        route = self.ctx.router.get(row.route or "")
-        charged = 0
-        if route is None or not route.capabilities.free:
-            charged = charge(row.price, row.completion_tokens, row.width, row.height, row.seconds)
-        done = await self.ctx.store.tasks.transition(
-            row.id,
-            self.owner,
-            "fetching",
-            charged_micros=charged,
-            status="succeeded",
-            video_key=keys["video_url"],
-            thumbnail_key=keys["thumbnail_url"],
-            last_frame_key=keys["last_frame_url"],
-            upstream_result=None,
-            progress=100,
-            updated_at=now,
-            completed_at=now,
-            next_run_at=None,
-        )
-        drop_reference_files(self.ctx, row.id)
-        if done and row.upstream_id:
-            scratch = (self.ctx.work_dir / row.upstream_id).resolve()
-            # The id comes from an upstream: never let it point outside work_dir.
-            if scratch.is_relative_to(self.ctx.work_dir.resolve()) and scratch.is_dir():
-                shutil.rmtree(scratch, ignore_errors=True)
+        await complete_with_result(self.ctx, self.owner, row)
 
     # Failure paths ------------------------------------------------------------------------
 

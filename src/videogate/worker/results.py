@@ -6,15 +6,21 @@ The upstream URL never reaches a client: the task completes only once the bytes 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from videogate.billing import charge
+from videogate.blobs.keys import result_key
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UpstreamError
 from videogate.fetch import fetch_url
 from videogate.media.probe import MediaError, probe
+from videogate.store.tables import Task
+from videogate.worker.reference_files import drop_reference_files
 
 # What each result may be; an HTML error page or a JSON body is not a video.
 ACCEPTED_KINDS = {"video_url": "video", "thumbnail_url": "image", "last_frame_url": "image"}
@@ -84,3 +90,45 @@ async def _check_kind(field: str, path: Path, content_type: str | None) -> None:
         raise UpstreamError(
             f"the upstream's {field} holds {info.kind} content, not {want}", code="result_invalid"
         )
+
+
+async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
+    """Copy a ``fetching`` task's result into our storage, then complete and charge it."""
+    result = row.upstream_result or {}
+    keys: dict[str, str | None] = {}
+    for field, name in RESULT_NAMES.items():
+        url = result.get(field)
+        keys[field] = result_key(row.key_id, row.id, name) if url else None
+        if url:
+            await copy_result(ctx, field, str(url), result_key(row.key_id, row.id, name))
+    now = time.time()
+    route = ctx.router.get(row.route or "")
+    charged = 0
+    if route is None or not route.capabilities.free:
+        charged = charge(row.price, row.completion_tokens, row.width, row.height, row.seconds)
+    done = await ctx.store.tasks.transition(
+        row.id,
+        owner,
+        "fetching",
+        charged_micros=charged,
+        status="succeeded",
+        video_key=keys["video_url"],
+        thumbnail_key=keys["thumbnail_url"],
+        last_frame_key=keys["last_frame_url"],
+        upstream_result=None,
+        progress=100,
+        updated_at=now,
+        completed_at=now,
+        next_run_at=None,
+    )
+    drop_reference_files(ctx, row.id)
+    if done and row.upstream_id:
+        remove_scratch(ctx, row.upstream_id)
+
+
+def remove_scratch(ctx: AppContext, upstream_id: str) -> None:
+    """Delete ``work_dir/<upstream id>`` (a provider's download of the result)."""
+    scratch = (ctx.work_dir / upstream_id).resolve()
+    # The id comes from an upstream: never let it point outside work_dir.
+    if scratch.is_relative_to(ctx.work_dir.resolve()) and scratch.is_dir():
+        shutil.rmtree(scratch, ignore_errors=True)

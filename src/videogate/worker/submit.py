@@ -8,6 +8,7 @@ the job exists instead of submitting again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -45,10 +46,18 @@ class Submitter:
         self.ctx = worker.ctx
 
     async def submit(self, row: Task) -> None:
-        pending = await self.ctx.store.attempts.pending(row.id)
-        if pending is not None:
-            await self.recover(row, pending)
-            return
+        attempts = await self.ctx.store.attempts.for_task(row.id)
+        for attempt in reversed(attempts):
+            if attempt.state == "submitting":
+                await self.recover(row, attempt)
+                return
+            if attempt.state == "submitted" and attempt.upstream_id:
+                # Created upstream, but the worker lost the task (its lease lapsed) before
+                # the task took the id: this job is the task's, never submit another.
+                route = self.ctx.router.get(attempt.route)
+                if route is not None:
+                    await self.adopt(row, route, attempt.upstream_id)
+                    return
         key = await self.ctx.store.keys.get(row.key_id)
         group = key.group if key is not None else "default"
         candidates = self.ctx.router.candidates(row.model, group)
@@ -108,13 +117,16 @@ class Submitter:
         retryable error that sends us to the next candidate."""
         store = self.ctx.store
         provider = self.w.provider(route)
+        # Everything before the reservation: from the attempt's commit to the end of the
+        # create call, only the call itself (bounded by the total timeout) takes time.
+        tctx = await self.w.task_context(row, route, files=True)
         await store.route_state.ensure(route.name)
         attempt = await store.attempts.reserve(
             row.id, route.name, route.provider, route.max_in_flight
         )
         if attempt is None:
             return FULL  # another worker took the last slot meanwhile
-        tctx = await self.w.task_context(row, route, files=True, attempt_id=attempt.id)
+        tctx = dataclasses.replace(tctx, attempt_id=attempt.id)
         try:
             upstream_id = await provider.submit(tctx)
         except UpstreamError as exc:
@@ -285,6 +297,15 @@ class Submitter:
             await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
             await self.adopt(row, route, upstream_id)
             return
+        settled_at = attempt.created_at + self.w.settings.upstream_total_timeout_seconds + 5
+        if time.time() < settled_at:
+            # Its submitter may be alive (it only lost the task's lease, e.g. during a
+            # database outage) with the create still on the way: "no job yet" proves nothing
+            # until that call must have ended. Look again then; nothing is counted.
+            await self.ctx.store.tasks.transition(
+                row.id, self.w.owner, "queued", next_run_at=min(settled_at, row.deadline_at)
+            )
+            return
         # The upstream has no such job: the call never reached it, so submitting is safe.
         await store.attempts.finish(
             attempt.id,
@@ -292,4 +313,4 @@ class Submitter:
             error_code="not_submitted",
             error_message="the worker stopped before the upstream received the task",
         )
-        await self.submit(row)
+        await self.submit(row)  # also adopts the job if its submitter recorded one meanwhile

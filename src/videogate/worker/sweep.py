@@ -3,11 +3,13 @@
 Such an attempt counts against its route's in-flight cap until its outcome is known. Each
 worker sweeps at start-up and every ``attempt_sweep_interval_seconds``:
 
-* the task is still unfinished and nobody holds it: it is made due now, and the step that
+* the task is still queued and nobody holds it: it is made due now, and the step that
   follows looks the job up by the attempt's marker (``Submitter.recover``);
-* the task has ended meanwhile (cancelled, expired): the sweep looks the job up itself;
-  a job found is handed to the aftercare (stopped, or followed to its end), no job means
-  the attempt failed; where the upstream cannot tell, the attempt is marked ``uncertain``.
+* the task has moved on (running with the job, or cancelled or expired meanwhile): the
+  sweep looks the job up itself. The task's own job marks the attempt ``submitted``; a job
+  of an ended task is handed to the aftercare (stopped, or followed to its end); a job the
+  task did not go on with is recorded as ``orphaned``; no job means the attempt
+  ``failed``; where the upstream cannot tell, the attempt is marked ``uncertain``.
 
 Either way the attempt leaves ``submitting`` and its slot is released.
 """
@@ -57,7 +59,7 @@ class AttemptSweeper:
         task = await store.tasks.get(attempt.task_id)
         if task is None:
             return
-        if task.status not in TERMINAL:
+        if task.status == "queued":
             await store.tasks.make_due(task.id, now)
             return
         route = self.ctx.router.get(attempt.route)
@@ -88,6 +90,18 @@ class AttemptSweeper:
                 error_message="the upstream shows no job for this attempt",
             )
             return
+        if task.upstream_id is not None and task.upstream_id != found:
+            # The task went on with another job (a crash between two steps): this one ran
+            # for nobody. Recorded, so the operator can see it; it is never adopted.
+            log.warning("task %s: upstream job %s belongs to no task", task.id, found)
+            await store.attempts.finish(
+                attempt.id,
+                "orphaned",
+                upstream_id=found,
+                error_message=f"the task went on with upstream job {task.upstream_id}",
+            )
+            return
         if await store.attempts.finish(attempt.id, "submitted", upstream_id=found):
             log.info("task %s (%s): found upstream job %s", task.id, task.status, found)
-            await store.tasks.orphaned_submit(task.id, route.name, found, now)
+            if task.status in TERMINAL:
+                await store.tasks.orphaned_submit(task.id, route.name, found, now)
