@@ -255,7 +255,9 @@ async def test_a_live_submitter_that_lost_its_lease_is_not_raced(engine: Any, ar
         ark.inject(Fault.hang(2), on="create")  # the job is created only after 2 s
         first = Worker(ctx, owner="w-first")  # no lease renewal: it lapses
         assert await first.claim_and_start() == 1
-        while not ark.requests_to("create"):
+        for _ in range(500):
+            if ark.requests_to("create"):
+                break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.7)
         second = Worker(ctx, owner="w-second")
