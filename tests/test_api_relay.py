@@ -173,13 +173,41 @@ async def test_list_pagination(client: httpx.AsyncClient, auth: dict[str, str]) 
     assert [t["id"] for t in rest["data"]] == ids[::-1][2:] and rest["has_more"] is False
     asc = (await client.get("/v1/videos?order=asc&limit=3", headers=auth)).json()
     assert [t["id"] for t in asc["data"]] == ids[:3]
-    for bad in ("limit=0", "limit=101", "limit=x", "order=up"):
+    for bad in ("limit=-1", "limit=101", "limit=x", "order=up"):
         r = await client.get(f"/v1/videos?{bad}", headers=auth)
         assert r.status_code == 400, bad
         assert r.json()["error"]["code"] == "invalid_request"
+    empty = (await client.get("/v1/videos?limit=0", headers=auth)).json()
+    assert (empty["data"], empty["first_id"], empty["has_more"]) == ([], None, True)
+    full = (await client.get("/v1/videos?limit=100", headers=auth)).json()
+    assert len(full["data"]) == 5 and full["has_more"] is False
 
 
-async def test_delete_cancels_unfinished_and_deletes_finished_media(
+async def test_list_refuses_unknown_or_deleted_cursors_and_never_repeats(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    ids = [str((await create(client, auth, prompt=f"clip {i}"))["id"]) for i in range(6)]
+    newest_first = ids[::-1]
+    r = await client.get("/v1/videos?after=video_nosuchtask", headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "after"
+    assert "video_nosuchtask" in r.json()["error"]["message"]
+    page = (await client.get("/v1/videos?limit=2", headers=auth)).json()
+    seen = [t["id"] for t in page["data"]]
+    # Tasks on both sides of the cursor are deleted while paging: no task shows up twice.
+    for victim in (newest_first[0], newest_first[3]):
+        assert (await client.delete(f"/v1/videos/{victim}", headers=auth)).status_code == 200
+    while page["has_more"]:
+        page = (
+            await client.get(f"/v1/videos?limit=2&after={page['last_id']}", headers=auth)
+        ).json()
+        seen += [t["id"] for t in page["data"]]
+    assert len(seen) == len(set(seen))
+    assert seen == [newest_first[0], newest_first[1], newest_first[2], *newest_first[4:]]
+    r = await client.get(f"/v1/videos?after={newest_first[0]}", headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "after"
+
+
+async def test_delete_is_openais_and_cancel_is_separate(
     settings: object,
 ) -> None:
     from videogate.api.app import create_app
@@ -195,15 +223,25 @@ async def test_delete_cancels_unfinished_and_deletes_finished_media(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             pending = await create(c, auth)
+            to_cancel = await create(c, auth)
             finished = await create(c, auth)
             r = await c.delete(f"/v1/videos/{pending['id']}", headers=auth)
             assert r.json() == {"id": pending["id"], "object": "video.deleted", "deleted": True}
+            r = await c.post(f"/v1/videos/{to_cancel['id']}/cancel", headers=auth)
+            assert r.status_code == 200, r.text
+            assert (r.json()["status"], r.json()["error"]["code"]) == ("failed", "cancelled")
             worker = Worker(ctx)
             try:
                 await worker.run_until_idle()
             finally:
                 await worker.close()
-            cancelled = (await c.get(f"/v1/videos/{pending['id']}", headers=auth)).json()
+            # Deleted while unfinished: gone at once, never rendered, its hold refunded.
+            for path in (f"/v1/videos/{pending['id']}", f"/v1/videos/{pending['id']}/content"):
+                assert (await c.get(path, headers=auth)).status_code == 404, path
+            row = await ctx.store.tasks.get(pending["id"])
+            assert row is not None and row.status == "cancelled"
+            assert row.billing_state == "refunded"
+            cancelled = (await c.get(f"/v1/videos/{to_cancel['id']}", headers=auth)).json()
             assert cancelled["status"] == "failed"
             assert cancelled["error"]["code"] == "cancelled"
             done = (await c.get(f"/v1/videos/{finished['id']}", headers=auth)).json()
@@ -212,9 +250,16 @@ async def test_delete_cancels_unfinished_and_deletes_finished_media(
             assert (await c.get(url)).status_code == 200
             r = await c.delete(f"/v1/videos/{finished['id']}", headers=auth)
             assert r.status_code == 200 and r.json()["deleted"] is True
-            after = (await c.get(f"/v1/videos/{finished['id']}", headers=auth)).json()
-            assert after["status"] == "completed" and after["video_url"] is None
+            for path in (f"/v1/videos/{finished['id']}", f"/v1/videos/{finished['id']}/content"):
+                assert (await c.get(path, headers=auth)).status_code == 404, path
             assert (await c.get(url)).status_code == 404
+            r = await c.delete(f"/v1/videos/{finished['id']}", headers=auth)
+            assert r.status_code == 404, r.text
+            listed = (await c.get("/v1/videos", headers=auth)).json()["data"]
+            assert [t["id"] for t in listed] == [to_cancel["id"]]
+            # The Ark surface does not see them either.
+            r = await c.get(f"/api/v3/contents/generations/tasks/{finished['id']}", headers=auth)
+            assert r.status_code == 404
 
 
 async def test_keys_see_only_their_own_tasks_and_files(
@@ -280,9 +325,20 @@ async def test_auth_errors(client: httpx.AsyncClient, state: object) -> None:
 async def test_models_and_health(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     models = (await client.get("/v1/models", headers=auth)).json()
     names = {m["id"] for m in models["data"]}
-    assert names == {"doubao-seedance-2-0-260128", FAST, "sandbox"}
+    assert names == {
+        "doubao-seedance-2-0-260128",
+        FAST,
+        "dreamina-seedance-2-0-mini-260615",
+        "doubao-seedance-2-5-260628",
+        "sandbox",
+    }
     fast = next(m for m in models["data"] if m["id"] == FAST)
     assert fast["capabilities"]["resolutions"] == ["480p", "720p"]
+    assert fast["aliases"] == ["sora-2", "sora-2-2025-10-06", "sora-2-2025-12-08"]
+    v25 = next(m for m in models["data"] if m["id"] == "doubao-seedance-2-5-260628")
+    assert v25["capabilities"]["durations"] == {"min": 4, "max": 30, "auto": -1}
+    assert v25["capabilities"]["references"]["images"] == 30
+    assert "extend" in v25["capabilities"]["task_types"]
     assert (await client.get("/healthz")).json() == {"status": "ok", "database": "ok"}
     r = await client.post("/v1/videos", headers=auth, json={"model": "nope", "prompt": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"

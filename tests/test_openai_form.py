@@ -16,15 +16,10 @@ from hypothesis import strategies as st
 from conftest import wait_for_status
 from media_factory import mp4_file, png_bytes
 from test_api_relay import probe_mp4
-from videogate.api.openai_form import (
-    DEFAULT_MODEL,
-    OPENAI_ONLY_SIZES,
-    SIZE_FRAMES,
-    SUPPORTED_SIZES,
-)
+from videogate.api.openai_form import DEFAULT_MODEL, SIZE_FRAMES, SUPPORTED_SIZES
 from videogate.api.state import ApiState
 from videogate.blobs.keys import upload_prefix
-from videogate.media.sizes import OUTPUT_SIZES, output_size
+from videogate.media.sizes import OPENAI_SIZES, OUTPUT_SIZES, output_size
 from videogate.settings import Settings
 
 FAST = "doubao-seedance-2-0-fast-260128"
@@ -77,16 +72,25 @@ def test_every_seedance_size_maps_to_its_own_frame() -> None:
         for resolution, (w, h) in by_res.items():
             assert SIZE_FRAMES[f"{w}x{h}"] == (ratio, resolution)
     assert SUPPORTED_SIZES[:4] == ("1280x720", "720x1280", "1792x1024", "1024x1792")
-    assert len(SUPPORTED_SIZES) == len(set(SUPPORTED_SIZES)) == 20
+    assert len(SUPPORTED_SIZES) == len(set(SUPPORTED_SIZES)) == 26  # 6 ratios x 4 + 2
 
 
 def test_openai_only_sizes_map_to_the_nearest_frame() -> None:
-    assert OPENAI_ONLY_SIZES == {"1792x1024": ("16:9", "1080p"), "1024x1792": ("9:16", "1080p")}
-    for size, (ratio, resolution) in OPENAI_ONLY_SIZES.items():
+    only = {k: v for k, v in OPENAI_SIZES.items() if k not in ("1280x720", "720x1280")}
+    assert only == {"1792x1024": ("16:9", "1080p"), "1024x1792": ("9:16", "1080p")}
+    for size, (ratio, resolution) in only.items():
         w, h = map(int, size.split("x"))
         ow, oh = output_size(ratio, resolution)
         assert abs(ow / oh - w / h) < 0.05  # same shape
         assert abs(ow * oh - w * h) < abs(1280 * 720 - w * h)  # nearer 1080p than 720p
+
+
+def openai_size_of(frame: tuple[str, str, str]) -> str:
+    w, h = map(int, frame[2].split("x"))
+    large = frame[1] in ("1080p", "4k")
+    return (
+        ("1792x1024" if large else "1280x720") if w >= h else ("1024x1792" if large else "720x1280")
+    )
 
 
 # --- successful creates -----------------------------------------------------------------------
@@ -145,7 +149,10 @@ async def test_sizes_map_to_ratio_and_resolution(
     r = await post_form(client, auth, form(prompt="p", model=model, size=size, seconds="8"))
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["ratio"], body["resolution"], body["size"]) == frame
+    assert (body["ratio"], body["resolution"], body["output_size"]) == frame
+    # OpenAI's schema allows only its four sizes: the one asked for, else the orientation's.
+    assert body["size"] in OPENAI_SIZES
+    assert body["size"] == (size if size in OPENAI_SIZES else openai_size_of(frame))
     assert body["seconds"] == "8" and body["duration"] == 8
 
 
@@ -157,7 +164,7 @@ async def test_uploaded_input_reference_is_the_first_frame(
     r = await post_form(client, auth, files)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["ratio"], body["size"]) == ("4:3", "1112x834")
+    assert (body["ratio"], body["output_size"]) == ("4:3", "1112x834")
     caller = await state.auth.authenticate(auth["Authorization"])
     task = await state.tasks.get(caller, body["id"])
     refs = task.request["references"]
@@ -212,7 +219,7 @@ async def test_input_reference_as_an_object(
         fields = form(prompt="p", input_reference=json.dumps({"file_id": up.json()["id"]}))
     r = await post_form(client, auth, fields)
     assert r.status_code == 200, r.text
-    assert (r.json()["ratio"], r.json()["size"]) == ("4:3", "1112x834")
+    assert (r.json()["ratio"], r.json()["output_size"]) == ("4:3", "1112x834")
 
 
 async def test_seedance_extras(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -262,10 +269,24 @@ async def test_bad_size_lists_the_supported_ones(
         assert supported in error["message"]
 
 
-async def test_1080p_size_needs_a_model_with_1080p(
+async def test_openai_1080p_size_falls_back_to_the_nearest_offered_size(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
+    # OpenAI's own sizes are never refused: fast has no 1080p, so 16:9 720p is rendered.
     r = await post_form(client, auth, form(prompt="p", size="1792x1024"))  # default: fast
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["size"], body["output_size"], body["resolution"]) == (
+        "1792x1024",
+        "1280x720",
+        "720p",
+    )
+
+
+async def test_seedance_1080p_size_needs_a_model_with_1080p(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    r = await post_form(client, auth, form(prompt="p", model=FAST, size="1920x1080"))
     error = assert_error(r, "size", "16:9 at 1080p", FAST, "1280x720")
     assert "1920x1080" not in error["message"].split("use one of:")[1]
 
@@ -296,7 +317,7 @@ async def test_bad_fields(
 async def test_unknown_model_is_a_404_and_stores_nothing(
     client: httpx.AsyncClient, auth: dict[str, str], state: ApiState
 ) -> None:
-    files: Files = {**form(prompt="p", model="sora-2"), "input_reference": png_file()}
+    files: Files = {**form(prompt="p", model="veo-3"), "input_reference": png_file()}
     r = await post_form(client, auth, files)
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = await post_form(client, auth, {**form(prompt=" "), "input_reference": png_file()})

@@ -202,8 +202,9 @@ def test_input_reference_as_an_image_url_object(client: OpenAI) -> None:
         video = client.videos.create(
             prompt="p", seconds="4", extra_body={"input_reference": {"image_url": data_url}}
         )
-    # No size: the frame follows the 3:4 image.
-    assert (video.status, video.size) == ("queued", "834x1112")
+    # No size: the frame follows the 3:4 image; `size` shows OpenAI's portrait size.
+    assert (video.status, video.size) == ("queued", "720x1280")
+    assert getattr(video, "output_size", None) == "834x1112"
     assert client.videos.poll(video.id).status == "completed"
 
 
@@ -218,7 +219,7 @@ def test_unsupported_size_is_a_bad_request_listing_the_sizes(client: OpenAI) -> 
         client.videos.create(prompt="p", seconds=cast(Any, "2"))
     assert info.value.param == "seconds" and "4-15" in info.value.message
     with pytest.raises(openai.NotFoundError) as not_found:
-        client.videos.create(prompt="p", model="sora-2")
+        client.videos.create(prompt="p", model="veo-3")
     assert not_found.value.code == "model_not_found"
 
 

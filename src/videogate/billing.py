@@ -5,34 +5,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from videogate.pricing import (
-    FREE,
-    MAX_AUTO_SECONDS,
-    Price,
-    builtin_prices,
-    cost_micros,
-    seedance_tokens,
-)
+from videogate.catalog import ModelSpec
+from videogate.pricing import FREE, Price, cost_micros, seedance_tokens
 from videogate.request import GenerationRequest
 from videogate.routing import Router
 from videogate.settings import Settings
 
 
 class Billing:
-    """Prices per model (built-in, overridden by ``[[models]]``) and group multipliers."""
+    """Prices per model (the catalog's, with the deployment's ``[[models]]``) and group
+    multipliers."""
 
-    def __init__(self, settings: Settings, router: Router) -> None:
+    def __init__(self, settings: Settings, router: Router, models: dict[str, ModelSpec]) -> None:
         self._router = router
-        self._prices = builtin_prices()
-        for model in settings.models:
-            p = model.price
-            self._prices[model.name] = Price(
-                unit=p.unit,
-                per_million=p.per_million,
-                per_million_with_video=p.per_million_with_video,
-                per_second=p.per_second,
-                currency=p.currency,
-            )
+        self._models = models
+        self._prices = {name: spec.price for name, spec in models.items()}
         self._multipliers = {g.name: g.price_multiplier for g in settings.groups}
 
     def multiplier(self, group: str) -> Decimal:
@@ -48,8 +35,12 @@ class Billing:
     def estimate(
         self, req: GenerationRequest, group: str, width: int, height: int
     ) -> tuple[int, dict[str, Any]]:
-        """The hold (micros) for a request, and the price snapshot to settle it with."""
-        price = self.price(req.model, group)
+        """The hold (micros) for a request, and the price snapshot to settle it with.
+
+        The hold covers the worst case: ``duration -1`` (the model chooses) is held at the
+        catalog entry's longest clip; the charge at the end follows what was produced.
+        """
+        price = self.price(req.model, group).for_resolution(req.resolution)
         video_seconds = sum(r.duration or 0.0 for r in req.of_kind("video"))
         snapshot = {
             "unit": price.unit,
@@ -62,7 +53,11 @@ class Billing:
             "multiplier": str(self.multiplier(group)),
             "video_seconds": video_seconds,
         }
-        seconds = req.duration if req.duration > 0 else MAX_AUTO_SECONDS
+        spec = self._models.get(req.model)
+        longest = spec.max_duration if spec is not None else 15
+        seconds = float(req.duration if req.duration > 0 else longest)
+        if req.operation == "extend":  # the output is the source plus the new segment
+            seconds += req.source_seconds or 0.0
         return charge(snapshot, None, width, height, float(seconds)), snapshot
 
 

@@ -74,6 +74,8 @@ class AppContext:
     router: Router
     models: dict[str, ModelSpec]
     billing: Billing
+    # Client-facing model names (``sora-2``) -> the catalog model that serves them.
+    aliases: dict[str, str] = field(default_factory=dict)
     # Set when a task becomes due, so an in-process worker starts it at once.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # What the in-process worker last did (``/readyz``).
@@ -90,6 +92,11 @@ class AppContext:
         path = self.settings.data_dir / "work"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def resolve_model(self, name: str) -> tuple[str, str | None]:
+        """``(served model, alias)`` for a client's model name (alias None if it is not one)."""
+        target = self.aliases.get(name)
+        return (target, name) if target is not None else (name, None)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -130,5 +137,6 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
         guard=guard_from_settings(settings),
         router=router,
         models=models,
-        billing=Billing(settings, router),
+        billing=Billing(settings, router, models),
+        aliases={alias: spec.name for spec in models.values() for alias in spec.aliases},
     )

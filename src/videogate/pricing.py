@@ -5,14 +5,11 @@ Amounts are micros (see :mod:`videogate.money`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
-from videogate.catalog import SANDBOX, SEEDANCE_2, SEEDANCE_2_FAST
 from videogate.money import MICROS, to_micros
-
-MAX_AUTO_SECONDS = 15  # duration -1 (the model chooses) is held at the longest clip
 
 
 @dataclass(frozen=True)
@@ -24,8 +21,20 @@ class Price:
     per_million_with_video: Decimal | None = None
     per_second: Decimal = Decimal(0)
     currency: str = "USD"
+    # Resolution -> (per_million, per_million_with_video) where a tier's rates differ.
+    tiers: tuple[tuple[str, Decimal, Decimal | None], ...] = ()
+
+    def for_resolution(self, resolution: str) -> Price:
+        """The price of one resolution tier (the base rates unless a tier says otherwise)."""
+        for name, per_million, with_video in self.tiers:
+            if name == resolution:
+                return replace(
+                    self, per_million=per_million, per_million_with_video=with_video, tiers=()
+                )
+        return replace(self, tiers=())
 
     def public(self, multiplier: Decimal) -> dict[str, object]:
+        """As ``GET /v1/models`` shows it: strings, the group's multiplier applied."""
         if self.unit == "second":
             return {
                 "unit": "second",
@@ -39,19 +48,14 @@ class Price:
         }
         if self.per_million_with_video is not None:
             out["per_million_with_video"] = str(self.per_million_with_video * multiplier)
+        for name, per_million, with_video in self.tiers:
+            out[f"per_million_{name}"] = str(per_million * multiplier)
+            if with_video is not None:
+                out[f"per_million_with_video_{name}"] = str(with_video * multiplier)
         return out
 
 
 FREE = Price()
-
-
-def builtin_prices() -> dict[str, Price]:
-    """BytePlus list prices for Seedance 2.0 (USD per million tokens, 480p/720p)."""
-    return {
-        SEEDANCE_2: Price(per_million=Decimal("7.0"), per_million_with_video=Decimal("4.3")),
-        SEEDANCE_2_FAST: Price(per_million=Decimal("5.6"), per_million_with_video=Decimal("3.3")),
-        SANDBOX: FREE,
-    }
 
 
 def seedance_tokens(width: int, height: int, seconds: float, video_seconds: float = 0.0) -> int:

@@ -7,7 +7,7 @@ Surfaces (relay JSON, OpenAI form, Ark) parse their own shapes and build a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,6 +19,10 @@ MAX_PROMPT_CHARS = 32_000
 MAX_SEED = 2**32 - 1
 
 RefKind = Literal["image", "video", "audio"]
+# The API shape a request came in: it decides how the task is shown and what webhooks say.
+Surface = Literal["relay", "openai", "ark"]
+# What to do: generate from scratch, or rework a finished task's video (the source).
+Operation = Literal["generate", "remix", "edit", "extend"]
 IMAGE_ROLES = ("first_frame", "last_frame", "reference_image")
 ROLE_OF_KIND: dict[str, str] = {"video": "reference_video", "audio": "reference_audio"}
 
@@ -62,6 +66,25 @@ class GenerationRequest(BaseModel):
     watermark: bool = False
     return_last_frame: bool = False
     callback_url: str | None = None
+    surface: Surface = "relay"
+    # The client-facing name when the client asked for an alias (``sora-2``): shown as
+    # ``model``; ``model`` itself is the served catalog model.
+    alias: str | None = None
+    # The OpenAI size the client asked for (OpenAI-shaped requests), shown back as ``size``.
+    size: str | None = None
+    operation: Operation = "generate"
+    # The finished task whose video is remixed, edited or extended.
+    source_task_id: str | None = None
+    # Length of the source video (extend: the output is the source plus ``duration``).
+    source_seconds: float | None = None
+    # Fields of the surface passed through unchanged to routes that speak it (Ark's
+    # ``service_tier``, ``priority``, ``tools``…) and echoed back on that surface.
+    extras: dict[str, Any] = {}
+
+    @property
+    def public_model(self) -> str:
+        """The model name the client sees: the alias it used, else the served model."""
+        return self.alias or self.model
 
     def of_kind(self, kind: RefKind) -> list[Reference]:
         return [r for r in self.references if r.kind == kind]
@@ -93,6 +116,14 @@ def check_request(req: GenerationRequest, spec: ModelSpec) -> None:
         )
     if has_nul(req.prompt):
         raise InvalidRequest("prompt contains a NUL (\\u0000) character; remove it", param="prompt")
+    if req.operation != "generate" and not spec.supports(req.operation):
+        able = {"remix": "remixes", "edit": "edits", "extend": "extensions"}[req.operation]
+        raise InvalidRequest(
+            f"model {req.public_model} ({spec.name}) does not support video {able}; "
+            f"it supports: {', '.join(spec.task_types)}. Use a model whose task types "
+            f"include {req.operation!r} (GET /v1/models lists them)",
+            param="model",
+        )
     if req.resolution not in spec.resolutions:
         raise InvalidRequest(
             f"resolution '{req.resolution}' is not supported by {spec.name}; "

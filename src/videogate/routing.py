@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 
-from videogate.catalog import ModelSpec, builtin_models
+from videogate.catalog import ModelSpec, attach_aliases, load_catalog
 from videogate.errors import ConfigurationError
 from videogate.providers import BUILTIN_KIND, Capabilities, capabilities_of
 from videogate.providers.base import Route
@@ -72,9 +72,10 @@ def _route(rc: RouteConfig, caps: Capabilities, environ: Mapping[str, str]) -> R
 def build_catalog_and_routes(
     settings: Settings, environ: Mapping[str, str]
 ) -> tuple[dict[str, ModelSpec], list[Route]]:
-    """Every public model and its routes: configured routes replace the built-in sandbox
-    route of their model; models only known from routes get Seedance 2.0 capabilities."""
-    models = builtin_models()
+    """Every public model and its routes: the catalog (shipped, with the deployment's
+    ``[[models]]`` and ``[[aliases]]``); configured routes replace the built-in sandbox route
+    of their model; models only known from routes get Seedance 2.0 capabilities."""
+    models, aliases = load_catalog(settings.models, settings.aliases)
     configured = configured_routes(settings, environ)
     for route in configured:
         if route.model not in models:
@@ -84,6 +85,7 @@ def build_catalog_and_routes(
                 f"served by route {route.name}",
                 resolutions=("480p", "720p") if fast else ("480p", "720p", "1080p"),
             )
+    attach_aliases(models, aliases)
     routed = {r.model for r in configured}
     sandbox = builtin_routes(m for m in models.values() if m.name not in routed)
     return models, configured + sandbox

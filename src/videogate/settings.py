@@ -38,6 +38,15 @@ class GroupConfig(BaseModel):
     max_unfinished_tasks: int | None = Field(default=None, ge=1, description="per key")
 
 
+class PriceTierConfig(BaseModel):
+    """The rates of one resolution tier (``tiers = { "1080p" = { per_million = 7.7 } }``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_million: Decimal = Field(ge=0)
+    per_million_with_video: Decimal | None = Field(default=None, ge=0)
+
+
 class PriceConfig(BaseModel):
     """``price = { unit = "token", per_million = 7.0, … }`` of a ``[[models]]`` entry."""
 
@@ -48,15 +57,68 @@ class PriceConfig(BaseModel):
     per_million_with_video: Decimal | None = Field(default=None, ge=0)
     per_second: Decimal = Field(default=Decimal(0), ge=0)
     currency: str = Field(default="USD", min_length=3, max_length=10)
+    tiers: dict[str, PriceTierConfig] = Field(
+        default_factory=dict, description="rates by resolution where they differ"
+    )
+
+
+class ReferenceLimitsConfig(BaseModel):
+    """``references = { max_images = 30, … }``: any field of ``catalog.ReferenceLimits``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_images: int | None = Field(default=None, ge=0)
+    max_videos: int | None = Field(default=None, ge=0)
+    min_video_seconds: float | None = Field(default=None, ge=0)
+    max_video_seconds: float | None = Field(default=None, ge=0)
+    max_video_total_seconds: float | None = Field(default=None, ge=0)
+    max_audios: int | None = Field(default=None, ge=0)
+    min_audio_seconds: float | None = Field(default=None, ge=0)
+    max_audio_seconds: float | None = Field(default=None, ge=0)
+    max_audio_total_seconds: float | None = Field(default=None, ge=0)
+    max_image_bytes: int | None = Field(default=None, ge=1)
+    max_video_bytes: int | None = Field(default=None, ge=1)
+    max_audio_bytes: int | None = Field(default=None, ge=1)
+
+
+TaskType = Literal[
+    "text", "first_frame", "first_last_frame", "reference", "remix", "edit", "extend"
+]
 
 
 class ModelConfig(BaseModel):
-    """A ``[[models]]`` entry: the price of a public model."""
+    """A ``[[models]]`` entry of the catalog (``catalog.toml``, or a deployment's TOML).
+
+    For a model the catalog already has, only the fields given are replaced; a new name
+    is a new model whose unset fields take the Seedance 2.0 defaults.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=200)
-    price: PriceConfig
+    description: str | None = Field(default=None, max_length=500)
+    resolutions: tuple[Literal["480p", "720p", "1080p", "4k"], ...] | None = None
+    ratios: tuple[Literal["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"], ...] | None = (
+        None
+    )
+    min_duration: int | None = Field(default=None, ge=1)
+    max_duration: int | None = Field(default=None, ge=1)
+    default_duration: int | None = Field(default=None, ge=1)
+    default_resolution: str | None = None
+    audio: bool | None = None
+    task_types: tuple[TaskType, ...] | None = None
+    references: ReferenceLimitsConfig | None = None
+    price: PriceConfig | None = None
+    source: str | None = Field(default=None, description="where the facts come from")
+
+
+class AliasConfig(BaseModel):
+    """An ``[[aliases]]`` entry: a client-facing model name served by a catalog model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200, description="the catalog model it serves")
 
 
 class RouteConfig(BaseModel):
@@ -267,6 +329,7 @@ class Settings(BaseSettings):
     )
     groups: tuple[GroupConfig, ...] = (GroupConfig(name="default"),)
     models: tuple[ModelConfig, ...] = ()
+    aliases: tuple[AliasConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
     config: Path | None = Field(default=None, description="TOML file with more settings")
 

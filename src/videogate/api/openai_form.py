@@ -7,7 +7,8 @@ relay JSON body has its own parser (:mod:`videogate.api.relay_schemas`).
 
 How the OpenAI fields map (also in docs/api.md §1.3):
 
-- ``model`` defaults to :data:`DEFAULT_MODEL` (Seedance 2.0 fast) when omitted.
+- ``model`` defaults to OpenAI's default, ``sora-2``, an alias (``[[aliases]]``) served by
+  Seedance 2.0 fast; the name the client used is what it sees back in ``model``.
 - ``seconds`` is the duration, a whole number as a string (default ``"4"``, OpenAI's
   default); the model's range applies (4-15 for Seedance 2.0, or ``"-1"``: model chooses).
 - ``size`` names the output frame. Every Seedance output size maps to its own ratio and
@@ -15,7 +16,10 @@ How the OpenAI fields map (also in docs/api.md §1.3):
   sizes map to the nearest Seedance frame: ``1792x1024`` (aspect 1.75, 1.8 MP) to 16:9
   1080p (1920x1080) and ``1024x1792`` to 9:16 1080p (1080x1920), so they need a model with
   1080p. Omitted: OpenAI's default ``720x1280`` (9:16 720p), or with ``input_reference``
-  ``adaptive`` at 720p (the frame follows the image).
+  ``adaptive`` at 720p (the frame follows the image). OpenAI's own sizes are never refused:
+  where the model lacks the resolution one asks for, the nearest resolution it offers is
+  used (``1792x1024`` on Seedance 2.0 fast renders 16:9 720p); the task still shows the
+  size that was asked for.
 - ``input_reference`` is the first frame: an uploaded image file (stored as an upload of
   the caller's key, as ``POST /v1/files`` does, and referenced by a URL this server
   issued), or an object ``{"image_url": "https://… | data:…"}`` / ``{"file_id": "file_…"}``
@@ -23,6 +27,10 @@ How the OpenAI fields map (also in docs/api.md §1.3):
   (``input_reference[image_url]``, which is how the SDK serializes a nested object).
 - Seedance extras a client may add (``extra_body``): ``seed``, ``generate_audio``,
   ``watermark``, ``return_last_frame``, ``callback_url``.
+- OpenAI fields with no Seedance meaning (``user``, ``quality``, ``metadata``,
+  ``safety_identifier``) are accepted and ignored.
+
+The same fields also come as a JSON body (:func:`json_to_form`).
 """
 
 from __future__ import annotations
@@ -46,28 +54,23 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from videogate.blobs.keys import upload_key
-from videogate.catalog import SEEDANCE_2_FAST, ModelSpec
+from videogate.catalog import OPENAI_DEFAULT_MODEL, ModelSpec
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, VideogateError
 from videogate.fields import printable
 from videogate.media.probe import MediaError, probe
-from videogate.media.sizes import OUTPUT_SIZES
+from videogate.media.sizes import OPENAI_SIZES, OUTPUT_SIZES, nearest_resolution
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
 from videogate.service.keys import Caller
 from videogate.settings import Settings
 from videogate.store.tables import StoredFile
 
-DEFAULT_MODEL = SEEDANCE_2_FAST
+DEFAULT_MODEL = OPENAI_DEFAULT_MODEL
 DEFAULT_SECONDS = 4
 DEFAULT_SIZE = "720x1280"
 # With an input_reference and no size, the frame follows the image at this resolution.
 DEFAULT_REFERENCE_RESOLUTION = "720p"
 
-# The OpenAI sizes that are not Seedance output sizes, and the nearest Seedance frame.
-OPENAI_ONLY_SIZES: dict[str, tuple[str, str]] = {
-    "1792x1024": ("16:9", "1080p"),
-    "1024x1792": ("9:16", "1080p"),
-}
 _OPENAI_SIZES = ("1280x720", "720x1280", "1792x1024", "1024x1792")
 # Every accepted size and its (ratio, resolution): the Seedance output sizes, plus the above.
 SIZE_FRAMES: dict[str, tuple[str, str]] = {
@@ -75,7 +78,7 @@ SIZE_FRAMES: dict[str, tuple[str, str]] = {
     for ratio, by_res in OUTPUT_SIZES.items()
     for resolution, (w, h) in by_res.items()
 }
-SIZE_FRAMES.update(OPENAI_ONLY_SIZES)
+SIZE_FRAMES.update(OPENAI_SIZES)
 # As error messages list them: the OpenAI sizes first.
 SUPPORTED_SIZES: tuple[str, ...] = (
     *_OPENAI_SIZES,
@@ -88,9 +91,16 @@ _BODY_SLACK = 1024 * 1024
 _BOOL_FIELDS = ("generate_audio", "watermark", "return_last_frame")
 _OPENAI_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
 _EXTRA_FIELDS = ("seed", *_BOOL_FIELDS, "callback_url")
+# OpenAI fields without a Seedance meaning: accepted, ignored.
+IGNORED_FIELDS = ("user", "quality", "metadata", "safety_identifier")
 _REF_KEYS = ("image_url", "file_id")
 _KNOWN_FIELDS = frozenset(
-    (*_OPENAI_FIELDS, *_EXTRA_FIELDS, *(f"input_reference[{k}]" for k in _REF_KEYS))
+    (
+        *_OPENAI_FIELDS,
+        *_EXTRA_FIELDS,
+        *IGNORED_FIELDS,
+        *(f"input_reference[{k}]" for k in _REF_KEYS),
+    )
 )
 _SECONDS = re.compile(r"-?\d{1,4}")
 _INTEGER = re.compile(r"-?\d{1,20}")
@@ -112,6 +122,8 @@ class OpenAIForm:
     frame: tuple[str, str] | None  # (ratio, resolution) from ``size``
     upload: UploadFile | None
     reference: RefSpec | None
+    alias: str | None = None
+    size: str | None = None  # as asked, shown back when it is one of OpenAI's
     seed: int | None = None
     generate_audio: bool = True
     watermark: bool = False
@@ -140,6 +152,9 @@ class OpenAIForm:
             watermark=self.watermark,
             return_last_frame=self.return_last_frame,
             callback_url=self.callback_url,
+            surface="openai",
+            alias=self.alias,
+            size=self.size,
         )
 
 
@@ -189,23 +204,66 @@ async def read_openai_form(
             "and at most one input_reference file",
         ) from None
     try:
-        fields = parse_form(form, ctx.models)
-        if precheck is not None:
-            has_reference = fields.upload is not None or fields.reference is not None
-            precheck(fields.to_request("data:," if has_reference else None))
-        url: str | None = None
-        if fields.upload is not None:
-            url = await _store_upload(ctx, caller, fields.upload)
-        elif fields.reference is not None:
-            url = await _reference_url(ctx, caller, fields.reference)
+        return await _build(ctx, caller, parse_form(form, ctx.models, ctx.aliases), precheck)
     finally:
         await form.close()
+
+
+async def read_openai_json(
+    data: Mapping[str, Any],
+    ctx: AppContext,
+    caller: Caller,
+    precheck: Callable[[GenerationRequest], None] | None = None,
+) -> GenerationRequest:
+    """The same create as a JSON body (``input_reference`` as ``{image_url}``/``{file_id}``)."""
+    fields = parse_form(json_to_form(data), ctx.models, ctx.aliases)
+    return await _build(ctx, caller, fields, precheck)
+
+
+async def _build(
+    ctx: AppContext,
+    caller: Caller,
+    fields: OpenAIForm,
+    precheck: Callable[[GenerationRequest], None] | None,
+) -> GenerationRequest:
+    if precheck is not None:
+        has_reference = fields.upload is not None or fields.reference is not None
+        precheck(fields.to_request("data:," if has_reference else None))
+    url: str | None = None
+    if fields.upload is not None:
+        url = await _store_upload(ctx, caller, fields.upload)
+    elif fields.reference is not None:
+        url = await _reference_url(ctx, caller, fields.reference)
     return fields.to_request(url)
 
 
-def parse_form(form: FormData, models: Mapping[str, ModelSpec]) -> OpenAIForm:
+def json_to_form(data: Mapping[str, Any]) -> FormData:
+    """An OpenAI JSON create body as the form fields it stands for (so one parser checks
+    both); ``metadata`` and the other ignored fields may hold anything."""
+    items: list[tuple[str, str | UploadFile]] = []
+    for key, value in data.items():
+        if value is None or (key in IGNORED_FIELDS and not isinstance(value, str)):
+            continue
+        if key == "input_reference" and isinstance(value, dict):
+            items.append((key, orjson.dumps(value).decode()))
+        elif isinstance(value, bool):
+            items.append((key, "true" if value else "false"))
+        elif isinstance(value, int | str):
+            items.append((key, str(value)))
+        else:
+            raise InvalidRequest(
+                f"'{str(key)[:60]}' must be a string, a number or a boolean"
+                + (f", or {_REFERENCE_HELP}" if key == "input_reference" else ""),
+                param=str(key)[:60],
+            )
+    return FormData(items)
+
+
+def parse_form(
+    form: FormData, models: Mapping[str, ModelSpec], aliases: Mapping[str, str] | None = None
+) -> OpenAIForm:
     """Validate the text fields (no I/O); the model's capabilities bound seconds and size."""
-    unknown = [k for k in form if k not in _KNOWN_FIELDS]
+    unknown = [k for k in form if k not in _KNOWN_FIELDS and not k.startswith("metadata[")]
     if unknown:
         raise InvalidRequest(
             f"unknown form field '{unknown[0][:60]}'; the form accepts "
@@ -229,13 +287,19 @@ def parse_form(form: FormData, models: Mapping[str, ModelSpec]) -> OpenAIForm:
         raise InvalidRequest(
             f"'model' must name a model (omit it for {DEFAULT_MODEL})", param="model"
         )
+    alias: str | None = None
+    if aliases and model in aliases:
+        model, alias = aliases[model], model
     # An unknown model is reported by the task service (404 model_not_found).
     spec = models.get(model)
+    size = _text(form, "size")
     return OpenAIForm(
         model=model,
+        alias=alias,
+        size=size.strip().lower() if size is not None else None,
         prompt=prompt,
         duration=parse_seconds(_text(form, "seconds"), spec),
-        frame=parse_size(_text(form, "size"), spec),
+        frame=parse_size(size, spec),
         upload=_upload(form),
         reference=_reference(form),
         seed=_integer(form, "seed"),
@@ -272,6 +336,9 @@ def parse_size(value: str | None, spec: ModelSpec | None) -> tuple[str, str] | N
         return None
     size = value.strip().lower()
     ratio, resolution = size_to_frame(size)
+    if spec is not None and size in OPENAI_SIZES and ratio in spec.ratios:
+        # OpenAI's own sizes are never refused: the nearest resolution the model offers.
+        return ratio, nearest_resolution(resolution, spec.resolutions)
     if spec is not None and (resolution not in spec.resolutions or ratio not in spec.ratios):
         offered = [
             s for s, (r, res) in SIZE_FRAMES.items() if res in spec.resolutions and r in spec.ratios

@@ -104,6 +104,8 @@ class VideoObject(_Doc):
     duration: int
     seconds: str
     size: str
+    output_size: str
+    remixed_from_video_id: str | None
     seed: int | None
     generate_audio: bool
     usage: VideoUsage | None
@@ -144,6 +146,7 @@ class ModelObject(_Doc):
     object: Literal["model"]
     owned_by: str
     description: str
+    aliases: list[str]
     capabilities: dict[str, Any]
     providers: list[str]
     price: dict[str, str]

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from videogate.api.errors import describe_validation_errors
-from videogate.api.openai_form import as_form_error, read_openai_form
+from videogate.api.openai_form import as_form_error, read_openai_form, read_openai_json
 from videogate.api.openapi_models import VideoDeleted, VideoList, VideoObject, documented
 from videogate.api.relay_schemas import RelayCreate, to_generation_request
 from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest, NotFound
 from videogate.request import GenerationRequest, check_request
-from videogate.views.relay import relay_task
+from videogate.views.relay import RELAY_STATUS, relay_task
 
 router = APIRouter(tags=["videos (relay)"])
 
@@ -35,7 +37,7 @@ _LIST_PARAMS = [
         "name": "limit",
         "in": "query",
         "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        "schema": {"type": "integer", "minimum": 0, "maximum": 100, "default": 20},
     },
     {
         "name": "order",
@@ -120,6 +122,36 @@ def parse_relay_body(data: object) -> RelayCreate:
         raise InvalidRequest(message, param=param) from None
 
 
+# Keys only OpenAI's create body has, and keys only the relay body has (API.md §1.1).
+OPENAI_KEYS = frozenset({"seconds", "size", "input_reference", "user", "quality"})
+RELAY_KEYS = frozenset({"content", "ratio", "duration", "resolution"})
+
+
+def is_openai_shape(data: object, aliases: Mapping[str, str]) -> bool:
+    """Is a JSON create body OpenAI's (``seconds``, ``size``…) rather than the relay's?
+
+    A body with neither side's own keys is OpenAI's when it names no model or an alias
+    (``sora-2``): such clients wait only while a video is ``queued``/``in_progress``.
+    """
+    if not isinstance(data, dict):
+        return False
+    keys = set(data)
+    openai_keys, relay_keys = keys & OPENAI_KEYS, keys & RELAY_KEYS
+    if openai_keys and relay_keys:
+        raise InvalidRequest(
+            f"the body mixes OpenAI's fields ({', '.join(sorted(openai_keys))}) with the "
+            f"Seedance relay's ({', '.join(sorted(relay_keys))}); send either seconds/size "
+            "(OpenAI) or duration/ratio/resolution/content (API.md §1.1)",
+            param=sorted(relay_keys)[0],
+        )
+    if openai_keys:
+        return True
+    if relay_keys:
+        return False
+    model = data.get("model")
+    return model is None or (isinstance(model, str) and model in aliases)
+
+
 def poll_headers(request: Request) -> dict[str, str]:
     return {"openai-poll-after-ms": str(api_state(request).ctx.settings.poll_after_ms)}
 
@@ -135,13 +167,21 @@ async def create_video(request: Request) -> Response:
     content_type = request.headers.get("content-type", "").lower()
     idempotency_key = request.headers.get("idempotency-key")
     ttl = state.ctx.settings.url_ttl_seconds
-    if content_type.startswith("multipart/form-data"):  # the OpenAI SDK's form (API.md §1.3)
 
-        def precheck(req: GenerationRequest) -> None:
-            state.tasks.check_model(caller, req.model)
-            check_request(req, state.ctx.models[req.model])
+    def precheck(req: GenerationRequest) -> None:
+        state.tasks.check_model(caller, req.model)
+        check_request(req, state.ctx.models[req.model])
 
-        req = await read_openai_form(request, state.ctx, caller, precheck)
+    is_form = content_type.startswith("multipart/form-data")
+    data: object = None
+    if not is_form and content_type.startswith("application/json"):
+        data = await read_json_body(request)
+    if is_form or is_openai_shape(data, state.ctx.aliases):  # OpenAI's create (API.md §1.3)
+        if is_form:
+            req = await read_openai_form(request, state.ctx, caller, precheck)
+        else:
+            assert isinstance(data, dict)
+            req = await read_openai_json(data, state.ctx, caller, precheck)
         try:
             task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
         except InvalidRequest as exc:
@@ -155,7 +195,7 @@ async def create_video(request: Request) -> Response:
             "in the OpenAI videos form (§1.3)",
             param="content-type",
         )
-    body = parse_relay_body(await read_json_body(request))
+    body = parse_relay_body(data)
     req = to_generation_request(body)
     task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
     return json_response(
@@ -189,13 +229,11 @@ async def list_videos(request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
     q = request.query_params
-    limit = query_int(q.get("limit"), "limit", 20, 1, 100)
+    limit = query_int(q.get("limit"), "limit", 20, 0, 100)
     order = q.get("order") or "desc"
     if order not in ("asc", "desc"):
         raise InvalidRequest("'order' must be 'asc' or 'desc'", param="order")
     after = q.get("after") or None
-    if after is not None and len(after) > 100:
-        raise InvalidRequest("'after' is not a task id", param="after")
     statuses = list_status_filter(q.get("status"))
     model = q.get("model") or None
     search = (q.get("q") or "").strip()[:200] or None
@@ -224,14 +262,31 @@ async def list_videos(request: Request) -> Response:
 
 @router.delete(
     "/v1/videos/{task_id}",
-    summary="Cancel or delete a video task",
+    summary="Delete a video task (cancelling it if unfinished)",
     **documented(VideoDeleted, (400, 401, 404, 429)),
 )
 async def delete_video(task_id: str, request: Request) -> Response:
+    """OpenAI's delete: afterwards the video is gone (GET, /content and a second DELETE
+    answer 404, the list leaves it out). An unfinished one is cancelled and refunded."""
     state = api_state(request)
     caller = await state.caller(request)
-    task = await state.tasks.cancel_or_delete(caller, task_id)
+    task = await state.tasks.delete_for_owner(caller, task_id)
     return json_response({"id": task.id, "object": "video.deleted", "deleted": True})
+
+
+@router.post(
+    "/v1/videos/{task_id}/cancel",
+    summary="Cancel an unfinished video task (it stays listed, as failed/cancelled)",
+    **documented(VideoObject, (401, 404, 429)),
+)
+async def cancel_video(task_id: str, request: Request) -> Response:
+    """Stop an unfinished task and refund its hold; the task stays readable (``failed``
+    with ``error.code`` ``cancelled``). A finished task is returned unchanged."""
+    state = api_state(request)
+    caller = await state.caller(request)
+    task = await state.tasks.cancel(caller, task_id)
+    ttl = state.ctx.settings.url_ttl_seconds
+    return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
 
 
 VARIANTS = {
@@ -287,7 +342,8 @@ async def video_content(task_id: str, request: Request) -> Response:
     task = await state.tasks.get(caller, task_id)
     if task.status != "succeeded":
         raise NotFound(
-            f"task {task.id} has no content: its status is {task.status}", param="task_id"
+            f"video {task.id} has no content yet: it is {RELAY_STATUS[task.status]}",
+            param="task_id",
         )
     column, media_type, filename = VARIANTS[variant]
     key = getattr(task, column)

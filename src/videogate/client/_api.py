@@ -138,6 +138,10 @@ class Dialect:
     def content_path(self, task_id: str) -> str | None:
         return None
 
+    def cancel_path(self, task_id: str) -> str | None:
+        """A POST that cancels without deleting, where the API has one."""
+        return None
+
     def matches(self, body: Mapping[str, Any], state: TaskState) -> bool:
         """Could ``state`` be the task that ``body`` created? (for crash recovery)"""
         if state.model is not None and state.model != body.get("model"):
@@ -159,6 +163,9 @@ class RelayDialect(Dialect):
     create_path = "videos"
     has_content_endpoint = True
     models_path = "models"
+
+    def cancel_path(self, task_id: str) -> str | None:
+        return f"{self.task_path(task_id)}/cancel"
 
     def create_body(
         self, model: str, prompt: str, items: list[dict[str, Any]], options: dict[str, Any]

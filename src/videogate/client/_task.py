@@ -19,6 +19,7 @@ import httpx
 
 from videogate.client._errors import (
     APIConnectionError,
+    APIStatusError,
     DownloadError,
     NotFoundError,
     ProtocolError,
@@ -164,12 +165,25 @@ class AsyncTask:
             await asyncio.sleep(delay)
 
     async def cancel(self) -> TaskState | None:
-        """Cancel the task if it is unfinished (``DELETE``), and return the state read
-        afterwards (None if the server dropped the task). A finished task is left alone
-        and its state returned: use :meth:`delete` to remove a finished task's media."""
+        """Cancel the task if it is unfinished, and return the state read afterwards (None
+        if the server dropped the task). A finished task is left alone and its state
+        returned: use :meth:`delete` to remove a finished task.
+
+        Where the API has a cancel call (videogate's ``POST /v1/videos/{id}/cancel``) the
+        task stays readable; elsewhere the cancel is a ``DELETE``."""
         state = await self.refresh()
         if state.done:
             return state
+        client = self._client
+        cancel_path = client._dialect.cancel_path(self.id)
+        if cancel_path is not None:
+            try:
+                await client._transport.request("POST", cancel_path, retry="idempotent")
+                return await self.refresh()
+            except APIStatusError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                # an API without the cancel call: fall back to DELETE
         return await self.delete()
 
     async def delete(self) -> TaskState | None:

@@ -7,13 +7,16 @@ RESOLUTIONS = ("480p", "720p", "1080p")
 FPS = 24
 
 OUTPUT_SIZES: dict[str, dict[str, tuple[int, int]]] = {
-    "16:9": {"480p": (864, 496), "720p": (1280, 720), "1080p": (1920, 1080)},
-    "4:3": {"480p": (752, 560), "720p": (1112, 834), "1080p": (1664, 1248)},
-    "1:1": {"480p": (640, 640), "720p": (960, 960), "1080p": (1440, 1440)},
-    "3:4": {"480p": (560, 752), "720p": (834, 1112), "1080p": (1248, 1664)},
-    "9:16": {"480p": (496, 864), "720p": (720, 1280), "1080p": (1080, 1920)},
-    "21:9": {"480p": (992, 432), "720p": (1470, 630), "1080p": (2206, 946)},
+    "16:9": {"480p": (864, 496), "720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)},
+    "4:3": {"480p": (752, 560), "720p": (1112, 834), "1080p": (1664, 1248), "4k": (3328, 2496)},
+    "1:1": {"480p": (640, 640), "720p": (960, 960), "1080p": (1440, 1440), "4k": (2880, 2880)},
+    "3:4": {"480p": (560, 752), "720p": (834, 1112), "1080p": (1248, 1664), "4k": (2496, 3328)},
+    "9:16": {"480p": (496, 864), "720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)},
+    # 21:9 4k is held to 4096 px wide, the sandbox's limit (upstream sizes unpublished).
+    "21:9": {"480p": (992, 432), "720p": (1470, 630), "1080p": (2206, 946), "4k": (4096, 1756)},
 }
+# In order of size: "the nearest resolution a model offers" walks this list.
+RESOLUTION_ORDER = ("480p", "720p", "1080p", "4k")
 
 _RATIO_VALUES = {name: int(name.split(":")[0]) / int(name.split(":")[1]) for name in RATIOS}
 
@@ -36,3 +39,38 @@ def size_to_ratio_resolution(size: str) -> tuple[str, str] | None:
             if f"{w}x{h}" == size:
                 return ratio, resolution
     return None
+
+
+# OpenAI's video sizes (the ``size`` enum of its videos API), and the Seedance frame each
+# one asks for. The 1024x1792 pair has no Seedance size of its own: it maps to the nearest
+# frame, 1080p of the same orientation (and, where a model has no 1080p, down to 720p).
+OPENAI_SIZES: dict[str, tuple[str, str]] = {
+    "720x1280": ("9:16", "720p"),
+    "1280x720": ("16:9", "720p"),
+    "1024x1792": ("9:16", "1080p"),
+    "1792x1024": ("16:9", "1080p"),
+}
+
+
+def nearest_resolution(wanted: str, offered: tuple[str, ...]) -> str:
+    """The offered resolution nearest to ``wanted`` (the smaller one on a tie)."""
+    if wanted in offered:
+        return wanted
+    position = {name: i for i, name in enumerate(RESOLUTION_ORDER)}
+    target = position.get(wanted, 1)
+    known = [r for r in offered if r in position]
+    if not known:
+        return offered[0]
+    return min(known, key=lambda r: (abs(position[r] - target), position[r]))
+
+
+def openai_size(ratio: str, resolution: str, asked: str | None) -> str:
+    """The OpenAI size to show for a task: the one asked for, else the one of the same
+    orientation and class as the output (OpenAI's schema allows nothing else)."""
+    if asked is not None and asked in OPENAI_SIZES:
+        return asked
+    width, height = OUTPUT_SIZES.get(ratio, OUTPUT_SIZES["16:9"]).get(resolution, (16, 9))
+    large = resolution in ("1080p", "4k")
+    if width >= height:
+        return "1792x1024" if large else "1280x720"
+    return "1024x1792" if large else "720x1280"

@@ -44,7 +44,17 @@ class TaskService:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
 
+    def resolve_alias(self, req: GenerationRequest) -> GenerationRequest:
+        """The request with an alias (``sora-2``) replaced by the model serving it; the
+        alias is kept to be shown back to the client."""
+        if req.alias is None and req.model in self._ctx.aliases:
+            return req.model_copy(
+                update={"model": self._ctx.aliases[req.model], "alias": req.model}
+            )
+        return req
+
     def check_model(self, caller: Caller, model: str) -> None:
+        model = self._ctx.aliases.get(model, model)
         spec = self._ctx.models.get(model)
         if spec is None:
             known = ", ".join(sorted(self._ctx.models))
@@ -61,6 +71,7 @@ class TaskService:
     ) -> tuple[Task, bool]:
         """Accept a task; returns it and whether it was newly created."""
         ctx = self._ctx
+        req = self.resolve_alias(req)
         self.check_model(caller, req.model)
         spec = ctx.models[req.model]
         check_request(req, spec)
@@ -104,7 +115,7 @@ class TaskService:
             created_at=now,
             updated_at=now,
             completed_at=now if failed else None,
-            deadline_at=now + ctx.settings.task_deadline_seconds,
+            deadline_at=now + deadline_seconds(req, ctx.settings.task_deadline_seconds),
             next_run_at=None if failed else now,
             media_deleted=False,
             steps=0,
@@ -162,6 +173,20 @@ class TaskService:
         model: str | None = None,
         search: str | None = None,
     ) -> tuple[list[Task], bool]:
+        """A page of the caller's tasks after the cursor task ``after``.
+
+        The cursor must be one of the caller's tasks that still exists: an unknown or
+        deleted one is refused (never silently page one). Paging is keyset-based, so
+        tasks deleted meanwhile never make a task show up twice.
+        """
+        if after is not None and (
+            not _plausible(after) or await self._ctx.store.tasks.get(after, caller.key_id) is None
+        ):
+            raise InvalidRequest(
+                f"after '{after[:100]}' is not a video of this API key (unknown or deleted); "
+                "pass the last_id of the previous page, or omit 'after' for the first page",
+                param="after",
+            )
         rows = await self._ctx.store.tasks.page(
             caller.key_id,
             limit=limit + 1,
@@ -172,6 +197,33 @@ class TaskService:
             search=search,
         )
         return rows[:limit], len(rows) > limit
+
+    async def cancel(self, caller: Caller, task_id: str) -> Task:
+        """Cancel an unfinished task (its hold is refunded); a finished one is left as is."""
+        task = await self.get(caller, task_id)
+        if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
+            task.id, caller.key_id, time.time()
+        ):
+            await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+            return await self.get(caller, task_id)
+        return task
+
+    async def delete_for_owner(self, caller: Caller, task_id: str) -> Task:
+        """OpenAI's DELETE: the task is gone for its owner at once, whatever its status.
+
+        An unfinished task is cancelled first (refunded; the engine still cancels its
+        upstream job). Its stored media and references are deleted. A second DELETE,
+        like any read afterwards, is 404.
+        """
+        task = await self.get(caller, task_id)
+        now = time.time()
+        if task.status in UNFINISHED:
+            await self._ctx.store.tasks.cancel(task.id, caller.key_id, now)
+        if not await self._ctx.store.tasks.mark_deleted(task.id, now):
+            raise NotFound(f"no task '{task_id[:100]}' for this API key", param="task_id")
+        await self._ctx.blobs.delete_prefix(f"results/{task.key_id}/{task.id}")
+        await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
+        return task
 
     async def cancel_or_delete(self, caller: Caller, task_id: str) -> Task:
         """Cancel an unfinished task; delete the stored media of a finished one."""
@@ -196,14 +248,20 @@ class TaskService:
         task = await self.get(caller, task_id)
         if task.status in UNFINISHED or task.next_run_at is not None:
             raise InvalidRequest(
-                f"task {task.id} is {task.status} and still being worked on: "
-                "only finished tasks can be deleted",
+                f"task {task.id} is still being worked on (or its cancel is still being "
+                "passed on upstream): only finished tasks can be deleted",
                 param="task_id",
             )
         await self._ctx.store.tasks.delete(task.id)
         await self._ctx.blobs.delete_prefix(result_prefix(task.key_id, task.id))
         await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
         return task
+
+
+def deadline_seconds(req: GenerationRequest, default: int) -> float:
+    """Ark's ``execution_expires_after`` (seconds) when the client set one, else ours."""
+    asked = req.extras.get("execution_expires_after")
+    return float(asked) if isinstance(asked, int) and asked > 0 else float(default)
 
 
 def _plausible(task_id: str) -> bool:

@@ -17,7 +17,8 @@ _COLUMNS = [c.name for c in Task.__table__.columns]
 _JSON = {"request", "upstream_result"}
 _BOOL = {"media_deleted"}
 _SQL_BY_ID = f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE id = ?"
-_SQL_BY_ID_AND_KEY = _SQL_BY_ID + " AND key_id = ?"
+# A key's own reads never see a task it deleted (OpenAI's DELETE).
+_SQL_BY_ID_AND_KEY = _SQL_BY_ID + " AND key_id = ? AND deleted_at IS NULL"
 
 
 class SqliteTaskReader:

@@ -59,6 +59,9 @@ class Task(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Set by OpenAI's DELETE: the task is gone for its owner; the row stays while the
+    # engine may still have to cancel the upstream job.
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     deadline_at: Mapped[float] = mapped_column(Float)
     # The engine's bookkeeping: when the next step is due, who holds the task, for how long.
     next_run_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -86,7 +86,7 @@ class TaskStore:
         return True
 
     async def get(self, task_id: str, key_id: str | None = None) -> Task | None:
-        """The task, or None; with ``key_id`` only if that key owns it.
+        """The task, or None; with ``key_id`` only if that key owns it (and has not deleted it).
 
         This is the poll's hot path: a plain Core query on a pooled connection, no ORM
         session, and a detached ``Task`` built from the row (on SQLite, see ``fastread``).
@@ -95,7 +95,7 @@ class TaskStore:
             return self._fast.get(task_id, key_id)
         stmt = select(_TASK_TABLE).where(_TASK_TABLE.c.id == task_id)
         if key_id is not None:
-            stmt = stmt.where(_TASK_TABLE.c.key_id == key_id)
+            stmt = stmt.where(_TASK_TABLE.c.key_id == key_id, _TASK_TABLE.c.deleted_at.is_(None))
         async with self._engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return None if row is None else Task(**row._mapping)
@@ -120,8 +120,12 @@ class TaskStore:
     ) -> list[Task]:
         """Tasks newest first (``desc``) or oldest first; ``after`` is a cursor task id;
         ``search`` matches a task id exactly or a part of the prompt (ASCII letters in any
-        case)."""
-        stmt = select(Task)
+        case).
+
+        Deleted tasks are left out. A cursor that no longer exists at all gives an empty
+        page, never page one again (the caller checks cursors before paging).
+        """
+        stmt = select(Task).where(Task.deleted_at.is_(None))
         if search:
             stmt = stmt.where(search_condition(search))
         if key_id is not None:
@@ -137,22 +141,23 @@ class TaskStore:
                 cursor = (
                     await s.execute(select(Task.created_at, Task.id).where(Task.id == after))
                 ).one_or_none()
-                if cursor is not None:
-                    created, cid = cursor
-                    if order == "desc":
-                        stmt = stmt.where(
-                            or_(
-                                Task.created_at < created,
-                                and_(Task.created_at == created, Task.id < cid),
-                            )
+                if cursor is None:
+                    return []
+                created, cid = cursor
+                if order == "desc":
+                    stmt = stmt.where(
+                        or_(
+                            Task.created_at < created,
+                            and_(Task.created_at == created, Task.id < cid),
                         )
-                    else:
-                        stmt = stmt.where(
-                            or_(
-                                Task.created_at > created,
-                                and_(Task.created_at == created, Task.id > cid),
-                            )
+                    )
+                else:
+                    stmt = stmt.where(
+                        or_(
+                            Task.created_at > created,
+                            and_(Task.created_at == created, Task.id > cid),
                         )
+                    )
             if order == "desc":
                 stmt = stmt.order_by(Task.created_at.desc(), Task.id.desc())
             else:
@@ -168,7 +173,7 @@ class TaskStore:
         model: str | None = None,
         ids: Sequence[str] | None = None,
     ) -> int:
-        stmt = select(func.count()).select_from(Task)
+        stmt = select(func.count()).select_from(Task).where(Task.deleted_at.is_(None))
         if key_id is not None:
             stmt = stmt.where(Task.key_id == key_id)
         if statuses:
@@ -255,6 +260,16 @@ class TaskStore:
         stmt = update(Task).where(Task.id == task_id).values(media_deleted=True, updated_at=now)
         async with self._sessions.begin() as s:
             await s.execute(stmt)
+
+    async def mark_deleted(self, task_id: str, now: float) -> bool:
+        """Hide the task from its owner for good (OpenAI's DELETE); False if already hidden."""
+        stmt = (
+            update(Task)
+            .where(Task.id == task_id, Task.deleted_at.is_(None))
+            .values(deleted_at=now, media_deleted=True, updated_at=now)
+        )
+        async with self._sessions.begin() as s:
+            return bool((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
     async def delete(self, task_id: str) -> None:
         async with self._sessions.begin() as s:

@@ -1,4 +1,12 @@
-"""The task object as the ``/v1/videos`` surface shows it (API.md §1.2)."""
+"""The task object as the ``/v1/videos`` surface shows it (API.md §1.2).
+
+It is OpenAI's ``Video`` object (every field that type declares, ``remixed_from_video_id``
+included, statuses ``queued|in_progress|completed|failed``) with the Seedance relay fields
+beside it. Tasks created in OpenAI's shape (the form, or a JSON body with OpenAI's fields)
+show ``size`` as one of OpenAI's four sizes (the one asked for, else the one of the output's
+orientation); relay-shaped ones show the real output size, and their create response says
+``submitted`` as the Seedance relays document.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import math
 import time
 from typing import Any
 
+from videogate.media.sizes import openai_size
 from videogate.money import format_money
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
@@ -51,7 +60,9 @@ def relay_task(
     ratio, width, height = resolve_output(req)
     if task.width and task.height:
         width, height = task.width, task.height
-    status = "submitted" if on_create and task.status == "queued" else RELAY_STATUS[task.status]
+    status = RELAY_STATUS[task.status]
+    if on_create and task.status == "queued" and req.surface == "relay":
+        status = "submitted"
     video_url = expires_at = last_frame_url = thumbnail_url = None
     if task.status == "succeeded" and not task.media_deleted:
         video_url, expires_at = signed_url(signer, task.video_key, ttl)
@@ -62,10 +73,13 @@ def relay_task(
     if task.error_code:
         error = {"code": task.error_code, "message": task.error_message or task.error_code}
     progress = 100 if task.status == "succeeded" else task.progress
+    size = f"{width}x{height}"
+    if req.surface == "openai":
+        size = openai_size(ratio, req.resolution, req.size)
     return {
         "id": task.id,
         "object": "video",
-        "model": task.model,
+        "model": req.public_model,
         "status": status,
         "progress": progress,
         "created_at": int(task.created_at),
@@ -81,7 +95,9 @@ def relay_task(
         "resolution": req.resolution,
         "duration": int(seconds) if seconds and seconds > 0 else req.duration,
         "seconds": str(int(seconds)) if seconds and seconds > 0 else str(req.duration),
-        "size": f"{width}x{height}",
+        "size": size,
+        "output_size": f"{width}x{height}",
+        "remixed_from_video_id": req.source_task_id if req.operation == "remix" else None,
         "seed": task.seed,
         "generate_audio": req.generate_audio,
         "usage": {"completion_tokens": task.completion_tokens} if task.completion_tokens else None,
