@@ -114,7 +114,7 @@ async def test_minimal_form_uses_the_openai_defaults_and_renders(
     assert r.status_code == 200, r.text
     done = await wait_for_status(client, r.json()["id"], auth)
     assert done["status"] == "completed", done
-    assert (done["seconds"], done["size"]) == ("5", "496x864")
+    assert (done["seconds"], done["size"], done["output_size"]) == ("5", "720x1280", "496x864")
     video = await client.get(f"/v1/videos/{done['id']}/content", headers=auth)
     info = probe_mp4(video.content)
     assert info["size"] == (496, 864)
