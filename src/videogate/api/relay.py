@@ -17,7 +17,8 @@ from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import InvalidRequest, NotFound
 from videogate.request import GenerationRequest, check_request
-from videogate.views.relay import RELAY_STATUS, relay_task
+from videogate.statuses import RELAY_STATUS
+from videogate.views.relay import relay_task
 
 router = APIRouter(tags=["videos (relay)"])
 
