@@ -127,6 +127,21 @@ async def test_a_topup_that_would_overflow_the_balance_is_refused(api: Api) -> N
     assert balance == 900_000_000_000 * 1_000_000
 
 
+@pytest.mark.parametrize("field", ["requests_per_minute", "max_unfinished_tasks"])
+async def test_limits_set_later_are_bounded_too(api: Api, field: str) -> None:
+    created = (await api.client.post("/admin/keys", json={}, headers=ADMIN)).json()
+    r = await api.client.patch(f"/admin/keys/{created['id']}", json={field: 2**70}, headers=ADMIN)
+    assert field in client_error(r, contains="less than or equal")
+    r = await api.client.patch(
+        f"/admin/keys/{created['id']}", json={"name": "a\x00"}, headers=ADMIN
+    )
+    client_error(r, contains="NUL")
+    r = await api.client.get(f"/admin/keys/{created['id']}/ledger?before={2**40}", headers=ADMIN)
+    assert r.status_code == 400, r.text
+    r = await api.client.post(f"/admin/webhooks/events/{2**40}/resend", headers=ADMIN)
+    assert r.status_code < 500, r.text
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

@@ -14,6 +14,7 @@ from videogate.api.admin import _key, key_json, require_admin
 from videogate.api.responses import json_response
 from videogate.api.state import ApiState
 from videogate.errors import NotFound
+from videogate.fields import INT32_MAX, StoredText
 from videogate.service import reports
 from videogate.service.route_test import probe_route
 from videogate.store.webhooks import LoggedAttempt
@@ -26,9 +27,9 @@ class KeyUpdateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    max_unfinished_tasks: int | None = Field(default=None, ge=1)
+    name: StoredText | None = Field(default=None, max_length=200)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_unfinished_tasks: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 def attempt_json(row: LoggedAttempt) -> dict[str, Any]:
@@ -84,7 +85,9 @@ async def update_key(
 async def key_ledger(
     key_id: str,
     limit: int = Query(default=50, ge=1, le=500),
-    before: int | None = Query(default=None, ge=1, description="an entry id: older ones"),
+    before: int | None = Query(
+        default=None, ge=1, le=INT32_MAX, description="an entry id: older ones"
+    ),
     state: ApiState = Depends(require_admin),
 ) -> Response:
     row = await _key(state, key_id)
