@@ -225,3 +225,37 @@ def test_format_money_is_exact_with_two_decimals_at_least() -> None:
     assert [format_money(m) for m in (0, 1_500_000, 725_000, 1, None, 12_345_678)] == [
         "0.00", "1.50", "0.725", "0.000001", "0.00", "12.345678",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("typed", "kwargs", "expected"),
+    [
+        ("2.5", {}, 2_500_000),
+        (0.000001, {}, 1),
+        ("0", {"allow_zero": True}, 0),
+        ("1.0000009", {}, 1_000_000),  # fractions of a micro are dropped
+    ],
+)
+def test_parse_amount(typed: Any, kwargs: dict[str, Any], expected: int) -> None:
+    from videogate.money import parse_amount
+
+    assert parse_amount(typed, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "kwargs", "message"),
+    [
+        ("abc", {}, "amount 'abc' is not a number"),
+        ("nan", {}, "is not a finite number"),
+        ("1e309", {"what": "balance"}, "balance '1e309' is too large"),
+        ("0", {}, "must be a positive amount"),
+        ("-1", {"allow_zero": True}, "must be a non-negative amount"),
+        ("-0.0000001", {"allow_zero": True}, "must be a non-negative amount"),
+    ],
+)
+def test_parse_amount_refuses_clearly(typed: str, kwargs: dict[str, Any], message: str) -> None:
+    from videogate.errors import InvalidRequest
+    from videogate.money import parse_amount
+
+    with pytest.raises(InvalidRequest, match=message):
+        parse_amount(typed, **kwargs)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Literal
 
-from videogate.money import MICROS, to_micros
+from videogate.money import MICROS, round_micros
 
 
 @dataclass(frozen=True)
@@ -77,4 +77,4 @@ def cost_micros(
         if with_video and price.per_million_with_video is not None:
             rate = price.per_million_with_video
         amount = rate * Decimal(tokens) / Decimal(MICROS)
-    return max(to_micros(amount * multiplier), 0)
+    return max(round_micros(amount * multiplier), 0)

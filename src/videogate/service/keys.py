@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from videogate.errors import AuthenticationFailed, InvalidRequest
-from videogate.fields import INT32_MAX, MAX_AMOUNT, has_nul
+from videogate.fields import INT32_MAX, has_nul
 from videogate.ids import new_id, new_secret, new_webhook_secret
+from videogate.money import parse_amount
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.tables import ApiKey
@@ -40,17 +41,10 @@ class NewKey:
 
 
 def to_micros(amount: Decimal | str | float | None) -> int | None:
+    """A key's balance as typed → micros; ``None`` is an unlimited balance."""
     if amount is None:
         return None
-    try:
-        value = Decimal(str(amount))
-    except ArithmeticError:
-        raise InvalidRequest(f"balance {amount!r} is not a number") from None
-    if not value.is_finite() or value < 0:
-        raise InvalidRequest(f"balance {amount!r} must be a non-negative amount")
-    if value > MAX_AMOUNT:
-        raise InvalidRequest(f"balance {str(amount)[:40]!r} is too large: at most {MAX_AMOUNT:,}")
-    return int(value * 1_000_000)
+    return parse_amount(amount, what="balance", allow_zero=True)
 
 
 def _limit(value: int | None, what: str) -> int | None:

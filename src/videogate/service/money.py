@@ -11,28 +11,9 @@ from typing import Any
 from videogate.billing import charge
 from videogate.errors import InvalidRequest, NotFound
 from videogate.fields import MAX_AMOUNT, MAX_AMOUNT_MICROS
-from videogate.money import MICROS, format_money
+from videogate.money import format_money, parse_amount
 from videogate.store import Store
 from videogate.store.ledger import UsageRow
-
-
-def parse_amount(amount: Decimal | str | float | int) -> int:
-    """A positive amount of money → micros."""
-    try:
-        value = Decimal(str(amount))
-    except ArithmeticError:
-        raise InvalidRequest(f"amount {amount!r} is not a number", param="amount") from None
-    if value.is_finite() and value > MAX_AMOUNT:
-        raise InvalidRequest(
-            f"amount {str(amount)[:40]!r} is too large: at most {MAX_AMOUNT:,} at a time",
-            param="amount",
-        )
-    micros = int(value * MICROS) if value.is_finite() else 0
-    if micros <= 0:
-        raise InvalidRequest(
-            f"amount {amount!r} must be a positive amount (at least 0.000001)", param="amount"
-        )
-    return micros
 
 
 def parse_since(value: str | None) -> float | None:
