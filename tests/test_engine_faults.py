@@ -19,7 +19,7 @@ from fakes import FakeArk, Fault
 from test_worker import FakeProvider, done_result, drive, fake_worker
 from test_worker import new_task as new_sandbox_task
 from videogate.context import AppContext, open_context
-from videogate.errors import UpstreamError
+from videogate.errors import StorageUnavailable, UpstreamError
 from videogate.providers.base import PollResult
 from videogate.request import GenerationRequest
 from videogate.service.keys import Caller, create_key
@@ -190,6 +190,27 @@ async def test_a_database_error_inside_a_step_does_not_count_against_the_task(
         row = await task_row(ctx, task_id)
         assert row.status == "succeeded" and failures["left"] == 0
         assert len(ark.tasks) == 1
+
+
+async def test_a_blob_store_outage_while_copying_a_result_is_waited_out(
+    engine: Any, ark: FakeArk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine(route("volc", ark)) as ctx:
+        real_put = ctx.blobs.put_file
+        failures = {"left": 8}  # more than a task's own error budget
+
+        async def unreachable(*args: Any, **kw: Any) -> Any:
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise StorageUnavailable("the bucket cannot be reached")
+            return await real_put(*args, **kw)
+
+        monkeypatch.setattr(ctx.blobs, "put_file", unreachable)
+        monkeypatch.setattr(loop_module, "INFRA_RETRY_SECONDS", 0.05)
+        task_id = await new_task(ctx)
+        await run_until(ctx, all_terminal(ctx, task_id))
+        row = await task_row(ctx, task_id)
+        assert row.status == "succeeded" and failures["left"] == 0 and row.poll_errors == 0
 
 
 # 2. and 5. Recovery adopts only the job its own attempt created -----------------------------
@@ -467,3 +488,30 @@ async def test_cancelled_running_job_is_followed_and_its_cost_reported(
 
 async def _deleted_refused(ark: FakeArk) -> bool:
     return any(r.status == 400 for r in ark.requests_to("delete"))
+
+
+async def test_a_process_starting_during_a_database_outage_waits_for_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from videogate import context as context_module
+    from videogate.store.migrate import upgrade as real_upgrade
+
+    failures = {"left": 3}
+
+    async def locked(url: str) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise sa_exc.OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+        await real_upgrade(url)
+
+    monkeypatch.setattr(context_module, "upgrade", locked)
+    ctx = await open_context(settings.model_copy(update={"worker_backoff_max_seconds": 0.1}))
+    try:
+        assert failures["left"] == 0
+        assert await ctx.store.tasks.count(None) == 0
+    finally:
+        await ctx.close()
+    failures["left"] = 1
+    monkeypatch.setattr(context_module, "STARTUP_PATIENCE", 0.0)
+    with pytest.raises(sa_exc.OperationalError):  # patience has an end: then it exits
+        await open_context(settings)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -19,7 +21,11 @@ from videogate.routing import Router, build_catalog_and_routes
 from videogate.settings import Settings
 from videogate.signing import UrlSigner
 from videogate.store import Store
+from videogate.store.db import is_infrastructure
 from videogate.store.migrate import upgrade
+
+log = logging.getLogger("videogate")
+T = TypeVar("T")
 
 
 @dataclass
@@ -105,14 +111,23 @@ class AppContext:
 
 
 async def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
-    """Open the database (migrating it unless told not to), storage and HTTP client."""
+    """Open the database (migrating it unless told not to), storage and HTTP client.
+
+    A process that starts while the database is briefly away (restarting, locked, the disk
+    full) waits for it, up to ``STARTUP_PATIENCE`` seconds, instead of exiting."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate:
-        await upgrade(settings.effective_database_url)
+        await _patiently(
+            "migrating the database", settings, upgrade, settings.effective_database_url
+        )
     store = Store.open(settings.effective_database_url, secret_key=settings.secret_key)
-    secret = await store.service_secret()
-    if migrate:  # webhook secrets stored in clear by an older version are sealed now
-        await store.keys.seal_plaintext_secrets()
+    try:
+        secret = await _patiently("reading the service secret", settings, store.service_secret)
+        if migrate:  # webhook secrets stored in clear by an older version are sealed now
+            await _patiently("sealing webhook secrets", settings, store.keys.seal_plaintext_secrets)
+    except BaseException:
+        await store.close()
+        raise
     blobs = open_blob_store(settings)
     presign = blobs.presign_get if settings.download_mode == "presigned" else None
     models, routes = build_catalog_and_routes(settings, os.environ)
@@ -140,3 +155,25 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
         billing=Billing(settings, router, models),
         aliases={alias: spec.name for spec in models.values() for alias in spec.aliases},
     )
+
+
+STARTUP_PATIENCE = 300.0  # seconds a starting process waits for its database
+
+
+async def _patiently(
+    what: str, settings: Settings, fn: Callable[..., Awaitable[T]], *args: object
+) -> T:
+    """``await fn(*args)``, retrying infrastructure errors with a capped, doubling wait."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + STARTUP_PATIENCE
+    failures = 0
+    while True:
+        try:
+            return await fn(*args)
+        except Exception as exc:
+            if not is_infrastructure(exc) or loop.time() >= give_up:
+                raise
+            failures += 1
+            delay = min(0.5 * 2 ** (failures - 1), settings.worker_backoff_max_seconds)
+            log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)

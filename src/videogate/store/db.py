@@ -5,12 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.pool import NullPool
 
+from videogate.errors import ServiceUnavailable
 from videogate.settings import to_async_url
+
+
+def is_infrastructure(exc: BaseException) -> bool:
+    """Our own dependencies failing (database down or restarting, disk full, lock timeout,
+    storage unreachable): nothing a task or a request did, and worth trying again."""
+    if isinstance(exc, ServiceUnavailable):  # e.g. the blob store cannot be reached
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError)
 
 
 def is_sqlite(url: str) -> bool:

@@ -3,7 +3,9 @@ window after which a running task is given up (docs/reliability.md)."""
 
 from __future__ import annotations
 
-from sqlalchemy import exc as sa_exc
+from videogate.store.db import is_infrastructure
+
+__all__ = ["backoff", "describe", "gives_up", "is_infrastructure", "retry_delay"]
 
 INFRA_RETRY_SECONDS = 2.0  # a step that hit a database/storage error is tried again then
 MAX_RETRY_DELAY = 60.0  # the longest wait between two polls of a failing upstream
@@ -27,16 +29,6 @@ def gives_up(errors: int, window: float) -> bool:
     a task is never failed for an upstream blip shorter than the window.
     """
     return sum(retry_delay(n) for n in range(1, errors)) >= window
-
-
-def is_infrastructure(exc: BaseException) -> bool:
-    """Our own dependencies failing (database down or restarting, disk full, lock timeout,
-    storage unreachable): nothing the task did, so it must not count against it."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        )
-    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError)
 
 
 def describe(exc: BaseException) -> str:
