@@ -14,7 +14,8 @@ path) does two things:
   :func:`videogate.api.openai_form.form_body_limit`.
 
 Errors are answered through the one error table (``api/errors.py``), in the envelope of
-the surface the request was for.
+the surface the request was for. (Starlette's ``RequestBodyLimitMiddleware`` answers in
+plain text with one limit for every body, and wraps every request, polls included.)
 """
 
 from __future__ import annotations

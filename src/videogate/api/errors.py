@@ -293,6 +293,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc.__cause__, e.VideogateError):
+            # FastAPI wraps whatever fails while it reads a declared body (ours: the edge's
+            # 413 for a body over its cap) into "There was an error parsing the body".
+            return videogate_error_response(exc.__cause__, ark=is_ark_request(request))
         code = "not_found" if exc.status_code == 404 else "invalid_request"
         if exc.status_code == 405:
             code = "method_not_allowed"
