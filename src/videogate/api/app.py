@@ -19,6 +19,7 @@ from videogate.api import (
     files,
     meta,
     openai_form,
+    openai_rework,
     relay,
 )
 from videogate.api.console import install_console
@@ -74,7 +75,7 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
     # per-request dependency and validation machinery (~60 µs). The FastAPI route of the
     # same path stays for the OpenAPI document.
     app.router.routes.append(Route("/v1/videos/{task_id}", relay.poll_video, methods=["GET"]))
-    for module in (relay, account, files, meta, callbacks, ark, admin, admin_ops):
+    for module in (relay, openai_rework, account, files, meta, callbacks, ark, admin, admin_ops):
         app.include_router(module.router)
     install_console(app)
     _add_schema(app)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from videogate.media.render import RenderResult, RenderSpec, render
+from videogate.media.rework import Mode, rework
 from videogate.providers.base import Capabilities, PollResult, ProviderDeps, Route, TaskContext
 from videogate.request import resolve_output
 
@@ -42,6 +43,38 @@ def _render_job(spec: RenderSpec, out_dir: str) -> RenderResult:
     return render(
         spec,
         out / "video.mp4",
+        out_thumbnail=out / "thumbnail.jpg",
+        out_last_frame=out / "last_frame.png",
+        on_progress=on_progress,
+    )
+
+
+def _rework_job(
+    mode: Mode,
+    source: str,
+    out_dir: str,
+    prompt: str,
+    size: tuple[int, int],
+    seconds: float,
+    seed: int,
+) -> RenderResult:
+    """Remix, edit or extend the source clip in a render process (see ``media.rework``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    progress_file = out / PROGRESS_FILE
+
+    def on_progress(fraction: float) -> None:
+        progress_file.write_text(f"{fraction:.3f}")
+
+    return rework(
+        mode,
+        Path(source),
+        out / "video.mp4",
+        prompt=prompt,
+        width=size[0],
+        height=size[1],
+        seconds=seconds,
+        seed=seed,
         out_thumbnail=out / "thumbnail.jpg",
         out_last_frame=out / "last_frame.png",
         on_progress=on_progress,
@@ -98,7 +131,24 @@ class SandboxProvider:
     async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
         spec = self.build_spec(ctx)
         out_dir = ctx.work_dir / upstream_id
-        job = asyncio.ensure_future(self._deps.run_cpu(_render_job, spec, str(out_dir)))
+        req = ctx.request
+        if req.operation != "generate":
+            # The source clip is the request's reference video 1 (see TaskService).
+            source = ctx.reference_paths["video 1"]
+            job = asyncio.ensure_future(
+                self._deps.run_cpu(
+                    _rework_job,
+                    req.operation,
+                    str(source),
+                    str(out_dir),
+                    req.prompt,
+                    (spec.width, spec.height),
+                    spec.duration,
+                    spec.seed,
+                )
+            )
+        else:
+            job = asyncio.ensure_future(self._deps.run_cpu(_render_job, spec, str(out_dir)))
         last = -1
         while not job.done():
             await asyncio.wait([job], timeout=PROGRESS_INTERVAL)

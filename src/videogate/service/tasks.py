@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Sequence
 
@@ -21,6 +22,8 @@ from videogate.ids import new_id
 from videogate.money import format_money
 from videogate.request import (
     GenerationRequest,
+    Operation,
+    Reference,
     check_probed_references,
     check_request,
     resolve_output,
@@ -153,6 +156,49 @@ class TaskService:
             )
         ctx.wakeup.set()
         return task, True
+
+    async def create_from_source(
+        self,
+        caller: Caller,
+        source_id: str,
+        operation: Operation,
+        prompt: str,
+        *,
+        seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Task, bool]:
+        """Remix, edit or extend a finished video: a new task whose reference video 1 is the
+        source's video (the upstream, or the sandbox, works from its frames), on the
+        source's model, frame and length (extend: ``seconds`` more)."""
+        src = await self.get(caller, source_id)
+        if src.status != "succeeded" or src.media_deleted or not src.video_key:
+            raise InvalidRequest(
+                f"video {src.id} is not a completed video with its content, so it cannot be "
+                f"used for a {operation}: wait until it is completed",
+                param="video_id" if operation == "remix" else "video",
+            )
+        base = GenerationRequest.model_validate(src.request)
+        ratio, _, _ = resolve_output(base)
+        # Signed from a rounded clock so that a retried request builds the same fingerprint.
+        now = math.floor(time.time() / 3600) * 3600
+        url, _ = self._ctx.signer.sign(src.video_key, 7 * 86400, now=now)
+        produced = round(src.seconds) if src.seconds else base.duration
+        req = GenerationRequest(
+            model=base.model,
+            alias=base.alias,
+            prompt=prompt,
+            references=(Reference(kind="video", role="reference_video", url=url, index=1),),
+            ratio=ratio,
+            resolution=base.resolution,
+            duration=seconds if operation == "extend" and seconds is not None else produced,
+            generate_audio=base.generate_audio,
+            surface="openai",
+            size=base.size,
+            operation=operation,
+            source_task_id=src.id,
+            source_seconds=float(src.seconds or produced) if operation == "extend" else None,
+        )
+        return await self.create(caller, req, idempotency_key=idempotency_key)
 
     async def get(self, caller: Caller, task_id: str) -> Task:
         task = (

@@ -69,6 +69,8 @@ def relay_task(
         last_frame_url, _ = signed_url(signer, task.last_frame_key, ttl)
         thumbnail_url, _ = signed_url(signer, task.thumbnail_key, ttl)
     seconds = task.seconds if task.seconds is not None else req.duration
+    if task.seconds is None and req.operation == "extend" and req.source_seconds:
+        seconds = req.duration + req.source_seconds  # OpenAI: the stitched total
     error = None
     if task.error_code:
         error = {"code": task.error_code, "message": task.error_message or task.error_code}
