@@ -252,7 +252,7 @@ async def test_delete_is_openais_and_cancel_is_separate(
             assert r.status_code == 200 and r.json()["deleted"] is True
             for path in (f"/v1/videos/{finished['id']}", f"/v1/videos/{finished['id']}/content"):
                 assert (await c.get(path, headers=auth)).status_code == 404, path
-            assert (await c.get(url)).status_code == 404
+            assert (await c.get(url)).status_code == 410  # gone, not unknown
             r = await c.delete(f"/v1/videos/{finished['id']}", headers=auth)
             assert r.status_code == 404, r.text
             listed = (await c.get("/v1/videos", headers=auth)).json()["data"]

@@ -537,8 +537,8 @@ async def test_delete_follows_arks_rules(idle: tuple[httpx.AsyncClient, ApiState
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
         r = await client.delete(f"{TASKS}/{task_id}", headers=auth)
         assert_ark_error(r, 404, "ResourceNotFound")
-    assert (await client.get(video_url)).status_code == 404
-    assert (await client.get(frame_url)).status_code == 404
+    assert (await client.get(video_url)).status_code == 410
+    assert (await client.get(frame_url)).status_code == 410
     remaining = (await client.get(TASKS, headers=auth)).json()
     assert {t["id"] for t in remaining["items"]} == {queued, running, fetching}
 

@@ -15,8 +15,10 @@ import httpx
 
 from videogate.billing import Billing
 from videogate.blobs import BlobStore, open_blob_store
+from videogate.blobs.metered import MeteredBlobStore
 from videogate.catalog import ModelSpec
 from videogate.fetch import UrlGuard, guard_from_settings
+from videogate.metrics import Metrics
 from videogate.routing import Router, build_catalog_and_routes
 from videogate.settings import Settings
 from videogate.signing import UrlSigner
@@ -80,6 +82,7 @@ class AppContext:
     router: Router
     models: dict[str, ModelSpec]
     billing: Billing
+    metrics: Metrics
     # Client-facing model names (``sora-2``) -> the catalog model that serves them.
     aliases: dict[str, str] = field(default_factory=dict)
     # Set when a task becomes due, so an in-process worker starts it at once.
@@ -110,7 +113,9 @@ class AppContext:
         await self.store.close()
 
 
-async def open_context(settings: Settings, *, migrate: bool = True) -> AppContext:
+async def open_context(
+    settings: Settings, *, migrate: bool = True, metrics: Metrics | None = None
+) -> AppContext:
     """Open the database (migrating it unless told not to), storage and HTTP client.
 
     A process that starts while the database is briefly away (restarting, locked, the disk
@@ -128,7 +133,8 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
     except BaseException:
         await store.close()
         raise
-    blobs = open_blob_store(settings)
+    metrics = metrics or Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
+    blobs = MeteredBlobStore(open_blob_store(settings), metrics.blob_bytes_written)
     presign = blobs.presign_get if settings.download_mode == "presigned" else None
     models, routes = build_catalog_and_routes(settings, os.environ)
     router = Router(routes)
@@ -154,6 +160,7 @@ async def open_context(settings: Settings, *, migrate: bool = True) -> AppContex
         models=models,
         billing=Billing(settings, router, models),
         aliases={alias: spec.name for spec in models.values() for alias in spec.aliases},
+        metrics=metrics,
     )
 
 

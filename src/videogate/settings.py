@@ -208,6 +208,38 @@ class Settings(BaseSettings):
         "URL (redirect), the presigned S3 URL itself (presigned), or streams through the API "
         "(proxy). The file backend always streams",
     )
+    metrics_token: str = Field(
+        default="",
+        repr=False,
+        description="Bearer token for GET /metrics; empty: /metrics is open",
+    )
+    prometheus_multiproc_dir: str = Field(
+        default="",
+        validation_alias=AliasChoices("prometheus_multiproc_dir", "PROMETHEUS_MULTIPROC_DIR"),
+        description="prometheus-client's multi-process directory (several processes, one port)",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json for log pipelines (one object a line)"
+    )
+    result_retention_seconds: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description="Keep results (and stored references) this long after a task ends; 0: forever",
+    )
+    upload_retention_seconds: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description="Keep uploads this long (never less than their URLs live); 0: forever",
+    )
+    task_retention_seconds: int = Field(
+        default=30 * 86_400,
+        ge=0,
+        description="Keep finished task records this long; 0: forever",
+    )
+    retention_sweep_seconds: float = Field(
+        default=300.0, gt=0, description="How often each worker sweeps what expired"
+    )
+    retention_batch: int = Field(default=200, ge=1, description="Items per sweep batch")
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = Field(

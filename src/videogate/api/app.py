@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from starlette.routing import Route
 
 from videogate.api import (
     account,
@@ -25,10 +24,13 @@ from videogate.api import (
 from videogate.api.console import install_console
 from videogate.api.edge import EdgeMiddleware
 from videogate.api.errors import install_error_handlers
+from videogate.api.metrics import metrics_endpoint
+from videogate.api.observe import ObserveMiddleware, TemplatedRoute
 from videogate.api.openapi_models import SECURITY_SCHEMES
 from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
 from videogate.context import AppContext, open_context
+from videogate.metrics import Metrics
 from videogate.service.keys import KeyAuthenticator
 from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService
@@ -39,10 +41,11 @@ log = logging.getLogger("videogate")
 
 def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = True) -> FastAPI:
     """The HTTP app; with ``run_worker`` it also runs a task worker in-process."""
+    metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = await open_context(settings, migrate=migrate)
+        ctx = await open_context(settings, migrate=migrate, metrics=metrics)
         app.state.api = build_state(ctx)
         stop = asyncio.Event()
         worker_task = None
@@ -74,7 +77,11 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
     # The poll is the hot path: served by a plain Starlette route, which skips FastAPI's
     # per-request dependency and validation machinery (~60 µs). The FastAPI route of the
     # same path stays for the OpenAPI document.
-    app.router.routes.append(Route("/v1/videos/{task_id}", relay.poll_video, methods=["GET"]))
+    app.router.routes.append(
+        TemplatedRoute("/v1/videos/{task_id}", relay.poll_video, methods=["GET"])
+    )
+    app.router.routes.append(TemplatedRoute("/metrics", metrics_endpoint, methods=["GET"]))
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
     for module in (relay, openai_rework, account, files, meta, callbacks, ark, admin, admin_ops):
         app.include_router(module.router)
     install_console(app)

@@ -17,7 +17,7 @@ from videogate.api.openapi_models import FileObject, documented
 from videogate.api.responses import blob_response, json_response
 from videogate.api.state import api_state
 from videogate.blobs.keys import upload_key
-from videogate.errors import InvalidRequest, NotFound, VideogateError
+from videogate.errors import Gone, InvalidRequest, NotFound, VideogateError
 from videogate.fields import printable
 from videogate.ids import new_id
 from videogate.media.probe import MediaError, probe
@@ -152,7 +152,13 @@ async def signed_download(blob_key: str, request: Request) -> Response:
     exp = q.get("exp")
     state.ctx.signer.verify(blob_key, exp, q.get("sig"))
     ctx = state.ctx
-    if ctx.settings.download_mode != "proxy":
+    gone = Gone(
+        "this file was deleted: results and uploads are kept for a limited time "
+        "(see the retention settings); GET the task or file again"
+    )
+    if ctx.settings.download_mode != "proxy" and ctx.blobs.scheme != "file":
+        if not await ctx.blobs.exists(blob_key):
+            raise gone
         # Object storage: send the client to the store itself (Range and all), for no
         # longer than our own URL had left, nor longer than an hour.
         left = int(exp or 0) - int(time.time())
@@ -160,11 +166,14 @@ async def signed_download(blob_key: str, request: Request) -> Response:
         if direct is not None:
             return RedirectResponse(direct, status_code=302, headers={"Cache-Control": "no-store"})
     media_type = mimetypes.guess_type(blob_key)[0] or "application/octet-stream"
-    return await blob_response(
-        state.ctx.blobs,
-        blob_key,
-        media_type,
-        request.headers.get("range"),
-        head=request.method == "HEAD",
-        filename=blob_key.rsplit("/", 1)[-1],
-    )
+    try:
+        return await blob_response(
+            state.ctx.blobs,
+            blob_key,
+            media_type,
+            request.headers.get("range"),
+            head=request.method == "HEAD",
+            filename=blob_key.rsplit("/", 1)[-1],
+        )
+    except NotFound:
+        raise gone from None  # the signature is ours: the file existed

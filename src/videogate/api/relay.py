@@ -15,7 +15,7 @@ from videogate.api.openapi_models import VideoDeleted, VideoList, VideoObject, d
 from videogate.api.relay_schemas import RelayCreate, to_generation_request
 from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
-from videogate.errors import InvalidRequest, NotFound
+from videogate.errors import Gone, InvalidRequest, NotFound
 from videogate.request import GenerationRequest, check_request
 from videogate.statuses import RELAY_STATUS
 from videogate.views.relay import relay_task
@@ -184,7 +184,9 @@ async def create_video(request: Request) -> Response:
             assert isinstance(data, dict)
             req = await read_openai_json(data, state.ctx, caller, precheck)
         try:
-            task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
+            task, _ = await state.tasks.create(
+                caller, req, idempotency_key=idempotency_key, surface="openai"
+            )
         except InvalidRequest as exc:
             raise as_form_error(exc) from None
         # "queued", not the relay's "submitted": OpenAI clients loop
@@ -348,8 +350,14 @@ async def video_content(task_id: str, request: Request) -> Response:
         )
     column, media_type, filename = VARIANTS[variant]
     key = getattr(task, column)
-    if task.media_deleted or not key:
-        raise NotFound(f"task {task.id} has no {variant} (deleted or not requested)")
+    if task.media_deleted:
+        raise Gone(
+            f"the results of task {task.id} were deleted (results are kept "
+            f"{state.ctx.settings.result_retention_seconds // 3600} h after a task ends, or "
+            "until deleted); create the task again"
+        )
+    if not key:
+        raise NotFound(f"task {task.id} has no {variant} (it was not requested)")
     return await blob_response(
         state.ctx.blobs,
         key,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import signal
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import typer
@@ -17,6 +18,9 @@ from videogate.cli import tasks as tasks_cmd
 from videogate.cli._console import make_console
 
 if TYPE_CHECKING:
+    import uvicorn
+
+    from videogate.context import AppContext
     from videogate.settings import Settings
 
 # Server modules (settings, store, api, worker) are imported inside the server commands,
@@ -54,11 +58,10 @@ def _settings(host: str | None, port: int | None) -> Settings:
     return load_settings(**overrides)
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _logging(settings: Settings, *, role: str) -> None:
+    from videogate.logs import configure_logging
+
+    configure_logging(settings, role=role)
 
 
 @app.command()
@@ -70,7 +73,7 @@ def serve(
     from videogate.cli.first_run import prepare
 
     settings = _settings(host, port)
-    _logging(settings)
+    _logging(settings, role="serve")
     asyncio.run(prepare(settings, console))
     _uvicorn(settings, run_worker=True)
 
@@ -84,20 +87,24 @@ def api(
     from videogate.store.migrate import upgrade
 
     settings = _settings(host, port)
-    _logging(settings)
+    _logging(settings, role="api")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(upgrade(settings.effective_database_url))
     _uvicorn(settings, run_worker=False)
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: int | None = typer.Option(
+        None, help="Serve GET /metrics on this port (VIDEOGATE_HOST is the bind address)"
+    ),
+) -> None:
     """Run a task worker alone (several may share one database)."""
     from videogate.context import open_context
     from videogate.worker import Worker
 
     settings = _settings(None, None)
-    _logging(settings)
+    _logging(settings, role="worker")
 
     async def run() -> None:
         ctx = await open_context(settings)
@@ -105,9 +112,14 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        server = _metrics_server(ctx, settings.host, metrics_port) if metrics_port else None
+        serving = asyncio.create_task(server.serve()) if server else None
         try:
             await Worker(ctx).run(stop)
         finally:
+            if server is not None and serving is not None:
+                server.should_exit = True
+                await serving
             await ctx.close()
 
     asyncio.run(run())
@@ -124,6 +136,52 @@ def migrate() -> None:
     console.print("database is up to date")
 
 
+@app.command()
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be removed"),
+) -> None:
+    """Remove what the retention settings say has expired (workers also do this)."""
+    import time
+
+    from videogate.context import open_context
+    from videogate.worker.retention import sweep
+
+    settings = _settings(None, None)
+
+    async def run() -> None:
+        ctx = await open_context(settings)
+        try:
+            # Without a batch limit: one run works off the whole backlog.
+            report = await sweep(ctx, time.time(), dry_run=dry_run, max_batches=1_000_000)
+        finally:
+            await ctx.close()
+        verb = "would remove" if dry_run else "removed"
+        console.print(
+            f"{verb}: {report.results} result sets (with their stored references), "
+            f"{report.uploads} uploads, {report.tasks} task records, "
+            f"{report.scratch} scratch folders of this machine"
+        )
+
+    asyncio.run(run())
+
+
+def _metrics_server(ctx: AppContext, host: str, port: int) -> uvicorn.Server:
+    import uvicorn
+
+    from videogate.api.metrics import metrics_app
+
+    class SignalFreeServer(uvicorn.Server):
+        # The worker handles SIGINT/SIGTERM itself, then stops this server.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        metrics_app(ctx), host=host, port=port, log_level="warning", access_log=False
+    )
+    return SignalFreeServer(config)
+
+
 def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
     import uvicorn
 
@@ -137,6 +195,7 @@ def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        log_config=None,  # our handler (logs.py) formats uvicorn's records too
     )
 
 

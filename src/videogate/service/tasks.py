@@ -70,9 +70,15 @@ class TaskService:
             )
 
     async def create(
-        self, caller: Caller, req: GenerationRequest, *, idempotency_key: str | None = None
+        self,
+        caller: Caller,
+        req: GenerationRequest,
+        *,
+        idempotency_key: str | None = None,
+        surface: str = "relay",
     ) -> tuple[Task, bool]:
-        """Accept a task; returns it and whether it was newly created."""
+        """Accept a task; returns it and whether it was newly created. ``surface`` (relay,
+        openai, ark) is only counted in the metrics."""
         ctx = self._ctx
         req = self.resolve_alias(req)
         self.check_model(caller, req.model)
@@ -154,6 +160,11 @@ class TaskService:
                 f"but the key's balance is {format_money(balance)}; top it up "
                 "(videogate keys topup KEY_ID AMOUNT) or ask for a shorter or smaller video"
             )
+        ctx.metrics.tasks_created.labels(task.model, surface).inc()
+        if failed:
+            ctx.metrics.tasks_finished.labels(task.model, task.status).inc()
+        else:
+            ctx.metrics.count_money(task.currency or "USD", "held", hold_micros)
         ctx.wakeup.set()
         return task, True
 
@@ -278,6 +289,7 @@ class TaskService:
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, now
         ):
+            self._ctx.metrics.tasks_finished.labels(task.model, "cancelled").inc()
             await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
             return await self.get(caller, task_id)
         await self._ctx.blobs.delete_prefix(result_prefix(task.key_id, task.id))

@@ -14,6 +14,7 @@ from videogate.store.files import FileStore
 from videogate.store.keys import KeyStore
 from videogate.store.ledger import LedgerStore
 from videogate.store.reports import ReportStore
+from videogate.store.retention import RetentionStore
 from videogate.store.routes import RouteStateStore
 from videogate.store.sealing import SecretBox
 from videogate.store.tables import Meta
@@ -40,6 +41,7 @@ class Store:
         self.ledger = LedgerStore(self.sessions)
         self.route_state = RouteStateStore(self.sessions)
         self.webhooks = WebhookStore(self.sessions, dialect=self.dialect)
+        self.retention = RetentionStore(self.sessions)
         self.reports = ReportStore(self.sessions, dialect=self.dialect)
 
     @classmethod

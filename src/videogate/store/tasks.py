@@ -85,6 +85,18 @@ class TaskStore:
                     setattr(task, name, value)
         return True
 
+    async def in_flight_by_status(self) -> dict[str, int]:
+        """Tasks not yet finished, by status (for the metrics)."""
+        stmt = (
+            select(Task.status, func.count())
+            # Unfinished tasks are the scheduled ones: the ix_tasks_due index finds them.
+            .where(Task.next_run_at.is_not(None))
+            .where(Task.status.in_(("queued", "running", "fetching")))
+            .group_by(Task.status)
+        )
+        async with self._sessions() as s:
+            return {str(k): int(n) for k, n in (await s.execute(stmt)).all()}
+
     async def get(self, task_id: str, key_id: str | None = None) -> Task | None:
         """The task, or None; with ``key_id`` only if that key owns it (and has not deleted it).
 

@@ -25,6 +25,7 @@ from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
 from videogate.worker.reference_files import drop_reference_files, reference_files
 from videogate.worker.results import complete_with_result
+from videogate.worker.retention import run_sweeper
 from videogate.worker.retry import (
     INFRA_RETRY_SECONDS,
     backoff,
@@ -107,6 +108,7 @@ class Worker:
         beat.start()
         renewer = asyncio.create_task(self._renew_leases(stop))
         webhooks = asyncio.create_task(WebhookDeliverer(self.ctx).run(stop))
+        retention = asyncio.create_task(run_sweeper(self.ctx, stop))
         failures = 0
         next_sweep = 0.0  # at once: resolve what a crashed predecessor left behind
         try:
@@ -145,9 +147,11 @@ class Worker:
             beat.stop()
             renewer.cancel()
             webhooks.cancel()
+            retention.cancel()
             for task in list(self._active):
                 task.cancel()
-            await asyncio.gather(*self._active, renewer, webhooks, return_exceptions=True)
+            background = (renewer, webhooks, retention)
+            await asyncio.gather(*self._active, *background, return_exceptions=True)
             await self.close()
             log.info("worker %s stopped", self.owner)
 
@@ -303,7 +307,11 @@ class Worker:
         # The sandbox renders during its poll, from the reference files.
         tctx = await self.task_context(row, route, files=route.provider == "sandbox")
         async with self._poll_slot(route):
+            started = time.monotonic()
             result = await self.provider(route).poll(tctx, row.upstream_id or "")
+            self.ctx.metrics.upstream_latency.labels(route.name, "poll").observe(
+                time.monotonic() - started
+            )
         now = time.time()
         store = self.ctx.store.tasks
         if result.status in ("queued", "running"):
@@ -362,7 +370,7 @@ class Worker:
         aftercare, which stops it or follows it to its end."""
         now = time.time()
         live_upstream = row.status == "running" and bool(row.upstream_id)
-        await self.ctx.store.tasks.transition(
+        done = await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
             row.status,
@@ -374,6 +382,9 @@ class Worker:
             next_run_at=now if live_upstream else None,
         )
         drop_reference_files(self.ctx, row.id)
+        if done:
+            self.ctx.metrics.tasks_finished.labels(row.model, status).inc()
+            self.ctx.metrics.count_money(row.currency or "USD", "refunded", row.hold_micros)
 
     async def retry_later(self, row: Task, exc: VideogateError) -> None:
         """Count an error against the task and look again after a backoff."""

@@ -122,6 +122,14 @@ async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
         next_run_at=None,
     )
     drop_reference_files(ctx, row.id)
+    if done:
+        metrics = ctx.metrics
+        metrics.tasks_finished.labels(row.model, "succeeded").inc()
+        metrics.task_complete.labels(row.model).observe(now - row.created_at)
+        currency = row.currency or "USD"
+        settled = max(0, min(charged, row.hold_micros))
+        metrics.count_money(currency, "charged", settled)
+        metrics.count_money(currency, "refunded", row.hold_micros - settled)
     if done and row.upstream_id:
         remove_scratch(ctx, row.upstream_id)
 

@@ -127,10 +127,18 @@ class Submitter:
         if attempt is None:
             return FULL  # another worker took the last slot meanwhile
         tctx = dataclasses.replace(tctx, attempt_id=attempt.id)
+        metrics = self.ctx.metrics
+        started = time.monotonic()
         try:
             upstream_id = await provider.submit(tctx)
         except UpstreamError as exc:
+            metrics.upstream_latency.labels(route.name, "submit").observe(
+                time.monotonic() - started
+            )
             now = time.time()
+            metrics.route_submits.labels(
+                route.name, "failed" if exc.retryable or exc.route_fault else "rejected"
+            ).inc()
             if exc.maybe_submitted:
                 # The upstream may have created the job and only the answer was lost (a
                 # timeout after sending, a 2xx we could not read): look for it by the
@@ -167,6 +175,8 @@ class Submitter:
             await store.route_state.success(route.name, now)
             await self.w.finish_failed(row, exc.code, exc.message)
             return None
+        metrics.upstream_latency.labels(route.name, "submit").observe(time.monotonic() - started)
+        metrics.route_submits.labels(route.name, "submitted").inc()
         # The task row takes the upstream id first: from then on the job is ours to poll.
         await self.adopt(row, route, upstream_id)
         await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
@@ -237,6 +247,8 @@ class Submitter:
             poll_errors=0,
             next_run_at=now if route.capabilities.local else now + 1.0,
         )
+        if moved:
+            self.ctx.metrics.queue_wait.labels(row.model).observe(now - row.created_at)
         if not moved:
             # Cancelled while we were submitting: keep the id and let a worker stop the job
             # upstream, or it would run (and be billed) with nobody watching it.

@@ -269,6 +269,8 @@ class WebhookDeliverer:
         await store.webhooks.finish(
             event.id, token, state=state, next_attempt_at=next_at, attempt=attempt
         )
+        outcome = {DELIVERED: "delivered", FAILED: "failed"}.get(state, "retry")
+        self.ctx.metrics.webhook_deliveries.labels(outcome).inc()
         if state == FAILED:
             log.warning(
                 "webhook %s (task %s, %s) given up after %d attempt(s): %s",

@@ -1,0 +1,59 @@
+"""Logging set-up: plain text for people, or one JSON object per line
+(``VIDEOGATE_LOG_FORMAT=json``) with the timestamp, level, process role, and the
+``request_id``, ``task_id``, ``key_id`` and ``route`` bound where they apply.
+
+Modules keep using the standard ``logging`` API; structlog formats every record and adds
+the context variables bound with :func:`bind` (per asyncio task, so concurrent requests
+and task steps never mix their fields).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+
+from videogate.settings import Settings
+
+
+def configure_logging(settings: Settings, *, role: str) -> None:
+    """Send every log record to stderr in the chosen format, tagged with ``role``
+    (serve, api or worker)."""
+
+    def add_role(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("role", role)
+        return event
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        add_role,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if settings.log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # uvicorn's own loggers propagate to ours, so they share the format.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def bind(**fields: object) -> None:
+    """Add fields to every log record of the current asyncio task (and tasks it starts)."""
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})

@@ -1,0 +1,140 @@
+"""The retention sweep: what expired goes from the blob store and the database.
+
+Each worker runs it every ``retention_sweep_seconds``; ``videogate gc`` runs it once. Work
+is found in batches and every item is claimed with a compare-and-set first (see
+``store/retention.py``), so several workers sweeping at once never double up. Only
+finished tasks lose anything: a task's media go after it ended, never while it runs.
+
+- Results and stored references: ``result_retention_seconds`` after the task ended.
+- Uploads: ``upload_retention_seconds`` after upload, but never before the URLs issued for
+  them expired and a task started with them had its deadline.
+- Task records: ``task_retention_seconds`` after the task ended (their media go too).
+- Per-process scratch (reference copies, renders a killed worker left) older than the task
+  deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from videogate.blobs.keys import reference_prefix, result_prefix
+from videogate.context import AppContext
+
+log = logging.getLogger("videogate.retention")
+MAX_BATCHES = 20  # per kind and sweep: a backlog is worked off over several sweeps
+
+
+@dataclass
+class SweepReport:
+    results: int = 0
+    uploads: int = 0
+    tasks: int = 0
+    scratch: int = 0
+
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+async def sweep(
+    ctx: AppContext, now: float, *, dry_run: bool = False, max_batches: int = MAX_BATCHES
+) -> SweepReport:
+    """One pass over everything that expired by ``now``; with ``dry_run`` only count."""
+    s, report = ctx.settings, SweepReport()
+    store, batch = ctx.store.retention, s.retention_batch
+    if s.result_retention_seconds:
+        before = now - s.result_retention_seconds
+        for _ in range(max_batches):
+            if dry_run:
+                report.results = len(await store.expired_media(before, batch * max_batches))
+                break
+            found = await store.expired_media(before, batch)
+            for task_id, key_id in found:
+                if await store.claim_media(task_id, now):
+                    await _drop_media(ctx, task_id, key_id)
+                    report.results += 1
+            if len(found) < batch:
+                break
+    if s.upload_retention_seconds:
+        keep = max(s.upload_retention_seconds, s.upload_ttl_seconds) + s.task_deadline_seconds
+        for _ in range(max_batches):
+            if dry_run:
+                report.uploads = len(await store.expired_uploads(now - keep, batch * max_batches))
+                break
+            uploads = await store.expired_uploads(now - keep, batch)
+            for file_id, blob_key in uploads:
+                if await store.claim_upload(file_id):
+                    await ctx.blobs.delete(blob_key)
+                    report.uploads += 1
+            if len(uploads) < batch:
+                break
+    if s.task_retention_seconds:
+        before = now - s.task_retention_seconds
+        for _ in range(max_batches):
+            if dry_run:
+                report.tasks = len(await store.expired_tasks(before, batch * max_batches))
+                break
+            tasks = await store.expired_tasks(before, batch)
+            for task_id, key_id, media_deleted in tasks:
+                if await store.claim_task(task_id):
+                    if not media_deleted:
+                        await _drop_media(ctx, task_id, key_id)
+                    report.tasks += 1
+            if len(tasks) < batch:
+                break
+    report.scratch = await asyncio.to_thread(
+        _old_scratch, ctx.work_dir, now - s.task_deadline_seconds, dry_run
+    )
+    if not dry_run:
+        for name in ("results", "uploads", "tasks", "scratch"):
+            ctx.metrics.retention_deleted.labels(name).inc(getattr(report, name))
+    return report
+
+
+async def _drop_media(ctx: AppContext, task_id: str, key_id: str) -> None:
+    await ctx.blobs.delete_prefix(result_prefix(key_id, task_id))
+    await ctx.blobs.delete_prefix(reference_prefix(task_id))
+
+
+def _old_scratch(work_dir: Path, before: float, dry_run: bool) -> int:
+    """This process's scratch folders untouched since before the task deadline: left by
+    a worker that died or lost a task to another one."""
+    count = 0
+    for folder in [*work_dir.glob("*/"), *work_dir.glob("refs/*/")]:
+        if folder.name == "refs" or not folder.is_dir():
+            continue
+        try:
+            if folder.stat().st_mtime >= before:
+                continue
+        except FileNotFoundError:
+            continue
+        count += 1
+        if not dry_run:
+            shutil.rmtree(folder, ignore_errors=True)
+    return count
+
+
+async def run_sweeper(ctx: AppContext, stop: asyncio.Event) -> None:
+    """Sweep every ``retention_sweep_seconds`` until ``stop``."""
+    interval = ctx.settings.retention_sweep_seconds
+    while not stop.is_set():
+        try:
+            report = await sweep(ctx, time.time())
+            if report.total():
+                log.info(
+                    "retention sweep removed %d result sets, %d uploads, %d task records, "
+                    "%d scratch folders",
+                    report.results,
+                    report.uploads,
+                    report.tasks,
+                    report.scratch,
+                )
+        except Exception:  # the store may be down for a while; try again next time
+            log.exception("retention sweep failed; trying again in %.0f s", interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -1,0 +1,78 @@
+"""``/metrics``: Prometheus text, route templates (never ids) as labels, the bearer token,
+and the counters a task moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from conftest import TEST_BASE, wait_for_status
+from test_scale_out import metric
+from videogate.api.app import create_app
+from videogate.api.state import ApiState
+from videogate.service.keys import create_key
+from videogate.settings import Settings
+
+
+@pytest.fixture
+async def metered(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    application = create_app(settings.model_copy(update={"metrics_token": "s3cret"}))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as c:
+            yield application, c
+
+
+async def test_metrics_count_requests_and_tasks_by_template(
+    metered: tuple[FastAPI, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    app, client = metered
+    state: ApiState = app.state.api
+    auth = {"Authorization": f"Bearer {(await create_key(state.ctx.store, name='m')).key}"}
+    body = {"model": "sandbox", "prompt": "count me", "duration": 4, "resolution": "480p"}
+    created = await client.post("/v1/videos", json=body, headers=auth)
+    assert created.status_code == 200, created.text
+    task_id = created.json()["id"]
+    done = await wait_for_status(client, task_id, auth, timeout=120)
+    assert done["status"] == "completed", done
+    assert (await client.get("/v1/videos/video_nope", headers=auth)).status_code == 404
+
+    assert (await client.get("/metrics")).status_code == 401
+    wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    scraped = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    text = scraped.text
+    assert task_id not in text  # no label per task
+    assert metric(text, "videogate_http_requests_total", route="/v1/videos", status="2xx") == 1
+    polls = metric(text, "videogate_http_requests_total", route="/v1/videos/{task_id}")
+    assert polls >= 2
+    assert metric(text, "videogate_http_requests_total", status="4xx") >= 1
+    assert metric(text, "videogate_http_request_seconds_count", route="/v1/videos") == 1
+    assert metric(text, "videogate_tasks_created_total", model="sandbox", surface="relay") == 1
+    assert metric(text, "videogate_tasks_finished_total", status="succeeded") == 1
+    assert metric(text, "videogate_task_complete_seconds_count", model="sandbox") == 1
+    assert metric(text, "videogate_task_queue_wait_seconds_count", model="sandbox") == 1
+    assert metric(text, "videogate_route_submits_total", outcome="submitted") == 1
+    assert metric(text, "videogate_upstream_request_seconds_count", operation="poll") >= 1
+    assert metric(text, "videogate_blob_bytes_written_total", kind="results") > 1000
+    assert metric(text, "videogate_tasks_in_flight") == 0
+    assert "videogate_route_max_in_flight{" in text and "videogate_route_breaker_open{" in text
+
+
+async def test_request_id_is_kept_or_made_and_returned(
+    metered: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, client = metered
+    kept = await client.get("/healthz", headers={"X-Request-Id": "lb-1234.abc"})
+    assert kept.headers["x-request-id"] == "lb-1234.abc"
+    made = await client.get("/healthz")
+    assert len(made.headers["x-request-id"]) == 32
+    junk = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert junk.headers["x-request-id"] != "bad id\twith spaces"
+    assert made.headers["x-request-id"] != junk.headers["x-request-id"]
