@@ -4,6 +4,7 @@ on SQLite and on the real PostgreSQL (which refuses NUL bytes and wide integers)
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from media_factory import png_bytes
 from videogate.api.app import create_app
 from videogate.service.keys import create_key
 from videogate.settings import Settings
+from videogate.store.tables import Task
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN_TOKEN = "hostile-admin-token"
@@ -208,3 +210,39 @@ async def test_an_upload_named_with_control_characters_is_stored(api: Api) -> No
     r = await api.client.post("/v1/files", content=body, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["filename"] == "ab.png"
+
+
+async def test_text_recorded_from_upstreams_is_always_storable(api: Api) -> None:
+    """An upstream's error may hold anything: the engine's writes must not fail on it."""
+    store = api.app.state.api.ctx.store
+    key = await create_key(store, name="recorded")
+    now = time.time()
+    async with store.sessions.begin() as s:
+        s.add(
+            Task(
+                id="video_recorded",
+                key_id=key.id,
+                model="sandbox",
+                status="failed",
+                request={},
+                error_code="Upstream\x00Code" + "x" * 300,
+                error_message="bad\x00news",
+                created_at=now,
+                updated_at=now,
+                deadline_at=now + 60,
+            )
+        )
+    task = await store.tasks.get("video_recorded")
+    assert task is not None
+    assert task.error_message == "bad\ufffdnews"
+    assert task.error_code is not None and len(task.error_code) == 200
+    assert task.error_code.startswith("Upstream\ufffdCode")
+
+
+async def test_a_topup_note_from_the_cli_path_is_checked_too(api: Api) -> None:
+    from videogate.errors import InvalidRequest
+    from videogate.service.money import topup
+
+    key = await create_key(api.app.state.api.ctx.store, name="cli", balance="1")
+    with pytest.raises(InvalidRequest, match="NUL"):
+        await topup(api.app.state.api.ctx.store, key.id, "1", "a\x00b")

@@ -10,7 +10,7 @@ from typing import Any
 
 from videogate.billing import charge
 from videogate.errors import InvalidRequest, NotFound
-from videogate.fields import MAX_AMOUNT, MAX_AMOUNT_MICROS
+from videogate.fields import MAX_AMOUNT, MAX_AMOUNT_MICROS, has_nul
 from videogate.money import format_money, parse_amount
 from videogate.store import Store
 from videogate.store.ledger import UsageRow
@@ -55,6 +55,8 @@ async def topup(
     """Add ``amount`` to a key's balance (a ledger ``topup`` row). A key with an unlimited
     balance becomes a prepaid key holding just ``amount``."""
     micros = parse_amount(amount)
+    if note is not None and has_nul(note):
+        raise InvalidRequest("the note must not contain NUL (\\u0000) characters", param="note")
     key = await store.keys.get(key_id)
     if key is None:
         raise NotFound(f"no key '{key_id[:100]}'; see 'videogate keys list'", param="id")

@@ -5,7 +5,30 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class Recorded(TypeDecorator[str]):
+    """Text we record from elsewhere (an upstream's error, a failed delivery), kept
+    storable whatever it holds: a NUL character (PostgreSQL refuses it) becomes U+FFFD
+    and it is cut to the column's length. The column itself is a plain String/Text."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__()
+        self.length = length
+        if length is not None:
+            self.impl = String(length)  # type: ignore[assignment]
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        value = value.replace("\x00", "\ufffd")
+        return value[: self.length] if self.length is not None else value
 
 
 class Base(DeclarativeBase):
@@ -39,8 +62,8 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(20))
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress: Mapped[int] = mapped_column(Integer, default=0)
-    error_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(Recorded(200), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Recorded(), nullable=True)
     route: Mapped[str | None] = mapped_column(String(200), nullable=True)
     provider: Mapped[str | None] = mapped_column(String(50), nullable=True)
     upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -126,8 +149,8 @@ class Attempt(Base):
     # submitting → submitted | failed | uncertain | orphaned (a job no task went on with)
     state: Mapped[str] = mapped_column(String(20))
     upstream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    error_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(Recorded(200), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Recorded(), nullable=True)
     http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -143,7 +166,7 @@ class RouteState(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     benched_until: Mapped[float | None] = mapped_column(Float, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Recorded(), nullable=True)
     last_success_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_failure_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
@@ -207,7 +230,7 @@ class WebhookAttempt(Base):
     url: Mapped[str] = mapped_column(Text)
     webhook_id: Mapped[str] = mapped_column(String(100))
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Recorded(), nullable=True)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
 
