@@ -222,6 +222,7 @@ async def test_usage_tasks_and_routes(admin: tuple[FastAPI, httpx.AsyncClient]) 
     assert rows[(two.id, "sandbox")]["succeeded"] == 1
     assert rows[(two.id, "sandbox")]["seconds"] > 0
     assert rows[(two.id, "sandbox")]["amount"] == "0.00"  # the sandbox is free
+    assert r.json()["unbilled_upstream"] == []  # the sandbox stops at once when cancelled
     r = await client.get("/admin/usage", params={"key": two.id}, headers=ADMIN)
     assert [u["key_id"] for u in r.json()["data"]] == [two.id]
     r = await client.get("/admin/usage", params={"since": "2999-01-01"}, headers=ADMIN)
