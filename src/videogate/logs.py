@@ -10,14 +10,14 @@ and task steps never mix their fields).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
 from videogate.settings import Settings
 
 
-def configure_logging(settings: Settings, *, role: str) -> None:
+def configure_logging(settings: Settings, *, role: str, stream: IO[str] | None = None) -> None:
     """Send every log record to stderr in the chosen format, tagged with ``role``
     (serve, api or worker)."""
 
@@ -27,6 +27,7 @@ def configure_logging(settings: Settings, *, role: str) -> None:
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        structlog.stdlib.ExtraAdder(),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         add_role,
@@ -38,7 +39,7 @@ def configure_logging(settings: Settings, *, role: str) -> None:
         shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)  # stderr by default
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -52,6 +53,19 @@ def configure_logging(settings: Settings, *, role: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+def log_transition(
+    logger: logging.Logger, task_id: str, status: str, reason: str, **fields: object
+) -> None:
+    """The one log line of a task's move to ``status``, saying why."""
+    logger.info(
+        "task %s is %s: %s",
+        task_id,
+        status,
+        reason,
+        extra={"task_id": task_id, "status": status, "reason": reason, **fields},
+    )
 
 
 def bind(**fields: object) -> None:

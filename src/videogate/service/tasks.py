@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from videogate.errors import (
     NotFound,
 )
 from videogate.ids import new_id
+from videogate.logs import bind, log_transition
 from videogate.money import format_money
 from videogate.request import (
     GenerationRequest,
@@ -36,6 +38,8 @@ from videogate.store.tables import Task
 from videogate.worker.webhooks import check_callback_url
 
 TASK_PREFIX = "video"
+
+log = logging.getLogger("videogate.tasks")
 
 
 def request_fingerprint(req: GenerationRequest) -> str:
@@ -160,6 +164,11 @@ class TaskService:
                 f"but the key's balance is {format_money(balance)}; top it up "
                 "(videogate keys topup KEY_ID AMOUNT) or ask for a shorter or smaller video"
             )
+        bind(task_id=task.id, key_id=task.key_id)
+        if failed:
+            log_transition(log, task.id, task.status, f"{failed.code}: {failed.message}")
+        else:
+            log_transition(log, task.id, "queued", f"created on the {surface} surface")
         ctx.metrics.tasks_created.labels(task.model, surface).inc()
         if failed:
             ctx.metrics.tasks_finished.labels(task.model, task.status).inc()
@@ -289,6 +298,7 @@ class TaskService:
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, now
         ):
+            log_transition(log, task.id, "cancelled", "cancelled by its owner")
             self._ctx.metrics.tasks_finished.labels(task.model, "cancelled").inc()
             await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
             return await self.get(caller, task_id)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from videogate.context import AppContext
 from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
+from videogate.logs import bind, log_transition
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
@@ -200,6 +201,8 @@ class Worker:
     # One step of one task ---------------------------------------------------------------
 
     async def _run_step(self, row: Task) -> None:
+        # Every log line of this step names the task (a context of its own asyncio task).
+        bind(task_id=row.id, key_id=row.key_id, route=row.route)
         try:
             await self.step(row)
         except asyncio.CancelledError:
@@ -346,6 +349,7 @@ class Worker:
                 **values,
             )
             if moved:
+                log_transition(log, row.id, "fetching", "the upstream finished the job")
                 row.status = "fetching"
                 row.poll_errors = 0
                 for name, value in values.items():
@@ -383,6 +387,7 @@ class Worker:
         )
         drop_reference_files(self.ctx, row.id)
         if done:
+            log_transition(log, row.id, status, f"{code}: {message}", error_code=code)
             self.ctx.metrics.tasks_finished.labels(row.model, status).inc()
             self.ctx.metrics.count_money(row.currency or "USD", "refunded", row.hold_micros)
 

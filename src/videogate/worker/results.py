@@ -6,6 +6,7 @@ The upstream URL never reaches a client: the task completes only once the bytes 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 import uuid
@@ -18,6 +19,7 @@ from videogate.blobs.keys import result_key
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UpstreamError
 from videogate.fetch import fetch_url
+from videogate.logs import log_transition
 from videogate.media.probe import MediaError, probe
 from videogate.store.tables import Task
 from videogate.worker.reference_files import drop_reference_files
@@ -29,6 +31,8 @@ RESULT_NAMES = {
     "thumbnail_url": "thumbnail.jpg",
     "last_frame_url": "last_frame.png",
 }
+
+log = logging.getLogger("videogate.tasks")
 
 
 async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
@@ -123,6 +127,7 @@ async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
     )
     drop_reference_files(ctx, row.id)
     if done:
+        log_transition(log, row.id, "succeeded", "the result is stored", charged_micros=charged)
         metrics = ctx.metrics
         metrics.tasks_finished.labels(row.model, "succeeded").inc()
         metrics.task_complete.labels(row.model).observe(now - row.created_at)

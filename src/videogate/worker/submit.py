@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from videogate.errors import UpstreamError
+from videogate.logs import log_transition
 from videogate.providers.base import Route
 from videogate.store.tables import Attempt, RouteState, Task
 
@@ -248,6 +249,9 @@ class Submitter:
             next_run_at=now if route.capabilities.local else now + 1.0,
         )
         if moved:
+            log_transition(
+                log, row.id, "running", f"submitted to route {route.name} as {upstream_id}"
+            )
             self.ctx.metrics.queue_wait.labels(row.model).observe(now - row.created_at)
         if not moved:
             # Cancelled while we were submitting: keep the id and let a worker stop the job
