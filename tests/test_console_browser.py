@@ -380,6 +380,60 @@ def test_keyboard_only_sign_in_and_navigation(console_server: LiveServer, browse
     assert page.errors == []
 
 
+NAMELESS_CONTROLS = """() => [...document.querySelectorAll(
+    'a[href], button, input, select, textarea, video, [role=button]')]
+  .filter((el) => el.getClientRects().length && el.type !== 'hidden')
+  .filter((el) => {
+    const label = el.getAttribute('aria-label') || el.getAttribute('title')
+      || (el.labels && [...el.labels].map((l) => l.textContent).join(' '))
+      || (el.getAttribute('aria-labelledby') || '').split(' ')
+           .map((id) => (document.getElementById(id) || {}).textContent || '').join(' ')
+      || el.textContent;
+    return !(label || '').trim();
+  })
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def test_every_control_has_a_name_and_errors_sit_by_their_field(
+    console_server: LiveServer, browser: Any, tmp_path: Path
+) -> None:
+    key = off_loop(make_live_key, console_server)
+    page = new_page(browser, console_server.base_url)
+    page.goto("/")
+    assert page.evaluate(NAMELESS_CONTROLS) == []
+    sign_in(page, key=key, admin=ADMIN_TOKEN)
+    for name in ("Generate", "Tasks", "Gallery", "Usage", "Overview", "Keys", "Routes", "Webhooks"):
+        page.get_by_role("link", name=name, exact=True).click()
+        page.locator("main h1").wait_for()
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate(NAMELESS_CONTROLS) == [], name
+
+    # The model's limits are checked before anything is sent ...
+    page.get_by_role("link", name="Generate", exact=True).click()
+    page.get_by_label("Model").select_option("sandbox")
+    page.get_by_label("Prompt").fill("a fox")
+    page.get_by_label("Duration (seconds)").fill("99")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    duration_error = page.locator("#gen-duration-error")
+    assert "4 to 15 s" in duration_error.inner_text()
+    assert page.get_by_label("Duration (seconds)").get_attribute("aria-invalid") == "true"
+    assert page.locator("article.task-live").count() == 0
+    # ... and the server's own error is shown next to the field it names.
+    page.get_by_label("Duration (seconds)").fill("4")
+    tiny = tmp_path / "tiny.png"
+    tiny.write_bytes(png_bytes(64, 64))
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Add reference files").click()
+    chooser.value.set_files(str(tiny))
+    page.get_by_role("list", name="References").get_by_text("ready").wait_for()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    refs_error = page.locator("#gen-files-error")
+    refs_error.get_by_text("image 1").wait_for()
+    assert "px" in refs_error.inner_text()
+    assert page.locator("article.task-live").count() == 0
+    assert page.errors == []
+
+
 def _task_with_callback(live: LiveServer, receiver: Receiver) -> str:
     async def make() -> tuple[str, str]:
         store = Store.open(live.settings.effective_database_url)

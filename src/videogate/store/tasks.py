@@ -3,11 +3,12 @@ so a step that lost its lease, or a task cancelled meanwhile, changes nothing.""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from videogate.statuses import TERMINAL, UNFINISHED
@@ -18,12 +19,17 @@ from videogate.store.tables import Task, TaskEvent
 _TASK_TABLE = Task.__table__
 
 
+_TASK_ID = re.compile(r"[a-z]+_[0-9a-z]{20,36}")
+
+
 def search_condition(text: str) -> Any:
     """The task with this id, or the tasks whose prompt contains ``text`` (ASCII letters in
     any case on SQLite, every letter on PostgreSQL)."""
+    if _TASK_ID.fullmatch(text):  # an id: the primary key finds it, no scan of prompts
+        return Task.id == text
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     prompt = Task.request["prompt"].as_string()
-    return or_(Task.id == text, prompt.ilike(f"%{escaped}%", escape="\\"))
+    return prompt.ilike(f"%{escaped}%", escape="\\")
 
 
 _ANY = object()
@@ -156,20 +162,13 @@ class TaskStore:
                 if cursor is None:
                     return []
                 created, cid = cursor
+                # A row-value comparison: both databases walk the (key, created, id)
+                # index from the cursor instead of filtering from the top.
+                position = tuple_(Task.created_at, Task.id)
                 if order == "desc":
-                    stmt = stmt.where(
-                        or_(
-                            Task.created_at < created,
-                            and_(Task.created_at == created, Task.id < cid),
-                        )
-                    )
+                    stmt = stmt.where(position < tuple_(created, cid))
                 else:
-                    stmt = stmt.where(
-                        or_(
-                            Task.created_at > created,
-                            and_(Task.created_at == created, Task.id > cid),
-                        )
-                    )
+                    stmt = stmt.where(position > tuple_(created, cid))
             if order == "desc":
                 stmt = stmt.order_by(Task.created_at.desc(), Task.id.desc())
             else:

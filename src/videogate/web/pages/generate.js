@@ -99,7 +99,8 @@ export default async function generatePage(main) {
   const duration = el("input", { name: "duration", type: "number", inputmode: "numeric", step: "1" });
   const audio = el("input", { name: "generate_audio", type: "checkbox", checked: true });
   const seed = el("input", { name: "seed", type: "number", inputmode: "numeric", placeholder: "random" });
-  const fileInput = el("input", { type: "file", multiple: true, accept: "image/*,video/*,audio/*", class: "visually-hidden" });
+  // Reached through the "Add reference files" button (and drag and drop), never by Tab.
+  const fileInput = el("input", { type: "file", multiple: true, accept: "image/*,video/*,audio/*", class: "visually-hidden", tabindex: "-1", "aria-label": "Reference files" });
   const refList = el("ul", { class: "refs", "aria-label": "References" });
   const formError = el("div", { class: "error", role: "alert", id: "gen-form-error" });
   const submit = el("button", { type: "submit", class: "primary" }, "Generate");
