@@ -20,7 +20,7 @@ from test_webhooks import Receiver, receiver_server
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key
-from videogate.settings import Settings
+from videogate.settings import RouteConfig, Settings
 
 ADMIN_TOKEN = "console-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -356,6 +356,54 @@ async def test_route_test_checks_the_upstream(served: tuple[FastAPI, httpx.Async
     assert r.status_code == 200, r.text
     assert r.json()["ok"] is True and r.json()["route"] == name
     assert (await client.post("/admin/routes/nope/test", headers=ADMIN)).status_code == 404
+
+
+async def test_route_test_passes_on_live_upstreams_and_fails_on_a_wrong_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakes.ark import FakeArk
+    from fakes.relay import FakeRelay
+
+    monkeypatch.setenv("KEY_TEST_ARK", "ark-test-key")
+    monkeypatch.setenv("KEY_TEST_RELAY", "relay-test-key")
+    monkeypatch.setenv("KEY_TEST_WRONG", "not-the-key")
+    model = "doubao-seedance-2-0-260128"
+    with FakeArk() as ark, FakeRelay() as relay:
+        routes = (
+            RouteConfig(
+                name="ark",
+                model=model,
+                provider="ark",
+                base_url=ark.base_url,
+                api_key_env="KEY_TEST_ARK",
+            ),
+            RouteConfig(
+                name="relay",
+                model=model,
+                provider="openai",
+                base_url=relay.base_url,
+                api_key_env="KEY_TEST_RELAY",
+            ),
+            RouteConfig(
+                name="wrong-key",
+                model=model,
+                provider="ark",
+                base_url=ark.base_url,
+                api_key_env="KEY_TEST_WRONG",
+            ),
+        )
+        async with serve(make_settings(tmp_path, routes=routes)) as (_, client):
+            results = {}
+            for name in ("ark", "relay", "wrong-key"):
+                r = await client.post(f"/admin/routes/{name}/test", headers=ADMIN)
+                assert r.status_code == 200, r.text
+                results[name] = r.json()
+    assert results["ark"]["ok"] is True, results["ark"]
+    assert results["relay"]["ok"] is True, results["relay"]
+    assert results["wrong-key"]["ok"] is False and results["wrong-key"]["detail"]
+    # A test reads the task list, and creates nothing upstream.
+    assert ark.requests_to("list") and not ark.requests_to("create")
+    assert relay.requests_to("list") and not relay.requests_to("create")
 
 
 async def test_route_test_reports_an_unreachable_upstream(tmp_path: Path) -> None:

@@ -253,6 +253,14 @@ def test_a_user_generates_watches_plays_and_finds_a_video(
     page.goto(f"/#/tasks/{slow['id']}")
     page.get_by_role("button", name="Cancel task").click()
     page.get_by_role("region", name="Error").get_by_text("cancelled").first.wait_for()
+    # Delete: gone for good, and the console goes back to the list.
+    page.get_by_role("button", name="Delete task").click()
+    page.get_by_role("heading", name="Tasks", exact=True).wait_for()
+    with httpx.Client() as http:
+        gone = http.get(
+            f"{base}/v1/videos/{slow['id']}", headers={"Authorization": f"Bearer {key}"}
+        )
+    assert gone.status_code == 404
 
     # Sign out: the session is gone.
     page.get_by_role("button", name="Sign out").click()
@@ -269,7 +277,7 @@ def test_an_operator_manages_keys_routes_and_webhooks(
     sign_in(page, admin=ADMIN_TOKEN)
     assert ADMIN_TOKEN not in page.url and ADMIN_TOKEN not in page.content()
     page.get_by_role("heading", name="Overview").wait_for()
-    assert page.get_by_text("Queue depth").is_visible()
+    page.get_by_text("Queue depth").wait_for()
 
     # Create a key: the secret is shown once, and works.
     page.get_by_role("link", name="Keys").click()

@@ -31,15 +31,19 @@ async def probe_route(ctx: AppContext, route: Route) -> dict[str, Any]:
     else:
         try:
             provider = load_provider(route.provider, route, deps)
+            marker = f"routetest-{uuid.uuid4().hex[:12]}"
             probe = TaskContext(
-                task_id=f"routetest-{uuid.uuid4().hex[:12]}",
+                task_id=marker,
                 request=GenerationRequest(model=route.model, prompt="route test"),
                 route=route,
                 reference_paths={},
                 reference_urls={},
                 work_dir=ctx.work_dir,
+                attempt_id=marker,
             )
-            await provider.recover(probe, time.time(), frozenset())
+            # "Since a day from now": every job upstream is older, so one page of the list
+            # answers, and no job can match this made-up attempt.
+            await provider.recover(probe, time.time() + 86_400, frozenset())
         except UpstreamError as exc:
             ok, detail = False, str(exc)
         except Exception as exc:  # a broken route must show up here, not crash the page

@@ -211,15 +211,21 @@ export async function taskDetailPage(main, id) {
     }
   }
 
+  // Cancel keeps the task (failed, code "cancelled", hold refunded); delete removes it
+  // and its files for good (docs/api.md §1.3).
   async function remove(verb) {
-    const what = verb === "Cancel" ? "Cancel this task? Its hold is refunded." : "Delete this task's video and files?";
+    const what = verb === "Cancel" ? "Cancel this task? Its hold is refunded." : "Delete this task, its video and its files for good?";
     if (!window.confirm(what)) return;
     try {
-      await api.del(`/v1/videos/${encodeURIComponent(id)}`);
-      announce(verb === "Cancel" ? "Task cancelled" : "Task deleted");
-      await render().catch(() => {
+      if (verb === "Cancel") {
+        await api.post(`/v1/videos/${encodeURIComponent(id)}/cancel`);
+        announce("Task cancelled");
+        await render();
+      } else {
+        await api.del(`/v1/videos/${encodeURIComponent(id)}`);
+        announce("Task deleted");
         location.hash = "#/tasks";
-      });
+      }
     } catch (err) {
       body.prepend(errorBox(err.message));
     }
