@@ -19,7 +19,7 @@ from typing import Any
 from chaos_cluster import TERMINAL
 from chaos_load import ClientTask
 from chaos_plan import Plan
-from chaos_upstream import Job, nonce_of
+from chaos_upstream import FaultHit, Job, nonce_of
 from fakes import read_mp4_tag
 
 
@@ -65,6 +65,8 @@ def audit(
     tasks: list[dict[str, Any]],
     ledger: list[dict[str, Any]],
     keys: list[dict[str, Any]],
+    attempts: list[dict[str, Any]],
+    hits: list[FaultHit],
     jobs: list[Job],
     clients: list[ClientTask],
     key_ids: list[str],
@@ -94,7 +96,7 @@ def audit(
         elif row["status"] != "succeeded":
             out.failures[f"{row['status']}: {row['error_code']}"] += 1
     _check_clients(out, clients, by_nonce, key_ids)
-    _check_jobs(out, jobs, by_nonce, clients)
+    _check_jobs(out, jobs, by_nonce, clients, _histories(tasks, attempts, hits))
     _check_ledger(out, tasks, ledger, keys, initial_balances)
     return out
 
@@ -125,11 +127,31 @@ def _check_clients(
             out.fail(ct.nonce, f"the API showed {row['id']} completed; it is {row['status']}")
 
 
+def _histories(
+    tasks: list[dict[str, Any]], attempts: list[dict[str, Any]], hits: list[FaultHit]
+) -> dict[str, str]:
+    """Per nonce: the task's attempts and the upstream faults it met, to explain a
+    violation without the (dropped) database."""
+    nonce_by_task = {t["id"]: nonce_of(str(_json(t["request"]).get("prompt", ""))) for t in tasks}
+    lines: dict[str, list[str]] = defaultdict(list)
+    for a in sorted(attempts, key=lambda a: float(a["created_at"])):
+        nonce = nonce_by_task.get(a["task_id"])
+        if nonce:
+            lines[nonce].append(
+                f"attempt {a['route']} {a['state']} {a['upstream_id']} {a['error_code']}"
+            )
+    for hit in hits:
+        if hit.nonce:
+            lines[hit.nonce].append(f"fault {hit.route} {hit.endpoint} {hit.kind}")
+    return {n: "; ".join(v) for n, v in lines.items()}
+
+
 def _check_jobs(
     out: Audit,
     jobs: list[Job],
     by_nonce: dict[str, dict[str, Any]],
     clients: list[ClientTask],
+    history: dict[str, str],
 ) -> None:
     out.jobs = len(jobs)
     cancelled = {c.nonce for c in clients if c.cancel_sent}
@@ -143,7 +165,11 @@ def _check_jobs(
             continue
         if len(mine) > 1:
             paid = ", ".join(f"{j.route}/{j.id} ({j.status})" for j in mine)
-            out.fail(nonce, f"task {by_nonce[nonce]['id']} has {len(mine)} upstream jobs: {paid}")
+            out.fail(
+                nonce,
+                f"task {by_nonce[nonce]['id']} has {len(mine)} upstream jobs: {paid} "
+                f"[{history.get(nonce, '')}]",
+            )
         row = by_nonce[nonce]
         if row["status"] != "succeeded" and any(j.status == "succeeded" for j in mine):
             out.orphaned_paid_jobs += 1
@@ -151,7 +177,8 @@ def _check_jobs(
                 out.fail(
                     nonce,
                     f"task {row['id']} {row['status']} ({row['error_code']}: "
-                    f"{str(row['error_message'])[:160]}) while its upstream job succeeded",
+                    f"{str(row['error_message'])[:160]}) while its upstream job succeeded "
+                    f"[{history.get(nonce, '')}]",
                     "no_lost_job",
                 )
     for nonce, row in by_nonce.items():
@@ -167,7 +194,7 @@ def _check_jobs(
             out.fail(
                 nonce,
                 f"task {row['id']} adopted {adopted.route}/{adopted.id}, which task "
-                f"{owner} created (crossed result)",
+                f"{owner} created (crossed result) [{history.get(nonce, '')}]",
             )
     jobs_by_id = {j.id: j for j in jobs}
     for ct in clients:

@@ -197,6 +197,8 @@ async def run_chaos(plan: Plan, root: Path) -> Outcome:
                 await db.rows("tasks"),
                 await db.rows("ledger"),
                 await db.rows("api_keys"),
+                await db.rows("attempts"),
+                upstreams.hits(),
                 upstreams.jobs(),
                 clients.tasks,
                 key_ids,
