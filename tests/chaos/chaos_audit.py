@@ -200,11 +200,7 @@ def _check_jobs(
     for ct in clients:
         if ct.video is None:
             done = by_nonce.get(ct.nonce)
-            if done is not None and done["status"] == "succeeded" and ct.cancel_sent:
-                # The client's DELETE reached a finished task: that deletes its media.
-                if not done["media_deleted"]:
-                    out.fail(ct.nonce, f"task {done['id']} was deleted but keeps its media")
-            elif done is not None and done["status"] == "succeeded" and not ct.gave_up:
+            if done is not None and done["status"] == "succeeded" and not ct.gave_up:
                 out.fail(ct.nonce, f"task {done['id']} succeeded but its video was not downloaded")
             continue
         out.downloads_checked += 1

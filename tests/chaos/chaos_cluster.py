@@ -265,6 +265,9 @@ class Cluster:
             VIDEOGATE_WORKER_POLL_INTERVAL="0.2",
             VIDEOGATE_RENDER_PROCESSES="1",
             VIDEOGATE_BREAKER_COOLDOWN_SECONDS="3",
+            # Recovery believes "no job" only once the lost call must have ended: keep
+            # that wait short (the routes' read timeout is 2 s, a hang 5 s).
+            VIDEOGATE_UPSTREAM_TOTAL_TIMEOUT_SECONDS="8",
             VIDEOGATE_KEY_CACHE_SECONDS="1",
             VIDEOGATE_ALLOW_PRIVATE_URLS="1",
             VIDEOGATE_LOG_LEVEL="warning",

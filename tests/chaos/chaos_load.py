@@ -131,7 +131,7 @@ class Clients:
         while True:
             if cancel_at is not None and time.monotonic() >= cancel_at:
                 cancel_at = None
-                done = await self._call(ct, "DELETE", f"/v1/videos/{ct.task_id}", deadline)
+                done = await self._call(ct, "POST", f"/v1/videos/{ct.task_id}/cancel", deadline)
                 ct.cancel_sent = done is not None and done.status_code == 200
             r = await self._call(ct, "GET", f"/v1/videos/{ct.task_id}", deadline)
             if r is None:
@@ -143,8 +143,8 @@ class Clients:
                 task = r.json()
                 ct.status = task["status"]
                 if ct.status in FINISHED:
-                    # A DELETE that came after the task finished deleted its media.
-                    if ct.status == "completed" and not ct.cancel_sent:
+                    # A cancel that came after the task finished left it as it was.
+                    if ct.status == "completed":
                         await self._download(ct, task, deadline)
                     return ct
             await asyncio.sleep(POLL_EVERY)

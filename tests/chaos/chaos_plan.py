@@ -62,11 +62,11 @@ class Plan:
     tasks: int = 40
     keys: int = 3
     # Tasks are created over ``load_seconds``; faults are injected during that window.
-    load_seconds: float = 35.0
+    load_seconds: float = 30.0
     # After the faults stop, everything must be finished within this time.
     drain_seconds: float = 90.0
     # Mean seconds between two process kills (uniform from half to one and a half).
-    kill_every: float = 6.0
+    kill_every: float = 5.0
     db_outages: int = 1
     db_outage_seconds: float = 4.0
     disk_fills: int = 1

@@ -21,22 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 # The CI form's switches. `make chaos` injects every fault and enforces every check; the
 # CI form leaves out those whose fix (issue 10) has not landed yet, each with the reason,
 # so that CI stays green without any assertion that cannot fail. Empty: nothing left out.
-_ENGINE = "until the engine fixes of issue 10 land"
-CI_EXCLUDED_FAULTS: dict[str, str] = {
-    # Recovery after a kill mid-submit adopts by matching (fault 2: a crossed result was
-    # seen here) or gives up (fault 5).
-    "kill_serve": f"{_ENGINE} (faults 2, 5: exact-marker recovery)",
-    "kill_worker": f"{_ENGINE} (faults 2, 5: exact-marker recovery)",
-    "upstream_hang": f"{_ENGINE} (faults 2, 5, 6: timeouts, failover, recovery)",
-    "upstream_disconnect": f"{_ENGINE} (faults 2, 5: exact-marker recovery)",
-    "upstream_unreadable_2xx": f"{_ENGINE} (fault 3: one task, several paid jobs)",
-    # The worker loop dies on a database error (fault 1) and the API answers 500 (fault 9).
-    "db_outage": f"{_ENGINE} (fault 1: the worker survives the database)",
-    "disk_full": f"{_ENGINE} (faults 1, 9: the worker survives, the API answers 503)",
-}
-CI_RELAXED_CHECKS: dict[str, str] = {
-    "no_lost_job": f"{_ENGINE} (fault 5: recovery saves the task)",
-}
+CI_EXCLUDED_FAULTS: dict[str, str] = {}
+CI_RELAXED_CHECKS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
