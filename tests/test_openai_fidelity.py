@@ -6,15 +6,20 @@ value within its declared literals), aliases, the JSON create, delete and list s
 from __future__ import annotations
 
 import base64
+import io
 import time
+from pathlib import Path
 from typing import Any
 
+import av
 import httpx
+import numpy as np
 import openai
 import pytest
 from openai import OpenAI
 from openai.types import Video
 from openai.types.video_size import VideoSize
+from PIL import Image
 
 import test_openai_sdk as sdk
 from conftest import LiveServer
@@ -178,3 +183,39 @@ def test_list_items_validate_and_limits(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as exc:
         client.videos.list(after="video_unknown")
     assert "after" in str(exc.value)
+
+
+def test_thumbnail_is_webp_or_jpeg_and_the_spritesheet_is_real(
+    client: OpenAI, live: LiveServer, key: str, tmp_path: Path
+) -> None:
+    video = client.videos.create_and_poll(
+        model="sora-2", prompt="a fox", seconds="4", size="1280x720"
+    )
+    webp = client.videos.download_content(video.id, variant="thumbnail")
+    assert webp.response.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(webp.read())).format == "WEBP"
+    with http(live, key) as h:
+        r = h.get(
+            f"/v1/videos/{video.id}/content",
+            params={"variant": "thumbnail"},
+            headers={"Accept": "image/jpeg"},
+        )
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert r.content[:3] == b"\xff\xd8\xff"
+    sheet_bytes = client.videos.download_content(video.id, variant="spritesheet").read()
+    sheet = Image.open(io.BytesIO(sheet_bytes)).convert("RGB")
+    assert sheet.size == (5 * 256, 2 * 144)  # 10 tiles of the 16:9 720p clip
+    # Each tile is the clip's frame at (i + 0.5) / 10 of its length.
+    out = tmp_path / "v.mp4"
+    client.videos.download_content(video.id).write_to_file(out)
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    tiles = np.asarray(sheet, dtype=np.int16)
+    for i in (0, 4, 9):
+        want = frames[int((i + 0.5) * len(frames) / 10)]
+        small = np.asarray(Image.fromarray(want).resize((256, 144)), dtype=np.int16)
+        tile = tiles[(i // 5) * 144 : (i // 5 + 1) * 144, (i % 5) * 256 : (i % 5 + 1) * 256]
+        assert float(np.mean(np.abs(tile - small))) < 10, i
+    client.videos.delete(video.id)
+    with pytest.raises(openai.NotFoundError):
+        client.videos.download_content(video.id, variant="spritesheet")

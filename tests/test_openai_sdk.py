@@ -127,7 +127,7 @@ def test_create_and_poll_download_retrieve_delete(client: OpenAI, tmp_path: Path
     assert size == (1280, 720)
     assert abs(duration - 4) < 0.2
     thumb = client.videos.download_content(video.id, variant="thumbnail").read()
-    assert thumb[:3] == b"\xff\xd8\xff"  # JPEG
+    assert thumb[:4] == b"RIFF" and thumb[8:12] == b"WEBP"  # OpenAI's thumbnail type
 
     again = client.videos.retrieve(video.id)
     assert (again.id, again.status, again.size) == (video.id, "completed", "1280x720")

@@ -17,6 +17,7 @@ from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import Gone, InvalidRequest, NotFound
 from videogate.request import GenerationRequest, check_request
+from videogate.service.variants import derived_key
 from videogate.statuses import RELAY_STATUS
 from videogate.views.relay import relay_task
 
@@ -295,8 +296,15 @@ async def cancel_video(task_id: str, request: Request) -> Response:
 VARIANTS = {
     "video": ("video_key", "video/mp4", "video.mp4"),
     "thumbnail": ("thumbnail_key", "image/jpeg", "thumbnail.jpg"),
+    "spritesheet": ("video_key", "image/jpeg", "spritesheet.jpg"),
     "last_frame": ("last_frame_key", "image/png", "last_frame.png"),
 }
+
+
+def wants_jpeg(accept: str) -> bool:
+    """A thumbnail is WebP (what OpenAI serves) unless the client asks for JPEG."""
+    accept = accept.lower()
+    return "image/jpeg" in accept and "image/webp" not in accept
 
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -315,13 +323,24 @@ _content_docs = documented(
     },
 )
 _content_docs["responses"][200] = {
-    "description": "The file (video/mp4, image/jpeg for the thumbnail, image/png for the "
-    "last frame); a Range header gets 206",
-    "content": {"video/mp4": _BINARY, "image/jpeg": _BINARY, "image/png": _BINARY},
+    "description": "The file: video/mp4; the thumbnail as image/webp (image/jpeg when the "
+    "Accept header asks for JPEG); the spritesheet (evenly spaced frames) as image/jpeg; the "
+    "last frame as image/png. A Range header gets 206",
+    "content": {
+        "video/mp4": _BINARY,
+        "image/webp": _BINARY,
+        "image/jpeg": _BINARY,
+        "image/png": _BINARY,
+    },
 }
 _content_docs["responses"][206] = {
     "description": "Part of the file (Range)",
-    "content": {"video/mp4": _BINARY, "image/jpeg": _BINARY, "image/png": _BINARY},
+    "content": {
+        "video/mp4": _BINARY,
+        "image/webp": _BINARY,
+        "image/jpeg": _BINARY,
+        "image/png": _BINARY,
+    },
 }
 _content_docs["responses"][416] = {"description": "The range cannot be satisfied"}
 
@@ -339,7 +358,8 @@ async def video_content(task_id: str, request: Request) -> Response:
     variant = request.query_params.get("variant") or "video"
     if variant not in VARIANTS:
         raise InvalidRequest(
-            f"variant '{variant[:50]}' is not known; use video, thumbnail or last_frame",
+            f"variant '{variant[:50]}' is not known; use video, thumbnail, spritesheet "
+            "or last_frame",
             param="variant",
         )
     task = await state.tasks.get(caller, task_id)
@@ -358,6 +378,15 @@ async def video_content(task_id: str, request: Request) -> Response:
         )
     if not key:
         raise NotFound(f"task {task.id} has no {variant} (it was not requested)")
+    if variant == "spritesheet" or (
+        variant == "thumbnail" and not wants_jpeg(request.headers.get("accept", ""))
+    ):
+        derived = "spritesheet" if variant == "spritesheet" else "thumbnail_webp"
+        key = await derived_key(state.ctx, task, derived)
+        if key is None:
+            raise NotFound(f"video {task.id} has no {variant}")
+        if variant == "thumbnail":
+            media_type, filename = "image/webp", "thumbnail.webp"
     return await blob_response(
         state.ctx.blobs,
         key,
