@@ -152,6 +152,9 @@ async def test_signed_urls_ranges_tampering_and_expiry(
     content = await client.get(f"/v1/videos/{created['id']}/content", headers=auth)
     assert content.content == full.content
     thumb = await client.get(f"/v1/videos/{created['id']}/content?variant=thumbnail", headers=auth)
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
+    jpeg = {**auth, "Accept": "image/jpeg"}
+    thumb = await client.get(f"/v1/videos/{created['id']}/content?variant=thumbnail", headers=jpeg)
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     ranged = await client.get(
         f"/v1/videos/{created['id']}/content", headers={**auth, "Range": "bytes=0-3"}
