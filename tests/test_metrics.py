@@ -3,6 +3,8 @@ and the counters a task moves."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -63,6 +65,14 @@ async def test_metrics_count_requests_and_tasks_by_template(
     assert metric(text, "videogate_blob_bytes_written_total", kind="results") > 1000
     assert metric(text, "videogate_tasks_in_flight") == 0
     assert "videogate_route_max_in_flight{" in text and "videogate_route_breaker_open{" in text
+
+    # The Grafana dashboard asks only for metrics that exist.
+    dashboard = json.loads((Path(__file__).parents[1] / "docs/grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exported = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
+    for name in {n for e in exprs for n in re.findall(r"videogate_\w+", e)}:
+        base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+        assert base in exported or name in exported, (name, sorted(exported))
 
 
 async def test_request_id_is_kept_or_made_and_returned(
