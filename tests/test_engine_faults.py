@@ -515,3 +515,29 @@ async def test_a_process_starting_during_a_database_outage_waits_for_it(
     monkeypatch.setattr(context_module, "STARTUP_PATIENCE", 0.0)
     with pytest.raises(sa_exc.OperationalError):  # patience has an end: then it exits
         await open_context(settings)
+
+
+@pytest.mark.postgres
+async def test_postgres_refusing_connections_counts_as_infrastructure() -> None:
+    """What a database in maintenance answers (SQLSTATE 55000, seen in the chaos suite
+    when a process started during the outage): waited out, not a crash."""
+    import asyncpg
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from videogate.store.db import is_infrastructure
+
+    name = f"vg_refusing_{int(time.time() * 1000)}"
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        engine = create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+        with pytest.raises(sa_exc.DBAPIError) as err:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        await engine.dispose()
+        assert is_infrastructure(err.value)
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.close()

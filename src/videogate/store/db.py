@@ -21,10 +21,28 @@ def is_infrastructure(exc: BaseException) -> bool:
     if isinstance(exc, ServiceUnavailable):  # e.g. the blob store cannot be reached
         return True
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or _sqlstate(exc)[:2] in _TRANSIENT_SQLSTATE_CLASSES
         )
     return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError | OSError)
+
+
+# PostgreSQL error classes that say "the server, not the statement": 08 connection, 40
+# serialization/deadlock, 53 insufficient resources (disk full), 55 not in prerequisite
+# state ("database is not currently accepting connections"), 57 operator intervention
+# (shutdown, restart), 58 system error.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str:
+    """The SQLSTATE behind a driver error (asyncpg keeps it on the adapted error's cause)."""
+    for err in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
 
 
 def is_sqlite(url: str) -> bool:
