@@ -211,7 +211,7 @@ async def test_usage_tasks_and_routes(admin: tuple[FastAPI, httpx.AsyncClient]) 
     second = (await client.post("/v1/videos", json=BODY, headers=h2)).json()["id"]
     await wait_for_status(client, second, h2)
     third = (await client.post("/v1/videos", json=BODY, headers=h1)).json()["id"]
-    await client.delete(f"/v1/videos/{third}", headers=h1)  # cancelled (or deleted media)
+    await client.post(f"/v1/videos/{third}/cancel", headers=h1)  # cancelled, still listed
 
     # usage, per key and model
     r = await client.get("/admin/usage", headers=ADMIN)

@@ -301,6 +301,8 @@ async def test_list_filters_search_and_pages_by_cursor(
     assert seen == list(reversed(ids))
     r = await client.get("/v1/videos?status=done", headers=auth)
     assert r.status_code == 400 and r.json()["error"]["param"] == "status"
+    r = await client.get("/v1/videos?q=a%00b", headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "q"
 
 
 # Operators --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from videogate.api.relay_schemas import RelayCreate, to_generation_request
 from videogate.api.responses import blob_response, json_response, query_int
 from videogate.api.state import api_state
 from videogate.errors import Gone, InvalidRequest, NotFound
+from videogate.fields import has_nul
 from videogate.request import GenerationRequest, check_request
 from videogate.service.variants import derived_key
 from videogate.statuses import RELAY_STATUS
@@ -241,6 +242,9 @@ async def list_videos(request: Request) -> Response:
     statuses = list_status_filter(q.get("status"))
     model = q.get("model") or None
     search = (q.get("q") or "").strip()[:200] or None
+    for name, value in (("model", model), ("q", search)):
+        if value is not None and has_nul(value):
+            raise InvalidRequest(f"'{name}' must not contain NUL characters", param=name)
     rows, has_more = await state.tasks.list(
         caller,
         limit=limit,

@@ -126,7 +126,7 @@ function signInPage(main) {
         "section",
         { class: "card narrow", "aria-labelledby": "local-title" },
         el("h2", { id: "local-title" }, "On this machine"),
-        el("p", { class: "muted" }, "Use the local key that `make run` printed, without copying it."),
+        el("p", { class: "muted" }, "Use the local key that make run printed, without copying it."),
         button,
         localStatus,
       ),
