@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,12 +13,8 @@ from starlette.responses import RedirectResponse, Response
 from videogate.api.openapi_models import FileObject, documented
 from videogate.api.responses import blob_response, json_response
 from videogate.api.state import api_state
-from videogate.blobs.keys import upload_key
 from videogate.errors import Gone, InvalidRequest, NotFound, VideogateError
-from videogate.fields import printable
-from videogate.ids import new_id
-from videogate.media.probe import MediaError, probe
-from videogate.store.tables import StoredFile
+from videogate.service.uploads import Upload, get_upload, store_upload
 
 router = APIRouter(tags=["files"])
 
@@ -41,7 +34,7 @@ _upload_schema = {
 }
 
 
-def file_object(row: StoredFile, url: str, expires_at: int) -> dict[str, Any]:
+def file_object(row: Upload, url: str, expires_at: int) -> dict[str, Any]:
     return {
         "id": row.id,
         "object": "file",
@@ -80,50 +73,12 @@ async def upload_file(request: Request) -> Response:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidRequest("the form needs a 'file' field holding the file", param="file")
-    tmp = ctx.tmp_dir / uuid.uuid4().hex
     try:
-        size = await _save(upload, tmp, limit)
-        if size == 0:
-            raise InvalidRequest("the uploaded file is empty", param="file")
-        try:
-            info = await asyncio.to_thread(probe, tmp)
-        except MediaError as exc:
-            raise InvalidRequest(
-                f"the upload is not an image, video or audio file we can read ({exc})",
-                param="file",
-            ) from None
-        file_id = new_id("file")
-        ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
-        blob_key = upload_key(caller.key_id, file_id, ext)
-        await ctx.blobs.put_file(blob_key, tmp)
+        stored = await store_upload(ctx, caller.key_id, upload)
     finally:
         await upload.close()
-        tmp.unlink(missing_ok=True)
-    row = StoredFile(
-        id=file_id,
-        key_id=caller.key_id,
-        blob_key=blob_key,
-        filename=printable(upload.filename or "", 300),
-        mime_type=info.mime_type,
-        bytes=size,
-        created_at=time.time(),
-    )
-    await ctx.store.files.insert(row)
-    url, expires = ctx.signer.sign(blob_key, ctx.settings.upload_ttl_seconds)
-    return json_response(file_object(row, url, expires))
-
-
-async def _save(upload: UploadFile, dest: Path, limit: int) -> int:
-    size = 0
-    with dest.open("wb") as out:
-        while chunk := await upload.read(1024 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise InvalidRequest(
-                    f"the file is over the {limit // (1024 * 1024)} MB upload limit", param="file"
-                )
-            await asyncio.to_thread(out.write, chunk)
-    return size
+    url, expires = ctx.signer.sign(stored.blob_key, ctx.settings.upload_ttl_seconds)
+    return json_response(file_object(stored, url, expires))
 
 
 @router.get(
@@ -134,7 +89,7 @@ async def _save(upload: UploadFile, dest: Path, limit: int) -> int:
 async def get_file(file_id: str, request: Request) -> Response:
     state = api_state(request)
     caller = await state.caller(request)
-    row = await state.ctx.store.files.get(file_id[:40], caller.key_id)
+    row = await get_upload(state.ctx, caller.key_id, file_id)
     if row is None:
         raise NotFound(f"no file '{file_id[:100]}' for this API key", param="file_id")
     url, expires = state.ctx.signer.sign(row.blob_key, state.ctx.settings.upload_ttl_seconds)

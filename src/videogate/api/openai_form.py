@@ -35,35 +35,25 @@ The same fields also come as a JSON body (:func:`json_to_form`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import math
-import mimetypes
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import orjson
-from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
-from videogate.blobs.keys import upload_key
 from videogate.catalog import OPENAI_DEFAULT_MODEL, ModelSpec
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, VideogateError
-from videogate.fields import printable
-from videogate.media.probe import MediaError, probe
 from videogate.media.sizes import OPENAI_SIZES, OUTPUT_SIZES, nearest_resolution
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
 from videogate.service.keys import Caller
+from videogate.service.uploads import UploadRules, get_upload, store_upload
 from videogate.settings import Settings
-from videogate.store.tables import StoredFile
 
 DEFAULT_MODEL = OPENAI_DEFAULT_MODEL
 DEFAULT_SECONDS = 4
@@ -477,7 +467,7 @@ async def _reference_url(ctx: AppContext, caller: Caller, ref: RefSpec) -> str:
     kind, value = ref
     if kind == "image_url":
         return value
-    row = await ctx.store.files.get(value, caller.key_id)
+    row = await get_upload(ctx, caller.key_id, value)
     if row is None:
         raise InvalidRequest(
             f"input_reference.file_id '{value}' is not a file of this API key; "
@@ -492,53 +482,23 @@ async def _reference_url(ctx: AppContext, caller: Caller, ref: RefSpec) -> str:
     return _sign_upload(ctx, row.blob_key)
 
 
-async def _store_upload(ctx: AppContext, caller: Caller, upload: UploadFile) -> str:
-    """Store the image as an upload of the caller's key; return a URL this server issued.
+#: What the form's ``input_reference`` may be: an image, stored once per key per content, so
+#: that a retried create with an ``Idempotency-Key`` builds the same request.
+INPUT_REFERENCE = UploadRules(
+    param="input_reference",
+    name="input_reference",
+    prefix="input_reference: ",
+    readable_as="an image",
+    kinds=("image",),
+    kinds_text="an image (PNG, JPEG or WebP)",
+    content_addressed=True,
+)
 
-    The upload is content-addressed per key (same bytes, same file id), so a retried create
-    with an ``Idempotency-Key`` builds the same request and finds the same task.
-    """
-    limit = ctx.settings.max_upload_bytes
-    tmp = ctx.tmp_dir / uuid.uuid4().hex
-    try:
-        size, digest = await _save(upload, tmp, limit)
-        if size == 0:
-            raise InvalidRequest(
-                "input_reference: the uploaded file is empty", param="input_reference"
-            )
-        try:
-            info = await asyncio.to_thread(probe, tmp)
-        except MediaError as exc:
-            raise InvalidRequest(
-                f"input_reference: the upload is not an image we can read ({exc})",
-                param="input_reference",
-            ) from None
-        if info.kind != "image":
-            raise InvalidRequest(
-                f"input_reference must be an image (PNG, JPEG or WebP); the upload is "
-                f"{info.kind} ({info.mime_type})",
-                param="input_reference",
-            )
-        file_id = "file_" + hashlib.sha256(f"{caller.key_id}:{digest}".encode()).hexdigest()[:26]
-        ext = mimetypes.guess_extension(info.mime_type) or f".{info.format}"
-        blob_key = upload_key(caller.key_id, file_id, ext)
-        if await ctx.store.files.get(file_id, caller.key_id) is None:
-            await ctx.blobs.put_file(blob_key, tmp)
-            row = StoredFile(
-                id=file_id,
-                key_id=caller.key_id,
-                blob_key=blob_key,
-                filename=printable(upload.filename or "", 300),
-                mime_type=info.mime_type,
-                bytes=size,
-                created_at=time.time(),
-            )
-            # IntegrityError: the same image, stored by a concurrent request.
-            with contextlib.suppress(IntegrityError):
-                await ctx.store.files.insert(row)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return _sign_upload(ctx, blob_key)
+
+async def _store_upload(ctx: AppContext, caller: Caller, upload: UploadFile) -> str:
+    """Store the image as an upload of the caller's key; return a URL this server issued."""
+    stored = await store_upload(ctx, caller.key_id, upload, INPUT_REFERENCE)
+    return _sign_upload(ctx, stored.blob_key)
 
 
 def _sign_upload(ctx: AppContext, blob_key: str) -> str:
@@ -549,26 +509,6 @@ def _sign_upload(ctx: AppContext, blob_key: str) -> str:
     now = math.floor(time.time() / bucket) * bucket
     url, _ = ctx.signer.sign(blob_key, ttl, now=now)
     return url
-
-
-async def _save(upload: UploadFile, dest: Path, limit: int) -> tuple[int, str]:
-    size = 0
-    digest = hashlib.sha256()
-    with dest.open("wb") as out:
-        while chunk := await upload.read(1024 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise InvalidRequest(
-                    f"input_reference is over the {limit // (1024 * 1024)} MB upload limit",
-                    param="input_reference",
-                )
-            await asyncio.to_thread(_write, out, digest, chunk)
-    return size, digest.hexdigest()
-
-
-def _write(out: BinaryIO, digest: Any, chunk: bytes) -> None:
-    digest.update(chunk)
-    out.write(chunk)
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------
