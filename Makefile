@@ -13,6 +13,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
+	bash .ci/install-local-extra $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)

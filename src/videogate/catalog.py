@@ -57,6 +57,7 @@ class ModelSpec:
     default_duration: int = 5
     default_resolution: str = "720p"
     audio: bool = True
+    requires_image: bool = False  # image-to-video: one first-frame image is required
     limits: ReferenceLimits = field(default_factory=ReferenceLimits)
     task_types: tuple[str, ...] = GENERATE_TYPES
     price: Price = FREE

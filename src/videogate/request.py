@@ -143,7 +143,18 @@ def check_request(req: GenerationRequest, spec: ModelSpec) -> None:
         )
     if req.seed is not None and not -1 <= req.seed <= MAX_SEED:
         raise InvalidRequest(f"seed must be between -1 and {MAX_SEED}", param="seed")
+    if req.generate_audio and not spec.audio:
+        raise InvalidRequest(
+            f"{spec.name} makes video without sound: send generate_audio: false "
+            "(the default is true)",
+            param="generate_audio",
+        )
     _check_reference_counts(req, spec)
+    if spec.requires_image and not req.of_kind("image"):
+        raise InvalidRequest(
+            f"{spec.name} turns an image into a video: add one image (role first_frame)",
+            param="content",
+        )
 
 
 def _check_reference_counts(req: GenerationRequest, spec: ModelSpec) -> None:

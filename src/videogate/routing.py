@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from videogate.catalog import ModelSpec, attach_aliases, load_catalog
 from videogate.errors import ConfigurationError
-from videogate.providers import BUILTIN_KIND, Capabilities, capabilities_of
+from videogate.providers import BUILTIN_KIND, Capabilities, capabilities_of, model_spec_of
 from videogate.providers.base import Route
 from videogate.settings import RouteConfig, Settings
 
@@ -44,6 +44,7 @@ def configured_routes(settings: Settings, environ: Mapping[str, str]) -> list[Ro
             raise ConfigurationError(
                 f"route {rc.name!r} needs a base_url (provider {rc.provider!r} calls an HTTP API)"
             )
+        _check_local(rc, caps)
         routes.append(_route(rc, caps, environ))
     return routes
 
@@ -59,14 +60,33 @@ def _route(rc: RouteConfig, caps: Capabilities, environ: Mapping[str, str]) -> R
         api_key=environ.get(rc.api_key_env, "") if rc.api_key_env else "",
         priority=rc.priority,
         weight=rc.weight,
-        max_in_flight=rc.max_in_flight,
+        # A local model runs one generation at a time on its device.
+        max_in_flight=1 if caps.local_model else rc.max_in_flight,
         groups=rc.groups,
         enabled=rc.enabled,
         request_format=rc.request_format,
         timeout_seconds=rc.timeout_seconds,
         max_concurrent_polls=rc.max_concurrent_polls,
         capabilities=caps,
+        local=rc.local,
     )
+
+
+def _check_local(rc: RouteConfig, caps: Capabilities) -> None:
+    if caps.local_model and rc.local is None:
+        raise ConfigurationError(
+            f"route {rc.name!r} needs local = {{ dir = …, family = … }} (provider "
+            f"{rc.provider!r} runs a model on this machine; see docs/local-models.md)"
+        )
+    if rc.local is not None and not caps.local_model:
+        raise ConfigurationError(
+            f"route {rc.name!r}: provider {rc.provider!r} runs no local model; remove `local`"
+        )
+    if caps.local_model and "max_in_flight" in rc.model_fields_set and rc.max_in_flight != 1:
+        raise ConfigurationError(
+            f"route {rc.name!r} runs one generation at a time on its device; leave "
+            "max_in_flight out (or set it to 1)"
+        )
 
 
 def build_catalog_and_routes(
@@ -78,7 +98,10 @@ def build_catalog_and_routes(
     models, aliases = load_catalog(settings.models, settings.aliases)
     configured = configured_routes(settings, environ)
     for route in configured:
-        if route.model not in models:
+        own = model_spec_of(route)
+        if own is not None and route.model not in models:
+            models[route.model] = own
+        elif route.model not in models:
             fast = "fast" in route.model or "fast" in route.upstream_model
             models[route.model] = ModelSpec(
                 route.model,

@@ -121,6 +121,43 @@ class AliasConfig(BaseModel):
     model: str = Field(min_length=1, max_length=200, description="the catalog model it serves")
 
 
+class LocalModelConfig(BaseModel):
+    """``local = { dir = "…", family = "wan-t2v" }`` of a ``provider = "diffusers"`` route:
+    a model on this machine's GPU (see docs/local-models.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: Path = Field(description="a diffusers save_pretrained directory (model_index.json)")
+    family: Literal["wan-t2v", "wan-i2v", "ltx2"]
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    device: str = Field(default="cuda", min_length=1, description="cuda, cuda:1, cpu, mps")
+    cpu_offload: bool = Field(default=False, description="model CPU offload (less VRAM, slower)")
+    steps: int | None = Field(default=None, ge=1, le=200, description="default: the family's")
+    guidance_scale: float | None = Field(default=None, ge=0, description="default: the family's")
+    fps: int | None = Field(default=None, ge=1, le=60, description="default: the family's")
+    sizes: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description='"WxH" sizes the model was trained for (e.g. 480p only for Wan 1.3B); '
+        "default: the family's",
+    )
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for size in value or ():
+            w, _, h = size.partition("x")
+            if not (w.isdigit() and h.isdigit() and int(w) % 16 == 0 and int(h) % 16 == 0):
+                raise ValueError(f"size {size!r} is not WIDTHxHEIGHT in multiples of 16")
+        return value
+
+    @property
+    def size_pairs(self) -> tuple[tuple[int, int], ...] | None:
+        if self.sizes is None:
+            return None
+        return tuple((int(w), int(h)) for w, _, h in (s.partition("x") for s in self.sizes))
+
+
 class RouteConfig(BaseModel):
     """One way to serve a public model (``[[routes]]`` in the TOML file)."""
 
@@ -144,6 +181,9 @@ class RouteConfig(BaseModel):
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="per upstream request")
     max_concurrent_polls: int = Field(default=32, ge=1, description="per worker")
+    local: LocalModelConfig | None = Field(
+        default=None, description="a model on this machine (the diffusers provider)"
+    )
 
 
 def _aws(name: str, *standard: str) -> AliasChoices:

@@ -7,7 +7,10 @@ import stat
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
+from videogate.providers import route_problem
+from videogate.routing import configured_routes
 from videogate.service.keys import create_key
 from videogate.settings import LOCAL_KEY_FILE, Settings
 from videogate.signing import hash_api_key
@@ -18,6 +21,7 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 
 
 async def prepare(settings: Settings, console: Console) -> None:
+    report_unusable_routes(settings, console)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await upgrade(settings.effective_database_url)
     store = Store.open(settings.effective_database_url, secret_key=settings.secret_key)
@@ -31,6 +35,14 @@ async def prepare(settings: Settings, console: Console) -> None:
         return
     # soft_wrap: never break the pasteable commands at the terminal width.
     console.print(banner(base, key), markup=False, highlight=False, soft_wrap=True)
+
+
+def report_unusable_routes(settings: Settings, console: Console) -> None:
+    """Say at start which local-model routes cannot run (a missing model directory…)."""
+    for route in configured_routes(settings, os.environ):
+        problem = route_problem(route)
+        if problem is not None:
+            console.print(f"[red]route {escape(route.name)} cannot run:[/red] {escape(problem)}")
 
 
 async def _local_key(path: Path, store: Store) -> str | None:

@@ -12,6 +12,7 @@ import pkgutil
 import re
 from types import ModuleType
 
+from videogate.catalog import ModelSpec
 from videogate.providers.base import Capabilities, Provider, ProviderDeps, Route
 
 #: The provider that serves every model no configured route names (offline, free).
@@ -55,6 +56,22 @@ def capabilities_of(kind: str) -> Capabilities:
     return caps
 
 
+def model_spec_of(route: Route) -> ModelSpec | None:
+    """The public model a route's provider defines itself (a local model's limits), if any."""
+    hook = getattr(_module(route.provider).PROVIDER_CLASS, "model_spec", None)
+    spec: ModelSpec | None = hook(route) if hook is not None else None
+    return spec
+
+
+def route_problem(route: Route) -> str | None:
+    """Why a route cannot run on this machine (e.g. a missing model directory), or None."""
+    if not route.capabilities.local_model:
+        return None
+    hook = getattr(_module(route.provider).PROVIDER_CLASS, "route_problem", None)
+    problem: str | None = hook(route) if hook is not None else None
+    return problem
+
+
 def load_provider(kind: str, route: Route, deps: ProviderDeps) -> Provider:
     """Instantiate the provider ``kind`` (the module ``videogate.providers.<kind>``)."""
     provider: Provider = _module(kind).PROVIDER_CLASS(route, deps)
@@ -70,4 +87,6 @@ __all__ = [
     "capabilities_of",
     "known_kinds",
     "load_provider",
+    "model_spec_of",
+    "route_problem",
 ]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import httpx
 
 from videogate.request import GenerationRequest
-from videogate.settings import Settings
+from videogate.settings import LocalModelConfig, Settings
 
 UpstreamStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "expired"]
 
@@ -35,6 +35,9 @@ class Capabilities:
     accepts_callbacks: bool = False
     #: It works on this machine, so the first poll is due at once (nothing to wait for).
     local: bool = False
+    #: Its routes name a model on this machine (``local = {…}``) and run one generation
+    #: at a time; the class may offer ``model_spec(route)`` and ``route_problem(route)``.
+    local_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Route:
     request_format: str = "json"
     timeout_seconds: float = 30.0
     max_concurrent_polls: int = 32
+    # The model directory and pipeline family of a ``diffusers`` route.
+    local: LocalModelConfig | None = None
     # The upstream secret, read from ``api_key_env`` when the routes are built.
     api_key: str = field(default="", repr=False)
     # The provider class's capabilities, looked up when the routes are built.
@@ -75,8 +80,9 @@ class TaskContext:
     reference_urls: dict[str, str]
     work_dir: Path
     callback_url: str | None = None
-    # Lets a long-running ``poll`` (the sandbox render) report 0-100 while it works.
-    report_progress: Callable[[int], Awaitable[None]] | None = None
+    # Lets a long-running ``poll`` (the sandbox render) report 0-100 while it works; it
+    # answers False once the task is no longer running here (cancelled), so work can stop.
+    report_progress: Callable[[int], Awaitable[bool]] | None = None
     # The submit attempt this call belongs to (submit and recover): its marker is what
     # recovery looks for upstream, so only this attempt's job can ever be adopted.
     attempt_id: str | None = None

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from videogate.providers import route_problem
 from videogate.providers.base import Route
 from videogate.store import Store
 from videogate.worker.submit import is_benched
@@ -29,6 +30,8 @@ async def route_report(
             health = f"benched {int(state.benched_until - now)} s"
         elif r.capabilities.needs_api_key and r.api_key_env and not r.api_key:
             health = f"no key (${r.api_key_env} unset)"
+        elif (problem := route_problem(r)) is not None:
+            health = f"unusable: {problem}"
         else:
             health = "ok"
         rows.append(

@@ -22,6 +22,7 @@ from videogate.errors import (
 from videogate.ids import new_id
 from videogate.logs import bind, log_transition
 from videogate.money import format_money
+from videogate.providers import route_problem
 from videogate.request import (
     GenerationRequest,
     Operation,
@@ -68,9 +69,16 @@ class TaskService:
             raise ModelNotFound(
                 f"model '{model}' does not exist; available models: {known}", param="model"
             )
-        if not self._ctx.router.candidates(model, caller.group):
+        candidates = self._ctx.router.candidates(model, caller.group)
+        if not candidates:
             raise NoAvailableRoute(
                 f"No available route for model {model} under group {caller.group}"
+            )
+        problems = [(r.name, route_problem(r)) for r in candidates]
+        if all(problem is not None for _, problem in problems):
+            raise NoAvailableRoute(
+                f"model {model} cannot run here: "
+                + "; ".join(f"route {name}: {problem}" for name, problem in problems)
             )
 
     async def create(

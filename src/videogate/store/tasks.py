@@ -401,14 +401,16 @@ class TaskStore:
         async with self._sessions.begin() as s:
             await s.execute(stmt)
 
-    async def set_progress(self, task_id: str, owner: str, progress: int, now: float) -> None:
+    async def set_progress(self, task_id: str, owner: str, progress: int, now: float) -> bool:
+        """Record progress; False when the task is no longer running under ``owner``
+        (cancelled, or taken over), so the work can stop."""
         stmt = (
             update(Task)
             .where(Task.id == task_id, Task.lease_owner == owner, Task.status == "running")
             .values(progress=progress, updated_at=now)
         )
         async with self._sessions.begin() as s:
-            await s.execute(stmt)
+            return bool((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
     async def release(
         self,

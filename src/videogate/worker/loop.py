@@ -266,8 +266,10 @@ class Worker:
             ref.label: self._upstream_reference_url(ref.url, ref.blob_key) for ref in req.references
         }
 
-        async def report_progress(progress: int) -> None:
-            await self.ctx.store.tasks.set_progress(row.id, self.owner, progress, time.time())
+        async def report_progress(progress: int) -> bool:
+            return await self.ctx.store.tasks.set_progress(
+                row.id, self.owner, progress, time.time()
+            )
 
         return TaskContext(
             task_id=row.id,
@@ -308,7 +310,7 @@ class Worker:
     async def _poll(self, row: Task) -> None:
         route = self._route_of(row)
         # The sandbox renders during its poll, from the reference files.
-        tctx = await self.task_context(row, route, files=route.provider == "sandbox")
+        tctx = await self.task_context(row, route, files=route.capabilities.local)
         async with self._poll_slot(route):
             started = time.monotonic()
             result = await self.provider(route).poll(tctx, row.upstream_id or "")
