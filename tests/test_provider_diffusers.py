@@ -31,7 +31,7 @@ pytest.importorskip(
 
 from conftest import LiveServer, free_port, make_live_key
 from media_factory import png_bytes
-from tiny_pipelines import save_wan_i2v, save_wan_t2v
+from tiny_pipelines import save_ltx2, save_wan_i2v, save_wan_t2v
 from videogate.api.app import create_app
 from videogate.errors import UpstreamError
 from videogate.providers import ProviderDeps, route_problem
@@ -54,10 +54,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "wan-t2v": save_wan_t2v(root / "wan-t2v"),
         "wan-i2v": save_wan_i2v(root / "wan-i2v"),
+        "ltx2": save_ltx2(root / "ltx2"),
     }
 
 
-def local(model_dir: Path, family: str = "wan-t2v", steps: int = STEPS) -> LocalModelConfig:
+def local(
+    model_dir: Path, family: str = "wan-t2v", steps: int = STEPS, sizes: tuple[str, ...] = SIZES
+) -> LocalModelConfig:
     return LocalModelConfig(
         dir=model_dir,
         family=family,
@@ -65,7 +68,7 @@ def local(model_dir: Path, family: str = "wan-t2v", steps: int = STEPS) -> Local
         device="cpu",
         steps=steps,
         fps=FPS,
-        sizes=SIZES,
+        sizes=sizes,
     )
 
 
@@ -118,6 +121,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> I
         route_config("wan-t2v-local", "wan-tiny", local(models["wan-t2v"])),
         route_config("wan-i2v-local", "wan-tiny-i2v", local(models["wan-i2v"], "wan-i2v")),
         route_config("wan-missing", "wan-gone", local(Path("/nonexistent/wan-model"))),
+        # LTX-2 wants sizes in multiples of 32.
+        route_config("ltx2-local", "ltx-tiny", local(models["ltx2"], "ltx2", 2, SIZES[:2])),
     )
     yield from start(tmp_path_factory.mktemp("live"), routes)
 
@@ -217,6 +222,30 @@ def test_image_to_video_end_to_end(live: Live, tmp_path: Path) -> None:
     frames, width, height, audio = video_facts(video, tmp_path)
     assert frames == frame_count(1, FPS, FAMILIES["wan-i2v"]) == 9
     assert (width, height, audio) == (48, 48, False)
+
+
+@pytest.mark.parametrize("audio", [True, False])
+def test_ltx2_makes_sound_when_asked(live: Live, tmp_path: Path, audio: bool) -> None:
+    with httpx.Client(timeout=60) as client:
+        created = client.post(
+            f"{live.base_url}/v1/videos",
+            headers=live.headers(),
+            json={
+                "model": "ltx-tiny",
+                "prompt": "a robot dances",
+                "duration": 2,
+                "ratio": "9:16",
+                "generate_audio": audio,
+            },
+        )
+        assert created.status_code == 200, created.text
+        done = wait_done(client, live, created.json()["id"])
+        assert done["status"] == "completed", done["error"]
+        assert done["size"] == "32x64"
+        video = client.get(str(done["video_url"])).content
+    frames, width, height, has_audio = video_facts(video, tmp_path)
+    assert frames == frame_count(2, FPS, FAMILIES["ltx2"]) == 17
+    assert (width, height, has_audio) == (32, 64, audio)
 
 
 def test_a_missing_model_directory_is_a_clear_error_at_create(live: Live) -> None:
