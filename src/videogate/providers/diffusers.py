@@ -339,6 +339,11 @@ class DiffusersProvider:
                 elif kind == "failed":
                     _, code, text = message
                     raise UpstreamError(text, code=code)
+        except asyncio.CancelledError:
+            # The worker is stopping (or gave the task up) mid-generation: the process
+            # would still be busy with this job and answer for it later, so end it.
+            runner.stop()
+            raise
         finally:
             runner.job_id = None
 
