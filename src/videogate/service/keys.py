@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -13,6 +16,8 @@ from videogate.money import parse_amount
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.tables import ApiKey
+
+log = logging.getLogger("videogate.keys")
 
 KEY_PREFIX = "vg-"
 
@@ -96,16 +101,34 @@ async def create_key(
 
 
 class KeyAuthenticator:
-    """Checks bearer keys; caches hits briefly so a poll costs no key query.
+    """Checks bearer keys against a single-flight, refresh-ahead cache of key lookups.
 
-    A revoked key keeps working for at most ``ttl`` seconds in processes that cached it.
+    A cached entry is served for at most ``ttl`` seconds after the lookup that made it, so
+    a revoked key (or a changed limit) takes effect within ``ttl`` in every process. Once
+    half of that has passed, the first request to use the entry starts ONE background
+    lookup and every request keeps the old entry meanwhile: a busy key never expires for
+    everyone at once. When an entry has lapsed (or is missing), concurrent requests for it
+    share one lookup instead of queueing a lookup each on the database.
     """
 
-    def __init__(self, store: Store, ttl: float, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl: float,
+        max_entries: int = 10_000,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._ttl = ttl
         self._max = max_entries
+        self._clock = clock
+        # key hash -> (caller, fetched at)
         self._cache: dict[str, tuple[Caller, float]] = {}
+        self._inflight: dict[str, asyncio.Future[Caller | None]] = {}
+        self._refreshing: set[asyncio.Task[None]] = set()
+        # Bumped by forget(): a lookup that started before it must not re-cache its row.
+        self._generation = 0
 
     async def authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
@@ -120,22 +143,57 @@ class KeyAuthenticator:
                 "malformed Authorization header: use 'Authorization: Bearer <key>'"
             )
         key_hash = hash_api_key(token)
-        now = time.monotonic()
         hit = self._cache.get(key_hash)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None:
+            age = self._clock() - hit[1]
+            if age < self._ttl:
+                if age >= self._ttl / 2 and key_hash not in self._inflight:
+                    self._refresh_in_background(key_hash)
+                return hit[0]
+        caller = await self._lookup(key_hash)
+        if caller is None:
+            raise AuthenticationFailed("invalid API key: it is unknown or was revoked")
+        return caller
+
+    def _lookup(self, key_hash: str) -> asyncio.Future[Caller | None]:
+        """The one lookup of ``key_hash`` in flight, started if there is none."""
+        future = self._inflight.get(key_hash)
+        if future is None:
+            future = asyncio.ensure_future(self._fetch(key_hash))
+            self._inflight[key_hash] = future
+            future.add_done_callback(lambda _: self._inflight.pop(key_hash, None))
+        # Shielded: a cancelled request must not cancel the lookup others wait for.
+        return asyncio.shield(future)
+
+    async def _fetch(self, key_hash: str) -> Caller | None:
+        started, generation = self._clock(), self._generation
         row = await self._store.keys.by_hash(key_hash)
+        if generation != self._generation:
+            return await self._fetch(key_hash)  # forget() ran meanwhile: read it again
         if row is None or row.revoked_at is not None:
             self._cache.pop(key_hash, None)
-            raise AuthenticationFailed("invalid API key: it is unknown or was revoked")
+            return None
         caller = Caller(row.id, row.group, row.requests_per_minute, row.max_unfinished_tasks)
-        if len(self._cache) >= self._max:
+        if len(self._cache) >= self._max and key_hash not in self._cache:
             self._cache.clear()
-        self._cache[key_hash] = (caller, now + self._ttl)
+        # Aged from when the lookup started: the row may have changed while it ran.
+        self._cache[key_hash] = (caller, started)
         return caller
+
+    def _refresh_in_background(self, key_hash: str) -> None:
+        async def refresh() -> None:
+            try:
+                await self._lookup(key_hash)
+            except Exception as exc:  # the entry lapses at its TTL; the next miss retries
+                log.warning("refreshing a cached API key failed: %s", exc)
+
+        task = asyncio.create_task(refresh())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after it was revoked here)."""
+        self._generation += 1
         for key_hash, (caller, _) in list(self._cache.items()):
             if caller.key_id == key_id:
                 self._cache.pop(key_hash, None)
