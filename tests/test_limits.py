@@ -15,8 +15,14 @@ from fastapi import FastAPI
 from conftest import TEST_BASE
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
+from videogate.errors import VideogateError
 from videogate.service.keys import Caller, create_key
-from videogate.service.limits import async_storage_uri, max_unfinished_tasks, requests_per_minute
+from videogate.service.limits import (
+    async_storage_uri,
+    check_limiter_scope,
+    max_unfinished_tasks,
+    requests_per_minute,
+)
 from videogate.settings import GroupConfig, Settings
 
 BODY: dict[str, Any] = {"model": "sandbox", "prompt": "a fox", "duration": 4}
@@ -167,6 +173,21 @@ async def test_redis_counters_are_shared_by_two_app_instances(tmp_path: Path) ->
             assert_rate_limited(await a.get("/v1/models", headers=headers), "3 requests")
 
 
+def test_several_api_processes_without_shared_counters_warn_or_refuse(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    check_limiter_scope(make_settings(tmp_path))  # one process: nothing to say
+    assert not caplog.records
+    check_limiter_scope(make_settings(tmp_path, api_processes=2, rate_limit_storage=REDIS_URL))
+    assert not caplog.records
+    check_limiter_scope(make_settings(tmp_path, api_processes=3))
+    assert "3 API processes count rate limits each on their own" in caplog.text
+    assert "redis://" in caplog.text
+    strict = make_settings(tmp_path, api_processes=3, rate_limit_require_shared=True)
+    with pytest.raises(VideogateError, match="refusing to start"):
+        check_limiter_scope(strict)
+
+
 async def test_memory_counters_are_per_process(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)  # memory://
     async with running(settings) as one, running(settings) as two:
@@ -239,3 +260,25 @@ async def test_finished_tasks_do_not_count(tmp_path: Path) -> None:
         assert done["status"] == "completed"
         assert await state.ctx.store.tasks.count_unfinished(key.id) == 0
         assert (await client.post("/v1/videos", json=BODY, headers=headers)).status_code == 200
+
+
+def test_videogate_api_with_workers_refuses_per_process_counters_when_told(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGATE_")}
+    env.update(VIDEOGATE_DATA_DIR=str(tmp_path / "var"), VIDEOGATE_RATE_LIMIT_REQUIRE_SHARED="1")
+    videogate = str(Path(sys.executable).parent / "videogate")
+    done = subprocess.run(
+        [videogate, "api", "--workers", "2", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "2 API processes count rate limits each on their own" in done.stdout

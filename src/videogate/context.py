@@ -23,7 +23,7 @@ from videogate.routing import Router, build_catalog_and_routes
 from videogate.settings import Settings
 from videogate.signing import UrlSigner
 from videogate.store import Store
-from videogate.store.db import is_infrastructure
+from videogate.store.db import PoolOptions, is_infrastructure
 from videogate.store.migrate import upgrade
 
 log = logging.getLogger("videogate")
@@ -125,7 +125,10 @@ async def open_context(
         await _patiently(
             "migrating the database", settings, upgrade, settings.effective_database_url
         )
-    store = Store.open(settings.effective_database_url, secret_key=settings.secret_key)
+    pool = PoolOptions(
+        settings.db_pool_size, settings.db_max_overflow, settings.db_statement_cache_size
+    )
+    store = Store.open(settings.effective_database_url, pool, secret_key=settings.secret_key)
     try:
         secret = await _patiently("reading the service secret", settings, store.service_secret)
         if migrate:  # webhook secrets stored in clear by an older version are sealed now

@@ -120,6 +120,8 @@ class Router:
     def __init__(self, routes: Iterable[Route]) -> None:
         self._routes = list(routes)
         self._by_name = {r.name: r for r in self._routes}
+        # One generator for the process: seeding a new one per choice costs ~10 µs.
+        self._rng = random.Random()
 
     @property
     def routes(self) -> list[Route]:
@@ -135,9 +137,13 @@ class Router:
             and ("*" in route.groups or group in route.groups)
         )
 
+    def serves_any(self, model: str, group: str) -> bool:
+        """Whether some usable route serves ``model`` to ``group`` (no ordering done)."""
+        return any(self.serves(r, model, group) for r in self._routes)
+
     def candidates(self, model: str, group: str, rng: random.Random | None = None) -> list[Route]:
         """Usable routes, lowest priority first, weighted-random order within a priority."""
-        rng = rng or random.Random()
+        rng = rng or self._rng
         usable = [r for r in self._routes if self.serves(r, model, group)]
         ordered: list[Route] = []
         for priority in sorted({r.priority for r in usable}):

@@ -280,6 +280,20 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="How often each worker sweeps what expired"
     )
     retention_batch: int = Field(default=200, ge=1, description="Items per sweep batch")
+    db_pool_size: int = Field(
+        default=5,
+        ge=1,
+        description="PostgreSQL connections each process keeps open (see docs/performance.md)",
+    )
+    db_max_overflow: int = Field(
+        default=5, ge=0, description="PostgreSQL connections a process may open beyond the pool"
+    )
+    db_statement_cache_size: int = Field(
+        default=256,
+        ge=0,
+        description="Prepared statements cached per PostgreSQL connection; 0 behind PgBouncer "
+        "in transaction mode",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = Field(
@@ -367,6 +381,11 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long an API key lookup is cached in-process"
     )
+    finished_cache_entries: int = Field(
+        default=20_000,
+        ge=0,
+        description="Finished tasks whose poll response is kept encoded in memory; 0 = off",
+    )
     poll_after_ms: int = Field(default=2000, ge=100, description="Suggested wait between polls")
     webhook_max_attempts: int = Field(
         default=8, ge=1, description="Tries to deliver one webhook event before giving up"
@@ -378,6 +397,10 @@ class Settings(BaseSettings):
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Time limit of one webhook delivery attempt"
+    )
+    http_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto",
+        description="Event loop of the HTTP server (see docs/performance.md)",
     )
     log_level: str = "info"
     access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn)")
@@ -398,6 +421,17 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field(
         default="memory://",
         description="Where rate-limit counters live: memory:// (one process) or redis://…",
+    )
+    rate_limit_require_shared: bool = Field(
+        default=False,
+        description="Refuse to start several API processes whose rate-limit counters are "
+        "per process (memory://)",
+    )
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        description="API processes serving this database (all hosts); 'videogate api "
+        "--workers N' sets it. Rate limits need redis:// when above 1",
     )
     groups: tuple[GroupConfig, ...] = (GroupConfig(name="default"),)
     models: tuple[ModelConfig, ...] = ()

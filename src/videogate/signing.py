@@ -10,6 +10,21 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 from videogate.errors import SignatureInvalid
 
+# Result URLs are signed per window of this many seconds: every poll within one window
+# gets the same URL (cacheable), and the URL outlives the window by the full TTL.
+URL_WINDOW_SECONDS = 60
+
+
+def url_window(now: float) -> int:
+    """The signing window ``now`` falls in."""
+    return int(now // URL_WINDOW_SECONDS)
+
+
+def window_expiry(now: float, ttl_seconds: int) -> int:
+    """When a URL signed at ``now`` expires: the end of ``now``'s window plus the TTL, so it
+    works for at least ``ttl_seconds`` from any moment of the window it is handed out in."""
+    return (url_window(now) + 1) * URL_WINDOW_SECONDS + ttl_seconds
+
 
 class UrlSigner:
     """Signs ``/files/{blob_key}`` paths with an expiry."""
@@ -38,6 +53,15 @@ class UrlSigner:
                 return url, int((now if now is not None else time.time()) + ttl_seconds)
         return self.sign(blob_key, ttl_seconds, now=now)
 
+    def download_url_until(self, blob_key: str, expires: int) -> str:
+        """:meth:`download_url`, valid until ``expires`` (unix seconds) however late in
+        its signing window it is handed out (a presigned URL is signed for the time left)."""
+        if self._presign is not None:
+            url = self._presign(blob_key, max(1, expires - int(time.time())))
+            if url is not None:
+                return url
+        return self.sign_until(blob_key, expires)
+
     def _sig(self, blob_key: str, expires: int) -> str:
         msg = f"{blob_key}\n{expires}".encode()
         return hmac.new(self.secret, msg, hashlib.sha256).hexdigest()[:40]
@@ -45,8 +69,12 @@ class UrlSigner:
     def sign(self, blob_key: str, ttl_seconds: int, *, now: float | None = None) -> tuple[str, int]:
         """The absolute URL for ``blob_key`` and its expiry (unix seconds)."""
         expires = int((now if now is not None else time.time()) + ttl_seconds)
+        return self.sign_until(blob_key, expires), expires
+
+    def sign_until(self, blob_key: str, expires: int) -> str:
+        """The absolute URL for ``blob_key``, valid until ``expires`` (unix seconds)."""
         query = urlencode({"exp": expires, "sig": self._sig(blob_key, expires)})
-        return f"{self._public_url}/files/{quote(blob_key)}?{query}", expires
+        return f"{self._public_url}/files/{quote(blob_key)}?{query}"
 
     def verify(self, blob_key: str, exp: str | None, sig: str | None) -> None:
         """Raise :class:`SignatureInvalid` unless the URL is intact and not expired."""

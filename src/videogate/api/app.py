@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -39,14 +40,24 @@ from videogate.settings import Settings
 log = logging.getLogger("videogate")
 
 
-def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = True) -> FastAPI:
-    """The HTTP app; with ``run_worker`` it also runs a task worker in-process."""
+def create_app(
+    settings: Settings, *, run_worker: bool = True, migrate: bool = True, freeze_gc: bool = False
+) -> FastAPI:
+    """The HTTP app; with ``run_worker`` it also runs a task worker in-process.
+
+    ``freeze_gc`` (for a server process, not tests) moves everything alive after start-up
+    out of the garbage collector's reach: the collector then never walks the app's
+    long-lived objects (modules, models, settings) again, only what requests allocate.
+    """
     metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = await open_context(settings, migrate=migrate, metrics=metrics)
         app.state.api = build_state(ctx)
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         stop = asyncio.Event()
         worker_task = None
         if run_worker:
@@ -87,6 +98,14 @@ def create_app(settings: Settings, *, run_worker: bool = True, migrate: bool = T
     install_console(app)
     _add_schema(app)
     return app
+
+
+def api_from_environment() -> FastAPI:
+    """The API-only app with settings from the environment: what each process of
+    ``videogate api --workers N`` serves (migrations already ran in the parent)."""
+    from videogate.settings import load_settings
+
+    return create_app(load_settings(), run_worker=False, migrate=False, freeze_gc=True)
 
 
 def build_state(ctx: AppContext) -> ApiState:

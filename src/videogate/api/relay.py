@@ -19,10 +19,12 @@ from videogate.errors import Gone, InvalidRequest, NotFound
 from videogate.fields import has_nul
 from videogate.request import GenerationRequest, check_request
 from videogate.service.variants import derived_key
-from videogate.statuses import RELAY_STATUS
+from videogate.statuses import RELAY_STATUS, TERMINAL
 from videogate.views.relay import relay_task
 
 router = APIRouter(tags=["videos (relay)"])
+
+RELAY_SURFACE = "relay"  # this surface's bodies in the finished-task cache
 
 _create_schema = {
     "requestBody": {
@@ -216,13 +218,22 @@ async def get_video(task_id: str, request: Request) -> Response:
 
 
 async def poll_video(request: Request) -> Response:
-    """The poll, also mounted as a plain Starlette route ahead of FastAPI's (see app.py)."""
+    """The poll, also mounted as a plain Starlette route ahead of FastAPI's (see app.py).
+
+    A finished task's response comes from the in-memory cache (``finished_cache.py``);
+    any other is read from our own table and presented afresh."""
     task_id: str = request.path_params["task_id"]
     state = api_state(request)
     caller = await state.caller(request)
-    task = await state.tasks.get(caller, task_id)
-    ttl = state.ctx.settings.url_ttl_seconds
-    return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
+    finished = state.tasks.finished
+    body = finished.get(RELAY_SURFACE, task_id, caller.key_id)
+    if body is None:
+        ticket = finished.ticket()
+        task = await state.tasks.get(caller, task_id)
+        body = orjson.dumps(relay_task(task, state.ctx.signer, state.ctx.settings.url_ttl_seconds))
+        if task.status in TERMINAL:
+            finished.put(ticket, RELAY_SURFACE, task.id, task.key_id, body)
+    return Response(body, media_type="application/json", headers=poll_headers(request))
 
 
 @router.get(

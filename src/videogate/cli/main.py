@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -82,15 +83,18 @@ def serve(
 def api(
     host: str | None = typer.Option(None, help="Bind address (VIDEOGATE_HOST)"),
     port: int | None = typer.Option(None, help="Port (VIDEOGATE_PORT)"),
+    workers: int = typer.Option(1, min=1, help="API processes sharing the port"),
 ) -> None:
     """Serve HTTP only; run workers separately with 'videogate worker'."""
     from videogate.store.migrate import upgrade
 
     settings = _settings(host, port)
+    if workers > settings.api_processes:
+        settings = settings.model_copy(update={"api_processes": workers})
     _logging(settings, role="api")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(upgrade(settings.effective_database_url))
-    _uvicorn(settings, run_worker=False)
+    _uvicorn(settings, run_worker=False, workers=workers)
 
 
 @app.command()
@@ -182,21 +186,36 @@ def _metrics_server(ctx: AppContext, host: str, port: int) -> uvicorn.Server:
     return SignalFreeServer(config)
 
 
-def _uvicorn(settings: Settings, *, run_worker: bool) -> None:
+def _uvicorn(settings: Settings, *, run_worker: bool, workers: int = 1) -> None:
     import uvicorn
+
+    from videogate.service.limits import check_limiter_scope
+
+    check_limiter_scope(settings)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "loop": settings.http_loop,
+        "log_config": None,  # our handler (logs.py) formats uvicorn's records too
+    }
+    if workers > 1:
+        # Each child process builds its own app from the environment: hand it what the
+        # command line said.
+        os.environ["VIDEOGATE_HOST"] = settings.host
+        os.environ["VIDEOGATE_PORT"] = str(settings.port)
+        os.environ["VIDEOGATE_API_PROCESSES"] = str(settings.api_processes)
+        uvicorn.run(
+            "videogate.api.app:api_from_environment", factory=True, workers=workers, **options
+        )
+        return
 
     from videogate.api.app import create_app
 
     # Migrations already ran above; every process must not race to run them again.
-    app = create_app(settings, run_worker=run_worker, migrate=False)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        log_config=None,  # our handler (logs.py) formats uvicorn's records too
-    )
+    app = create_app(settings, run_worker=run_worker, migrate=False, freeze_gc=True)
+    uvicorn.run(app, **options)
 
 
 def main() -> None:

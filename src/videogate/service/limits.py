@@ -25,7 +25,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
-from videogate.errors import RateLimited
+from videogate.errors import RateLimited, VideogateError
 from videogate.service.keys import Caller
 from videogate.settings import GroupConfig, Settings
 
@@ -65,6 +65,31 @@ def async_storage_uri(uri: str) -> tuple[str, dict[str, Any]]:
     if scheme in REDIS_SCHEMES:
         options["implementation"] = "redispy"
     return uri, options
+
+
+def is_shared_storage(uri: str) -> bool:
+    """Whether rate-limit counters in ``uri`` are seen by every API process."""
+    return uri.strip().partition("://")[0].lower().removeprefix("async+") in REDIS_SCHEMES
+
+
+def check_limiter_scope(settings: Settings) -> None:
+    """At start-up: with several API processes (``api_processes``) and per-process counters
+    (``memory://``), every process counts on its own and a key gets its limit once per
+    process. Say so loudly, or refuse to start with ``rate_limit_require_shared``."""
+    if settings.api_processes <= 1 or is_shared_storage(settings.rate_limit_storage):
+        return
+    message = (
+        f"{settings.api_processes} API processes count rate limits each on their own "
+        f"(VIDEOGATE_RATE_LIMIT_STORAGE={settings.rate_limit_storage}): a key may make up to "
+        f"{settings.api_processes}× its requests per minute. Set "
+        "VIDEOGATE_RATE_LIMIT_STORAGE=redis://host:6379/0 to share the counters"
+    )
+    if settings.rate_limit_require_shared:
+        raise VideogateError(
+            message + " (refusing to start: VIDEOGATE_RATE_LIMIT_REQUIRE_SHARED is set)",
+            code="configuration_error",
+        )
+    log.warning("%s", message)
 
 
 class RequestLimiter:
@@ -129,14 +154,20 @@ class RequestLimiter:
 
 
 async def check_unfinished_tasks(ctx: AppContext, caller: Caller) -> None:
-    """Refuse a new task when the key already has its cap of unfinished ones."""
+    """Refuse a new task early when the key already has its cap of unfinished ones (before
+    its references are fetched). The exact check is in the create's own transaction
+    (``TaskStore.insert``); this one only saves work."""
     cap = max_unfinished_tasks(caller, ctx.settings.groups)
     if cap is None:
         return
     unfinished = await ctx.store.tasks.count_unfinished(caller.key_id)
     if unfinished >= cap:
-        raise RateLimited(
-            f"at most {cap} unfinished tasks for this key; wait for one to finish "
-            f"({unfinished} are queued or running)",
-            retry_after=max(1, math.ceil(ctx.settings.poll_after_ms / 1000)),
-        )
+        raise unfinished_cap_error(ctx.settings, cap, unfinished)
+
+
+def unfinished_cap_error(settings: Settings, cap: int, unfinished: int) -> RateLimited:
+    return RateLimited(
+        f"at most {cap} unfinished tasks for this key; wait for one to finish "
+        f"({unfinished} are queued or running)",
+        retry_after=max(1, math.ceil(settings.poll_after_ms / 1000)),
+    )

@@ -31,11 +31,18 @@ from videogate.request import (
     check_request,
     resolve_output,
 )
+from videogate.service.finished_cache import FinishedTaskCache
 from videogate.service.keys import Caller
-from videogate.service.limits import check_unfinished_tasks
+from videogate.service.limits import (
+    check_unfinished_tasks,
+    max_unfinished_tasks,
+    unfinished_cap_error,
+)
 from videogate.service.references import resolve_references
 from videogate.statuses import UNFINISHED
+from videogate.store.rows import detached
 from videogate.store.tables import Task
+from videogate.store.tasks import UnfinishedCapReached
 from videogate.worker.webhooks import check_callback_url
 
 TASK_PREFIX = "video"
@@ -51,6 +58,8 @@ def request_fingerprint(req: GenerationRequest) -> str:
 class TaskService:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
+        # Encoded poll responses of finished tasks (the API fills it; deletes here empty it).
+        self.finished = FinishedTaskCache(ctx.settings.finished_cache_entries)
 
     def resolve_alias(self, req: GenerationRequest) -> GenerationRequest:
         """The request with an alias (``sora-2``) replaced by the model serving it; the
@@ -123,36 +132,45 @@ class TaskService:
         failed = resolved.unreachable
         _, width, height = resolve_output(resolved.request)
         hold_micros, price = ctx.billing.estimate(resolved.request, caller.group, width, height)
-        task = Task(
-            id=task_id,
-            key_id=caller.key_id,
-            model=req.model,
-            status="failed" if failed else "queued",
-            request=resolved.request.model_dump(mode="json"),
-            progress=0,
-            error_code=failed.code if failed else None,
-            error_message=failed.message if failed else None,
-            seed=req.seed if req.seed is not None and req.seed >= 0 else None,
-            created_at=now,
-            updated_at=now,
-            completed_at=now if failed else None,
-            deadline_at=now + deadline_seconds(req, ctx.settings.task_deadline_seconds),
-            next_run_at=None if failed else now,
-            media_deleted=False,
-            steps=0,
-            poll_errors=0,
-            idempotency_key=idempotency_key,
-            request_hash=fingerprint,
-            callback_url=req.callback_url,
-            currency=price["currency"],
-            hold_micros=hold_micros,
-            billing_state="held",
-            price=price,
+        # A detached view (no ORM bookkeeping): the store inserts it, the API presents it.
+        task = detached(
+            Task,
+            dict(
+                id=task_id,
+                key_id=caller.key_id,
+                model=req.model,
+                status="failed" if failed else "queued",
+                request=resolved.request.model_dump(mode="json"),
+                progress=0,
+                error_code=failed.code if failed else None,
+                error_message=failed.message if failed else None,
+                seed=req.seed if req.seed is not None and req.seed >= 0 else None,
+                created_at=now,
+                updated_at=now,
+                completed_at=now if failed else None,
+                deadline_at=now + deadline_seconds(req, ctx.settings.task_deadline_seconds),
+                next_run_at=None if failed else now,
+                media_deleted=False,
+                steps=0,
+                poll_errors=0,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                callback_url=req.callback_url,
+                currency=price["currency"],
+                hold_micros=hold_micros,
+                billing_state="held",
+                price=price,
+            ),
         )
         from sqlalchemy.exc import IntegrityError
 
         try:
-            inserted = await ctx.store.tasks.insert(task)
+            inserted = await ctx.store.tasks.insert(
+                task, max_unfinished=max_unfinished_tasks(caller, ctx.settings.groups)
+            )
+        except UnfinishedCapReached as exc:
+            await ctx.blobs.delete_prefix(reference_prefix(task_id))
+            raise unfinished_cap_error(ctx.settings, exc.cap, exc.unfinished) from None
         except IntegrityError:
             # A concurrent retry with the same Idempotency-Key won the race.
             if idempotency_key is None:
@@ -308,11 +326,14 @@ class TaskService:
         ):
             log_transition(log, task.id, "cancelled", "cancelled by its owner")
             self._ctx.metrics.tasks_finished.labels(task.model, "cancelled").inc()
+            self.finished.invalidate(task.id)
             await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
             return await self.get(caller, task_id)
         await self._ctx.blobs.delete_prefix(result_prefix(task.key_id, task.id))
         await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
         await self._ctx.store.tasks.mark_media_deleted(task.id, now)
+        # After the write: a poll that read the row before it cannot cache it (ticket).
+        self.finished.invalidate(task.id)
         return await self.get(caller, task_id)
 
     async def delete(self, caller: Caller, task_id: str) -> Task:
@@ -329,6 +350,7 @@ class TaskService:
                 param="task_id",
             )
         await self._ctx.store.tasks.delete(task.id)
+        self.finished.invalidate(task.id)
         await self._ctx.blobs.delete_prefix(result_prefix(task.key_id, task.id))
         await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
         return task

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from videogate.store.attempts import AttemptStore
-from videogate.store.db import create_engine, session_factory
+from videogate.store.db import PoolOptions, create_engine, session_factory
 from videogate.store.files import FileStore
 from videogate.store.keys import KeyStore
 from videogate.store.ledger import LedgerStore
@@ -45,10 +45,11 @@ class Store:
         self.reports = ReportStore(self.sessions, dialect=self.dialect)
 
     @classmethod
-    def open(cls, url: str, *, secret_key: str = "") -> Store:
-        """``secret_key``: the configured service secret (``VIDEOGATE_SECRET_KEY``); empty
-        means the one generated into this database."""
-        return cls(create_engine(url), secret_key=secret_key)
+    def open(cls, url: str, pool: PoolOptions | None = None, *, secret_key: str = "") -> Store:
+        """``pool``: the PostgreSQL pool (``PoolOptions``); ``secret_key``: the configured
+        service secret (``VIDEOGATE_SECRET_KEY``); empty means the one generated into this
+        database."""
+        return cls(create_engine(url, pool), secret_key=secret_key)
 
     async def service_secret(self) -> str:
         """Signs URLs and seals secrets at rest: the configured one, else the generated."""

@@ -11,8 +11,10 @@ import json
 import sqlite3
 from typing import Any
 
+from videogate.store.rows import detached
 from videogate.store.tables import Task
 
+# Attribute names (the same as the column names on this table).
 _COLUMNS = [c.name for c in Task.__table__.columns]
 _JSON = {"request", "upstream_result"}
 _BOOL = {"media_deleted"}
@@ -43,7 +45,7 @@ class SqliteTaskReader:
                 values[name] = json.loads(values[name])
         for name in _BOOL:
             values[name] = bool(values[name])
-        return Task(**values)
+        return detached(Task, values)
 
     def close(self) -> None:
         self._conn.close()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from videogate.store.db import retry_if_disconnected
 from videogate.store.sealing import SecretBox, SecretUnreadable, is_sealed
 from videogate.store.tables import ApiKey
 
@@ -63,9 +64,15 @@ class KeyStore:
         return done
 
     async def by_hash(self, key_hash: str) -> ApiKey | None:
-        async with self._sessions() as s:
-            stmt = select(ApiKey).where(ApiKey.key_hash == key_hash)
-            return (await s.execute(stmt)).scalar_one_or_none()
+        """The key with this hash (retried once on a dropped connection: every request
+        may land here)."""
+
+        async def read() -> ApiKey | None:
+            async with self._sessions() as s:
+                stmt = select(ApiKey).where(ApiKey.key_hash == key_hash)
+                return (await s.execute(stmt)).scalar_one_or_none()
+
+        return await retry_if_disconnected(read)
 
     async def get(self, key_id: str) -> ApiKey | None:
         async with self._sessions() as s:

@@ -17,6 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from videogate.store.tables import ApiKey, LedgerEntry, Task
 
 
+def hold_values(task: Task) -> dict[str, Any]:
+    """The ledger row of a new task's hold (attribute name → value)."""
+    return {
+        "key_id": task.key_id,
+        "task_id": task.id,
+        "kind": "hold",
+        "amount_micros": task.hold_micros or 0,
+        "currency": task.currency or "USD",
+        "created_at": task.created_at,
+    }
+
+
 async def hold(
     s: AsyncSession, *, key_id: str, task_id: str, micros: int, currency: str, now: float
 ) -> bool:

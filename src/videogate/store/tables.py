@@ -108,6 +108,8 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_key_created", "key_id", "created_at", "id"),
         Index("ix_tasks_due", "next_run_at"),
+        Index("ix_tasks_route_status", "route", "status"),
+        Index("ix_tasks_key_status", "key_id", "status"),
         Index("ix_tasks_idem", "key_id", "idempotency_key", unique=True),
     )
 
@@ -155,7 +157,10 @@ class Attempt(Base):
     created_at: Mapped[float] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
-    __table_args__ = (Index("ix_attempts_task", "task_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_attempts_task", "task_id", "created_at"),
+        Index("ix_attempts_route_state", "route", "state"),
+    )
 
 
 class RouteState(Base):

@@ -11,9 +11,13 @@ from typing import Any
 from sqlalchemy import case, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from videogate.errors import VideogateError
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
+from videogate.store.db import retry_if_disconnected
 from videogate.store.fastread import SqliteTaskReader
+from videogate.store.fastwrite import SqliteTaskWriter
+from videogate.store.rows import column_values, detached
 from videogate.store.tables import Task, TaskEvent
 
 _TASK_TABLE = Task.__table__
@@ -35,6 +39,37 @@ def search_condition(text: str) -> Any:
 _ANY = object()
 
 
+class UnfinishedCapReached(VideogateError):
+    """A create was refused: the key already has ``unfinished`` ≥ ``cap`` unfinished tasks."""
+
+    code = "rate_limited"
+
+    def __init__(self, cap: int, unfinished: int) -> None:
+        super().__init__(f"at most {cap} unfinished tasks for this key ({unfinished} now)")
+        self.cap = cap
+        self.unfinished = unfinished
+
+
+def _count_unfinished(key_id: str) -> Any:
+    return (
+        select(func.count())
+        .select_from(Task)
+        .where(Task.key_id == key_id, Task.status.in_(UNFINISHED))
+    )
+
+
+def _outbox_row(task: Task) -> TaskEvent:
+    """The webhook outbox row of a task's first status."""
+    return TaskEvent(
+        task_id=task.id,
+        status=task.status,
+        created_at=task.created_at,
+        state="pending",
+        attempts=0,
+        next_attempt_at=task.created_at,
+    )
+
+
 class TaskStore:
     def __init__(
         self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], *, dialect: str
@@ -43,17 +78,37 @@ class TaskStore:
         self._sessions = sessions
         self._dialect = dialect
         self._fast: SqliteTaskReader | None = None
+        self._writer: SqliteTaskWriter | None = None
         database = engine.url.database
         if dialect == "sqlite" and database and database != ":memory:":
             self._fast = SqliteTaskReader(database)
+            self._writer = SqliteTaskWriter(database)
 
     def close(self) -> None:
         if self._fast is not None:
             self._fast.close()
+        if self._writer is not None:
+            self._writer.close()
 
-    async def insert(self, task: Task) -> bool:
+    async def insert(self, task: Task, *, max_unfinished: int | None = None) -> bool:
         """Insert a new task and take its hold (``task.hold_micros``) from the key's
-        balance, in one transaction. False, with nothing written, if the balance is short."""
+        balance, in one transaction. False, with nothing written, if the balance is short.
+
+        With ``max_unfinished``, the same transaction counts the key's unfinished tasks
+        first (after locking the key's row) and raises :class:`UnfinishedCapReached` when
+        there is no room: exact however many creates race, in however many processes.
+        """
+        event = _outbox_row(task) if task.callback_url else None
+        if self._writer is not None and task.status not in TERMINAL:
+            outcome = await self._writer.insert(
+                column_values(task),
+                ledger.hold_values(task),
+                None if event is None else column_values(event),
+                max_unfinished,
+            )
+            if outcome is not None and outcome >= 0:
+                raise UnfinishedCapReached(max_unfinished or 0, outcome)
+            return outcome is None
         async with self._sessions.begin() as s:
             if not await ledger.hold(
                 s,
@@ -64,18 +119,17 @@ class TaskStore:
                 now=task.created_at,
             ):
                 return False
-            s.add(task)
-            if task.callback_url:
-                s.add(
-                    TaskEvent(
-                        task_id=task.id,
-                        status=task.status,
-                        created_at=task.created_at,
-                        state="pending",
-                        attempts=0,
-                        next_attempt_at=task.created_at,
-                    )
-                )
+            if max_unfinished is not None:
+                # The hold's UPDATE locked the key's row: concurrent creates of this key
+                # wait here, so the count below cannot go stale before the insert.
+                unfinished = await s.scalar(_count_unfinished(task.key_id))
+                if (unfinished or 0) >= max_unfinished:
+                    raise UnfinishedCapReached(max_unfinished, int(unfinished or 0))
+            # ``task`` may be a detached view (rows.detached): insert a tracked copy.
+            tracked = Task(**column_values(task))
+            s.add(tracked)
+            if event is not None:
+                s.add(event)
             if task.status in TERMINAL:  # created failed (a reference was unreachable)
                 await s.flush()
                 task_values = await ledger.settle(
@@ -88,7 +142,8 @@ class TaskStore:
                     now=task.created_at,
                 )
                 for name, value in task_values.items():
-                    setattr(task, name, value)
+                    setattr(tracked, name, value)
+                task.__dict__.update(task_values)
         return True
 
     async def in_flight_by_status(self) -> dict[str, int]:
@@ -114,9 +169,13 @@ class TaskStore:
         stmt = select(_TASK_TABLE).where(_TASK_TABLE.c.id == task_id)
         if key_id is not None:
             stmt = stmt.where(_TASK_TABLE.c.key_id == key_id, _TASK_TABLE.c.deleted_at.is_(None))
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        return None if row is None else Task(**row._mapping)
+
+        async def read() -> Any:
+            async with self._engine.connect() as conn:
+                return (await conn.execute(stmt)).first()
+
+        row = await retry_if_disconnected(read)
+        return None if row is None else detached(Task, dict(row._mapping))
 
     async def by_idempotency(self, key_id: str, idempotency_key: str) -> Task | None:
         stmt = select(Task).where(Task.key_id == key_id, Task.idempotency_key == idempotency_key)
@@ -198,13 +257,8 @@ class TaskStore:
 
     async def count_unfinished(self, key_id: str) -> int:
         """The key's tasks that are queued, running or fetching (its concurrency)."""
-        stmt = (
-            select(func.count())
-            .select_from(Task)
-            .where(Task.key_id == key_id, Task.status.in_(UNFINISHED))
-        )
         async with self._sessions() as s:
-            return int((await s.execute(stmt)).scalar_one())
+            return int((await s.execute(_count_unfinished(key_id))).scalar_one())
 
     async def cancel(
         self, task_id: str, key_id: str, now: float, *, only_statuses: Sequence[str] = UNFINISHED

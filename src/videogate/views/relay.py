@@ -10,24 +10,24 @@ orientation); relay-shaped ones show the real output size, and their create resp
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from videogate.media.sizes import openai_size
 from videogate.money import format_money
 from videogate.request import GenerationRequest, resolve_output
-from videogate.signing import UrlSigner
+from videogate.signing import UrlSigner, window_expiry
 from videogate.statuses import RELAY_STATUS
 from videogate.store.tables import Task
 
 
 def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None, int | None]:
+    """The URL of ``key`` as handed out now: the same for every poll of one signing window,
+    and valid for at least ``ttl`` seconds (see ``signing.window_expiry``)."""
     if not key:
         return None, None
-    # Rounded to the minute so repeated polls see the same URL for a while.
-    now = math.floor(time.time() / 60) * 60
-    return signer.download_url(key, ttl, now=now)
+    expires = window_expiry(time.time(), ttl)
+    return signer.download_url_until(key, expires), expires
 
 
 def billing_detail(task: Task) -> dict[str, Any]:
