@@ -189,18 +189,23 @@ async def start_videogate(
     label: str = "",
     cpus: set[int] | None = None,
     timeout: float = 60.0,
+    command: str = "serve",
 ) -> tuple[Server, str]:
-    """Make an API key, then start ``videogate serve`` (added to ``servers`` first, so it is
-    always stopped) without waiting for it to be ready; returns it and the key."""
+    """Make an API key, then start ``videogate serve`` (or ``command``: ``api``; added to
+    ``servers`` first, so it is always stopped) without waiting for it to be ready; returns
+    it and the key."""
     prefix, suffix = (f"{label}: ", f" ({label})") if label else ("", "")
     videogate = videogate_command()
     log(f"{prefix}creating an API key")
     key = await asyncio.wait_for(asyncio.to_thread(create_key, videogate, env), timeout)
     server = Server(
-        f"videogate serve{suffix}", [videogate, "serve"], env, log_dir / "videogate.log"
+        f"videogate {command}{suffix}",
+        [videogate, command],
+        env,
+        log_dir / f"videogate-{command}-{env['VIDEOGATE_PORT']}.log",
     )
     servers.append(server)
-    log(f"{prefix}starting videogate serve on {HOST}:{env['VIDEOGATE_PORT']}")
+    log(f"{prefix}starting videogate {command} on {HOST}:{env['VIDEOGATE_PORT']}")
     server.start(cpus)
     return server, key
 

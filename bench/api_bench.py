@@ -1,28 +1,29 @@
-"""Benchmark the HTTP API of a real ``videogate serve``: create and poll throughput.
+"""Benchmark the HTTP API of real ``videogate`` processes against a bare ASGI app.
 
-Usage: .venv/bin/python bench/api_bench.py [--requests N] [--polls M] [--concurrency C] [--keep]
+Usage: .venv/bin/python bench/api_bench.py [--generators wrk,raw,httpx] [--seconds S]
+       [--loop auto|asyncio|uvloop] [--postgres ADMIN_URL] [--requests N] [--concurrency C]
 
-What it does, all on 127.0.0.1 and bounded in count and time (about 5 minutes at most):
+Everything runs on 127.0.0.1, bounded in count and time (10 minutes at most). Per database
+(SQLite; with ``--postgres`` also a new PostgreSQL database, dropped at the end):
 
-1. makes a temporary data dir and an API key (``videogate keys create --json``), then starts
-   ``videogate serve`` on a free port as a subprocess and waits for ``/healthz``;
-2. creates N sandbox tasks (``POST /v1/videos``, concurrency 20) and waits for their renders
-   to finish (``--no-drain`` polls while they are still rendering);
-3. polls them M times (``GET /v1/videos/{id}``, concurrency C), measuring req/s, p50/p99
-   latency, non-200s and the server's own CPU time per poll (``/proc/<pid>/stat``);
-4. does the same against a bare Starlette app on uvicorn that returns the same bytes (one
-   real poll response), the baseline the API is compared with;
-5. times one 8 s 720p task with audio from create to ``completed``.
+1. ``videogate serve`` (API + worker): N sandbox tasks are created and rendered, then
+   polled at concurrency C (``GET /v1/videos/{id}``) — the finished-task poll;
+2. a bare Starlette app on the same uvicorn and loop returns one real poll response (same
+   bytes, same header): the ceiling, measured right after in the same run;
+3. ``videogate api`` (no worker) on the same database: create throughput
+   (``POST /v1/videos``, wrk at 64 connections), then polls of the tasks it made, which
+   stay queued (the unfinished-task poll: the same table read and presenter as a running
+   task's), again beside the bare app returning that body.
 
-Load generators: ``wrk`` when it is installed (Debian package ``wrk``; never installed by
-this script), ``httpx.AsyncClient`` (HTTP/1.1, C keep-alive connections: C clients of one
-connection each, or with ``--shared-pool`` one client with a pool of C, which costs the
-client 2-4× more CPU) and a minimal raw asyncio HTTP/1.1 client. Each runs in or beside
-this process on the same CPUs as the server, so it competes with the server for them; the
-"client µs/req" column says how much.
-``--pin`` puts the servers on CPU 0 and the load generators on the rest.
+The report gives req/s, p50/p99, non-200s and the server's own CPU time per request
+(``/proc/<pid>/stat``: the least noisy figure on a shared machine), then each phase's share
+of the bare app's req/s and p99 against the targets of issue 12.
 
-It is a benchmark run by hand, not a test. The servers are always stopped at the end and the
+Load generators: ``wrk`` (Debian package ``wrk``; never installed by this script; the
+default), a minimal raw asyncio HTTP/1.1 client, and ``httpx.AsyncClient``. They share the
+CPUs with the servers (``--pin``: servers on CPU 0, load on the rest).
+
+A benchmark run by hand, not a test. The servers are always stopped at the end and the
 temporary directory removed (unless ``--keep``).
 """
 
@@ -44,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,12 +69,12 @@ from _common import (
     videogate_env,
 )
 
-TOTAL_SECONDS = 300.0  # hard bound on the whole run
-RESERVE_SECONDS = 40.0  # kept back from the poll phases for the render phase and shutdown
+TOTAL_SECONDS = 600.0  # hard bound on the whole run
+RESERVE_SECONDS = 20.0  # kept back from the poll phases for shutdown
 PHASE_SECONDS = 60.0  # at most this long for one measured load run
 HTTPX_PHASE_SECONDS = 40.0  # the same for httpx, the slowest generator and the least telling
 DRAIN_SECONDS = 120.0  # at most this long waiting for the created tasks' renders
-WRK_SECONDS = 10
+WRK_SECONDS = 5
 CREATE_CONCURRENCY = 20
 TERMINAL = ("completed", "failed")
 
@@ -112,7 +113,15 @@ async def healthz(request):
 
 app = Starlette(routes=[Route("/v1/videos/{task_id}", poll), Route("/healthz", healthz)])
 uvicorn.run(app, host=os.environ["BENCH_HOST"], port=int(os.environ["BENCH_PORT"]),
-            log_level="warning", access_log=False)
+            log_level="warning", access_log=False, loop=os.environ["BENCH_LOOP"])
+"""
+
+WRK_CREATE_LUA = """
+wrk.method = "POST"
+wrk.path = "/v1/videos"
+wrk.body = '%(body)s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
 """
 
 WRK_LUA = """
@@ -182,12 +191,19 @@ def summarize(
 
 
 @dataclass
+class Pair:
+    """One measured phase: videogate and, when it applies, the bare app in the same run."""
+
+    phase: str  # e.g. "poll finished, SQLite"
+    vg: LoadResult
+    bare: LoadResult | None = None
+
+
+@dataclass
 class Report:
     environment: list[str] = field(default_factory=list)
-    create: LoadResult | None = None
-    drain: str = ""
-    poll_mix: str = ""
-    polls: list[tuple[LoadResult, LoadResult | None]] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
     render: str = ""
     notes: list[str] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
@@ -433,12 +449,193 @@ def versions() -> str:
     return ", ".join(parts)
 
 
+# Orchestration --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What every phase of one run shares."""
+
+    args: argparse.Namespace
+    work: Path
+    report: Report
+    end: float  # monotonic: the whole run's hard end
+    server_cpus: set[int] | None
+    wrk: str | None
+
+    def deadline(self, seconds: float = PHASE_SECONDS) -> float:
+        return min(time.monotonic() + seconds, self.end - RESERVE_SECONDS)
+
+
+async def start_bare(run: Run, body: bytes, poll_after: str, label: str) -> tuple[Server, int]:
+    body_file = run.work / f"bare_{label}.json"
+    body_file.write_bytes(body)
+    port = free_port()
+    env = clean_env(
+        BENCH_BODY_FILE=str(body_file),
+        BENCH_POLL_AFTER_MS=poll_after,
+        BENCH_HOST=HOST,
+        BENCH_PORT=str(port),
+        BENCH_LOOP=run.args.loop,
+    )
+    bare = Server(f"bare ({label})", [sys.executable, "-c", BARE_APP], env, run.work / "bare.log")
+    run.report.servers.append(bare)
+    bare.start(run.server_cpus)
+    await bare.wait_ready(f"http://{HOST}:{port}/healthz", 30)
+    return bare, port
+
+
+async def poll_load(
+    run: Run, server: Server, port: int, key: str, ids: Sequence[str], target: str, gen: str
+) -> LoadResult:
+    """Polls of ``ids`` at the run's concurrency with one generator, after a warm-up."""
+    conc, polls = run.args.concurrency, run.args.polls
+    paths = [f"/v1/videos/{i}" for i in ids]
+    if gen == "wrk" and run.wrk is not None:
+        lua = run.work / "poll.lua"
+        lua.write_text(WRK_LUA % {"ids": ", ".join(f'"{i}"' for i in ids), "key": key})
+        await wrk_load(run.wrk, port, target, lua, conc, 1)  # warm-up
+        return await measured(server, wrk_load(run.wrk, port, target, lua, conc, run.args.seconds))
+    if gen == "httpx":
+        async with http_clients(port, key, conc) as clients:
+            await httpx_load(clients, target, "GET", paths, conc * 2, conc, run.deadline())
+            return await measured(
+                server,
+                httpx_load(clients, target, "GET", paths, polls, conc, run.deadline()),
+            )
+    reqs = [
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {key}\r\n"
+            "User-Agent: api-bench\r\nAccept: */*\r\n\r\n"
+        ).encode()
+        for path in paths
+    ]
+    await raw_load(port, target, reqs, max(conc, polls // 10), conc, run.deadline())
+    return await measured(server, raw_load(port, target, reqs, polls, conc, run.deadline()))
+
+
+async def compare_polls(
+    run: Run, phase: str, api: Server, port: int, key: str, ids: Sequence[str], sample: bytes
+) -> None:
+    """Polls of ``ids`` on videogate, then on a bare app returning ``sample``, per generator."""
+    bare, bare_port = await start_bare(run, sample, "2000", phase.split(",")[0].split()[-1])
+    try:
+        for gen in run.args.generators:
+            log(f"{phase}: {gen} on videogate, then on the bare app, c={run.args.concurrency}")
+            vg = await poll_load(run, api, port, key, ids, "videogate", gen)
+            base = await poll_load(run, bare, bare_port, key, ids, "bare", gen)
+            run.report.pairs.append(Pair(f"{phase} [{gen}]", vg, base))
+    finally:
+        bare.stop()
+
+
+async def finished_phase(run: Run, label: str, env: dict[str, str]) -> None:
+    """``videogate serve``: N sandbox renders, then polls of the finished tasks."""
+    port = int(env["VIDEOGATE_PORT"])
+    api, key = await start_videogate(env, run.work, run.report.servers, cpus=run.server_cpus)
+    try:
+        await api.wait_ready(f"http://{HOST}:{port}/healthz", 60)
+        async with http_clients(port, key, CREATE_CONCURRENCY) as clients:
+            log(f"{label}: creating {run.args.requests} sandbox tasks and waiting for them")
+            bodies: list[bytes] = []
+            await httpx_load(
+                clients,
+                "videogate",
+                "POST",
+                ["/v1/videos"],
+                run.args.requests,
+                CREATE_CONCURRENCY,
+                run.deadline(),
+                body=json.dumps(CREATE_BODY).encode(),
+                bodies=bodies,
+            )
+            ids = [str(json.loads(b)["id"]) for b in bodies]
+            if not ids:
+                raise RuntimeError(f"no task was created:\n{api.log_tail()}")
+            mix, waited = await drain(clients[0], ids, run.deadline(DRAIN_SECONDS))
+            run.report.facts.append(
+                f"{label}: {len(ids)} renders ended in {waited:.1f} s: {dict(mix)}"
+            )
+            if mix.get("completed", 0) < len(ids):
+                raise RuntimeError(f"{label}: not every task completed: {dict(mix)}")
+            sample = await clients[0].get(f"/v1/videos/{ids[0]}")
+        await compare_polls(run, f"poll finished, {label}", api, port, key, ids, sample.content)
+        if run.args.render and label == "SQLite":
+            log("render: one 8 s 720p task with audio, create → completed")
+            async with http_client(port, key, 2) as client:
+                run.report.render = await render_once(client, run.end - 5)
+    finally:
+        api.stop()
+
+
+async def create_and_running_phase(run: Run, label: str, env: dict[str, str]) -> None:
+    """``videogate api`` (no worker): create throughput, then polls of the unfinished tasks
+    it made (a queued task's poll reads the same row and presenter as a running one's)."""
+    port = int(env["VIDEOGATE_PORT"])
+    api, key = await start_videogate(
+        env, run.work, run.report.servers, cpus=run.server_cpus, command="api"
+    )
+    try:
+        await api.wait_ready(f"http://{HOST}:{port}/healthz", 60)
+        async with http_client(port, key, 4) as client:
+            await client.post("/v1/videos", json=CREATE_BODY)  # warm-up
+            if run.wrk is not None:
+                log(f"{label}: create throughput, wrk for {run.args.seconds} s at c=64")
+                lua = run.work / "create.lua"
+                lua.write_text(WRK_CREATE_LUA % {"body": json.dumps(CREATE_BODY), "key": key})
+                created = await measured(
+                    api, wrk_load(run.wrk, port, "videogate", lua, 64, run.args.seconds)
+                )
+            else:
+                async with http_clients(port, key, CREATE_CONCURRENCY) as clients:
+                    created = await measured(
+                        api,
+                        httpx_load(
+                            clients,
+                            "videogate",
+                            "POST",
+                            ["/v1/videos"],
+                            2000,
+                            CREATE_CONCURRENCY,
+                            run.deadline(),
+                            body=json.dumps(CREATE_BODY).encode(),
+                        ),
+                    )
+            run.report.pairs.append(Pair(f"create, {label} [{created.generator}]", created))
+            listed = (await client.get("/v1/videos?limit=100")).json()["data"]
+            ids = [str(t["id"]) for t in listed if t["status"] in ("queued", "in_progress")]
+            if not ids:
+                raise RuntimeError(f"{label}: no unfinished task to poll")
+            sample = await client.get(f"/v1/videos/{ids[0]}")
+        await compare_polls(run, f"poll unfinished, {label}", api, port, key, ids, sample.content)
+    finally:
+        api.stop()
+
+
+async def new_postgres_database(admin_url: str, notes: list[str]) -> tuple[str, str]:
+    import asyncpg
+
+    name = f"vg_bench_{os.getpid()}_{int(time.time())}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    notes.append(f"PostgreSQL database {name} (dropped at the end)")
+    return name, admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_postgres_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> None:
-    end = time.monotonic() + TOTAL_SECONDS
-
-    def phase_deadline(seconds: float = PHASE_SECONDS) -> float:
-        return min(time.monotonic() + seconds, end - RESERVE_SECONDS)
-
     all_cpus = os.sched_getaffinity(0)
     server_cpus: set[int] | None = None
     if args.pin and len(all_cpus) >= 2:
@@ -454,144 +651,40 @@ async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> Non
             "with it: req/s is a lower bound, more so for the bare baseline; "
             "'server µs/req' is the generator-independent figure"
         )
-
-    data_dir = work / "data"
-    port = free_port()
-    env = videogate_env(data_dir, port)
-    api, key = await start_videogate(env, work, report.servers, cpus=server_cpus)
-    await api.wait_ready(f"http://{HOST}:{port}/healthz", 60)
-
-    async with http_clients(port, key, CREATE_CONCURRENCY) as create_clients:
-        client = create_clients[0]
-        # a. create throughput (one warm-up create first, not counted)
-        await client.post("/v1/videos", json=CREATE_BODY)
-        log(f"create: {args.requests} × POST /v1/videos at concurrency {CREATE_CONCURRENCY}")
-        bodies: list[bytes] = []
-        report.create = await measured(
-            api,
-            httpx_load(
-                create_clients,
-                "videogate",
-                "POST",
-                ["/v1/videos"],
-                args.requests,
-                CREATE_CONCURRENCY,
-                phase_deadline(),
-                body=json.dumps(CREATE_BODY).encode(),
-                bodies=bodies,
-            ),
-        )
-        ids = [str(json.loads(b)["id"]) for b in bodies]
-        if not ids:
-            raise RuntimeError(f"no task was created:\n{api.log_tail()}")
-
-        if args.no_drain:
-            report.drain = "not waited for (--no-drain): polls run while renders are going"
-        else:
-            log(f"waiting for {len(ids)} renders to finish (at most {DRAIN_SECONDS:.0f} s)")
-            mix, waited = await drain(
-                client, ids, min(time.monotonic() + DRAIN_SECONDS, end - 2 * PHASE_SECONDS)
-            )
-            report.drain = f"{waited:.1f} s for the created tasks to end: {dict(mix)}"
-
-        # One real poll response: the baseline's body and its headers.
-        sample = await client.get(f"/v1/videos/{ids[0]}")
-        sample_status = sample.json()["status"]
-        report.poll_mix = (
-            f"the sample poll (the baseline's body) is a '{sample_status}' task, "
-            f"{len(sample.content)} B"
-        )
-        body_file = work / "poll_body.json"
-        body_file.write_bytes(sample.content)
-        poll_after = sample.headers.get("openai-poll-after-ms", "2000")
-
-    bare_port = free_port()
-    bare_env = clean_env(
-        BENCH_BODY_FILE=str(body_file),
-        BENCH_POLL_AFTER_MS=poll_after,
-        BENCH_HOST=HOST,
-        BENCH_PORT=str(bare_port),
-    )
-    bare = Server("bare starlette", [sys.executable, "-c", BARE_APP], bare_env, work / "bare.log")
-    report.servers.append(bare)
-    log(f"starting the bare Starlette baseline on {HOST}:{bare_port}")
-    bare.start(server_cpus)
-    await bare.wait_ready(f"http://{HOST}:{bare_port}/healthz", 30)
-
-    paths = [f"/v1/videos/{i}" for i in ids]
-    conc = args.concurrency
-    warmup = max(conc, min(1000, args.polls // 10))
-
-    def raw_requests(p: int) -> list[bytes]:
-        return [
-            (
-                f"GET {path} HTTP/1.1\r\nHost: {HOST}:{p}\r\nAuthorization: Bearer {key}\r\n"
-                "User-Agent: api-bench\r\nAccept: */*\r\n\r\n"
-            ).encode()
-            for path in paths
-        ]
-
-    # b–d. poll throughput, videogate then bare, per load generator
     wrk = shutil.which("wrk")
-    if wrk is None:
-        report.notes.append(
-            "wrk is not installed (apt-get install wrk): only the in-process generators ran"
-        )
-    else:
-        lua = work / "poll.lua"
-        lua.write_text(WRK_LUA % {"ids": ", ".join(f'"{i}"' for i in ids), "key": key})
-        seconds = max(1, min(WRK_SECONDS, int((end - RESERVE_SECONDS - time.monotonic()) / 3)))
-        pair: list[LoadResult] = []
-        for server, target, p in ((api, "videogate", port), (bare, "bare", bare_port)):
-            log(f"wrk: {target} for {seconds} s at {conc} connections")
-            await wrk_load(wrk, p, target, lua, conc, 1)  # warm-up
-            pair.append(await measured(server, wrk_load(wrk, p, target, lua, conc, seconds)))
-        report.polls.append((pair[0], pair[1]))
+    if wrk is None and "wrk" in args.generators:
+        report.notes.append("wrk is not installed (apt-get install wrk): the raw client ran")
+        args.generators = [g for g in args.generators if g != "wrk"] or ["raw"]
+    run = Run(args, work, report, time.monotonic() + TOTAL_SECONDS, server_cpus, wrk)
 
-    for generator in ("raw", "httpx"):
-        results: list[LoadResult] = []
-        for server, target, p in ((api, "videogate", port), (bare, "bare", bare_port)):
-            if time.monotonic() >= end - RESERVE_SECONDS:
-                report.notes.append(f"{generator} {target}: skipped, out of time")
-                continue
-            log(
-                f"{generator}: {args.polls} × GET /v1/videos/{{id}} on {target}, concurrency {conc}"
-            )
-            if generator == "httpx":
-                async with http_clients(p, key, conc, shared_pool=args.shared_pool) as clients:
-                    limit = phase_deadline(HTTPX_PHASE_SECONDS)
-                    await httpx_load(clients, target, "GET", paths, warmup, conc, limit)
-                    result = await measured(
-                        server,
-                        httpx_load(
-                            clients,
-                            target,
-                            "GET",
-                            paths,
-                            args.polls,
-                            conc,
-                            phase_deadline(HTTPX_PHASE_SECONDS),
-                        ),
-                    )
-            else:
-                reqs = raw_requests(p)
-                await raw_load(p, target, reqs, warmup, conc, phase_deadline())
-                result = await measured(
-                    server, raw_load(p, target, reqs, args.polls, conc, phase_deadline())
-                )
-            results.append(result)
-        if results:
-            report.polls.append((results[0], results[1] if len(results) > 1 else None))
-
-    bare.stop()
-
-    # e. sandbox render end to end
-    log("render: one 8 s 720p task with audio, create → completed")
-    async with http_client(port, key, 2) as client:
-        report.render = await render_once(client, end - 5)
+    databases: list[tuple[str, str]] = [("SQLite", "")]
+    pg_name = None
+    if args.postgres:
+        pg_name, pg_url = await new_postgres_database(args.postgres, report.notes)
+        databases.append(("PostgreSQL", pg_url))
+    try:
+        for label, url in databases:
+            data_dir = work / label.lower()
+            extra = {"VIDEOGATE_HTTP_LOOP": args.loop}
+            if url:
+                extra["VIDEOGATE_DATABASE_URL"] = url
+            env = videogate_env(data_dir, free_port(), **extra)
+            await finished_phase(run, label, env)
+            env = videogate_env(data_dir, free_port(), **extra)
+            await create_and_running_phase(run, label, env)
+    finally:
+        if pg_name is not None:
+            await drop_postgres_database(args.postgres, pg_name)
 
 
 # Output ---------------------------------------------------------------------------------
+
+# The targets of issue 12: share of the bare app's req/s in the same run, per phase.
+TARGETS = {"poll finished, SQLite": 0.50, "poll unfinished, SQLite": 0.25}
+CREATE_TARGET = 2300.0  # creates/s
+PG_TARGET = 0.60  # PostgreSQL poll req/s over SQLite's, same phase and generator
+P99_TARGET = 0.020  # s, or at most 1.5 × the bare app's p99
+P99_BARE_FACTOR = 1.5
 
 
 def ms(seconds: float) -> str:
@@ -602,6 +695,10 @@ def us(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def print_report(args: argparse.Namespace, report: Report) -> None:
     print()
     print("videogate API bench")
@@ -609,7 +706,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
         print(f"  {line}")
     print()
     header = (
-        f"{'phase':<22}{'target':<11}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'phase':<38}{'target':<11}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
         f"{'non-200':>8}{'server µs/req':>15}{'client µs/req':>15}"
     )
     print(header)
@@ -618,45 +715,56 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
     def row(phase: str, r: LoadResult) -> None:
         flag = " (cut short by time budget)" if r.cut_short else ""
         print(
-            f"{phase:<22}{r.target:<11}{r.requests:>9}{r.rps:>9.0f}{ms(r.p50):>8}{ms(r.p99):>8}"
+            f"{phase:<38}{r.target:<11}{r.requests:>9}{r.rps:>9.0f}{ms(r.p50):>8}{ms(r.p99):>9}"
             f"{r.non_200:>8}{us(r.per_request_us(r.server_cpu)):>15}"
             f"{us(r.per_request_us(r.client_cpu)):>15}{flag}"
         )
 
-    if report.create is not None:
-        row(f"create c={CREATE_CONCURRENCY} httpx", report.create)
-    ratios: list[str] = []
-    for vg, bare in report.polls:
-        row(f"poll c={args.concurrency} {vg.generator}", vg)
-        if bare is not None:
-            row(f"poll c={args.concurrency} {bare.generator}", bare)
-            line = f"{vg.generator:>5}: videogate/bare req/s = {vg.rps / bare.rps:.1%}"
-            vg_us, bare_us = vg.per_request_us(vg.server_cpu), bare.per_request_us(bare.server_cpu)
-            if vg_us and bare_us:
-                line += f"; by server CPU per request = {bare_us / vg_us:.1%}"
-            bare_client = bare.per_request_us(bare.client_cpu)
-            if bare_us and bare_client and bare_client > bare_us:
-                line += " [bare run bound by the load generator: its req/s ratio overstates]"
-            ratios.append(line)
+    for pair in report.pairs:
+        row(pair.phase, pair.vg)
+        if pair.bare is not None:
+            row(pair.phase, pair.bare)
     print()
-    if report.create is not None:
-        print(
-            "create: 'server µs/req' includes the in-process worker starting renders "
-            "(render processes themselves excluded)"
+    by_phase = {p.phase: p for p in report.pairs}
+    for pair in report.pairs:
+        if pair.bare is None:
+            if pair.phase.startswith("create"):
+                print(
+                    f"{pair.phase}: {pair.vg.rps:.0f} creates/s "
+                    f"(target ≥ {CREATE_TARGET:.0f}: {verdict(pair.vg.rps >= CREATE_TARGET)})"
+                )
+            continue
+        vg, bare = pair.vg, pair.bare
+        share = vg.rps / bare.rps
+        line = f"{pair.phase}: videogate/bare req/s = {share:.1%}"
+        vg_us, bare_us = vg.per_request_us(vg.server_cpu), bare.per_request_us(bare.server_cpu)
+        if vg_us and bare_us:
+            line += f", by server CPU per request = {bare_us / vg_us:.1%}"
+        target = TARGETS.get(pair.phase.split(" [")[0])
+        if target is not None:
+            line += f" (target ≥ {target:.0%}: {verdict(share >= target)})"
+        p99_ok = vg.p99 <= P99_TARGET or vg.p99 <= P99_BARE_FACTOR * bare.p99
+        line += (
+            f"; p99 {ms(vg.p99)} ms vs bare {ms(bare.p99)} ms "
+            f"(target ≤ 20 ms or ≤ 1.5× bare: {verdict(p99_ok)})"
         )
-    if report.drain:
-        print(f"drain: {report.drain}")
-    if report.poll_mix:
-        print(f"poll: {report.poll_mix}")
-    for line in ratios:
-        print(f"ratio {line}  (goal ≈ 25%)")
-    if report.polls:
-        print(
-            f"latency at c={args.concurrency} is mostly queueing (≈ c / req/s); "
-            "'server µs/req' is the service cost"
-        )
+        print(line)
+        if "PostgreSQL" in pair.phase:
+            sqlite = by_phase.get(pair.phase.replace("PostgreSQL", "SQLite"))
+            if sqlite is not None:
+                ratio = vg.rps / sqlite.vg.rps
+                print(
+                    f"  PostgreSQL/SQLite req/s = {ratio:.1%} "
+                    f"(target ≥ {PG_TARGET:.0%}: {verdict(ratio >= PG_TARGET)})"
+                )
+    for fact in report.facts:
+        print(f"fact: {fact}")
     if report.render:
         print(f"render e2e, sandbox 8 s 720p + audio: {report.render}")
+    print(
+        f"latency at c={args.concurrency} is mostly queueing (≈ c / req/s); "
+        "'server µs/req' is the service cost, the least noisy figure on a shared machine"
+    )
     for note in report.notes:
         print(f"note: {note}")
 
@@ -666,48 +774,57 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=300, help="tasks to create (N)")
-    parser.add_argument("--polls", type=int, default=20_000, help="polls per run (M)")
+    parser.add_argument("--requests", type=int, default=20, help="tasks to render (N)")
+    parser.add_argument("--polls", type=int, default=20_000, help="polls per raw/httpx run (M)")
+    parser.add_argument("--seconds", type=int, default=WRK_SECONDS, help="per wrk run")
     parser.add_argument("--concurrency", type=int, default=200, help="poll concurrency (C)")
-    parser.add_argument("--no-drain", action="store_true", help="poll while renders still run")
     parser.add_argument(
-        "--shared-pool",
-        action="store_true",
-        help="httpx: one client with a pool of C connections, not C clients of one each",
+        "--generators",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=["wrk"],
+        help="comma-separated: wrk, raw, httpx (default wrk; raw when wrk is missing)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop of both servers (VIDEOGATE_HTTP_LOOP)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="",
+        metavar="ADMIN_URL",
+        help="also run on a new database made through this URL, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    parser.add_argument("--render", action="store_true", help="also time one 8 s 720p render")
     parser.add_argument("--pin", action="store_true", help="servers on CPU 0, load on the rest")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
-    for name in ("requests", "polls", "concurrency"):
+    for name in ("requests", "polls", "concurrency", "seconds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    unknown = set(args.generators) - {"wrk", "raw", "httpx"}
+    if unknown:
+        parser.error(f"unknown generator(s): {', '.join(sorted(unknown))}")
 
     exit_on_sigterm()
     report = Report()
     report.environment = [
         f"{machine_line()} (other processes on the machine skew every figure)",
         versions(),
-        "uvicorn 'auto' picks: "
-        + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio (uvloop MISSING)")
-        + " + "
-        + ("httptools" if importlib.util.find_spec("httptools") else "h11 (httptools MISSING)"),
+        f"event loop of both servers: {args.loop} (uvicorn 'auto' picks "
+        + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
+        + "), HTTP parser: "
+        + ("httptools" if importlib.util.find_spec("httptools") else "h11"),
     ]
     work = Path(tempfile.mkdtemp(prefix="api-bench-"))
     try:
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-        try:
-            import uvloop
-        except ImportError:
-            loop_factory = None
-        else:
-            loop_factory = uvloop.new_event_loop
-        failed = run_bounded(
-            run_bench(args, work, report), TOTAL_SECONDS, report.notes, loop_factory
-        )
+        failed = run_bounded(run_bench(args, work, report), TOTAL_SECONDS, report.notes)
     finally:
-        load_at_end(report.notes)
+        load_at_end(report.notes, warn_busy=True)
         stop_servers(report.servers)
-        keep_or_remove(work, args.keep, "server logs, data dir", report.notes)
+        keep_or_remove(work, args.keep, "server logs, data dirs", report.notes)
     print_report(args, report)
     if failed:
         sys.exit(1)
