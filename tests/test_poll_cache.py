@@ -77,9 +77,7 @@ async def test_finished_polls_are_cached_and_urls_re_signed_when_the_window_turn
 
     clock = Clock(URL_WINDOW_SECONDS * 31_666_667 + 5.0)  # 5 s into a window
     state.tasks.finished = FinishedTaskCache(100, clock=clock)
-    monkeypatch.setattr(
-        "videogate.views.relay.time", types.SimpleNamespace(time=lambda: clock.now)
-    )
+    monkeypatch.setattr("videogate.views.relay.time", types.SimpleNamespace(time=lambda: clock.now))
     ttl = state.ctx.settings.url_ttl_seconds
     first = await client.get(f"/v1/videos/{task_id}", headers=auth)
     assert first.status_code == 200 and len(state.tasks.finished) == 1

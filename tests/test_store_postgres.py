@@ -114,3 +114,38 @@ async def test_migrations_build_exactly_the_tables(tmp_path: Path) -> None:
 @pytest.mark.postgres
 async def test_migrations_build_exactly_the_tables_on_postgresql(pg_url: str) -> None:
     assert await _schema_differences(pg_url) == []
+
+
+@pytest.mark.postgres
+async def test_a_due_task_wakes_a_worker_in_another_process(pg_url: str) -> None:
+    """A create or a callback written by one process wakes the listener of another."""
+    import asyncio
+
+    from videogate.settings import to_async_url
+    from videogate.store.due_signal import listen_for_due
+
+    api_side = Store.open(pg_url)
+    wakeup, stop = asyncio.Event(), asyncio.Event()
+    listener = asyncio.create_task(listen_for_due(to_async_url(pg_url), wakeup, stop))
+    try:
+        # The listener sets the event once when it starts listening (catch-up).
+        await asyncio.wait_for(wakeup.wait(), 30)
+        wakeup.clear()
+        key, _ = await key_with_secret(api_side)
+        task = make_task(key.id)
+        assert await api_side.tasks.insert(task)
+        await asyncio.wait_for(wakeup.wait(), 30)
+        wakeup.clear()
+        # An upstream callback for a running task: made due at once, and the worker told.
+        running = make_task(key.id, status="running")
+        assert await api_side.tasks.insert(running)
+        await asyncio.wait_for(wakeup.wait(), 30)
+        wakeup.clear()
+        await api_side.tasks.poll_now(running.id)
+        await asyncio.wait_for(wakeup.wait(), 30)
+        got = await api_side.tasks.get(running.id)
+        assert got is not None and got.next_run_at == 0.0
+    finally:
+        stop.set()
+        await asyncio.wait_for(listener, 30)
+        await api_side.close()

@@ -15,6 +15,7 @@ from videogate.errors import VideogateError
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
 from videogate.store.db import retry_if_disconnected
+from videogate.store.due_signal import notify_due
 from videogate.store.fastread import SqliteTaskReader
 from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.rows import column_values, detached
@@ -128,6 +129,8 @@ class TaskStore:
             # ``task`` may be a detached view (rows.detached): insert a tracked copy.
             tracked = Task(**column_values(task))
             s.add(tracked)
+            if self._dialect == "postgresql" and task.status not in TERMINAL:
+                await s.execute(notify_due(task.id))
             if event is not None:
                 s.add(event)
             if task.status in TERMINAL:  # created failed (a reference was unreachable)
@@ -439,6 +442,8 @@ class TaskStore:
         )
         async with self._sessions.begin() as s:
             await s.execute(stmt)
+            if self._dialect == "postgresql":  # wake a worker in whichever process
+                await s.execute(notify_due(task_id))
 
     async def make_due(self, task_id: str, now: float) -> None:
         """Step an unfinished task nobody holds at once (a stale attempt to resolve)."""

@@ -21,6 +21,7 @@ from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import PollResult, Provider, Route, TaskContext
 from videogate.request import GenerationRequest
 from videogate.statuses import TERMINAL
+from videogate.store.due_signal import listen_for_due
 from videogate.store.tables import Task
 from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
@@ -112,6 +113,11 @@ class Worker:
         retention = asyncio.create_task(run_sweeper(self.ctx, stop))
         failures = 0
         next_sweep = 0.0  # at once: resolve what a crashed predecessor left behind
+        listener = None
+        if self.ctx.store.dialect == "postgresql":  # callbacks and creates in other processes
+            listener = asyncio.create_task(
+                listen_for_due(self.settings.effective_database_url, self.ctx.wakeup, stop)
+            )
         try:
             while not stop.is_set():
                 try:
@@ -149,6 +155,9 @@ class Worker:
             renewer.cancel()
             webhooks.cancel()
             retention.cancel()
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             for task in list(self._active):
                 task.cancel()
             background = (renewer, webhooks, retention)
