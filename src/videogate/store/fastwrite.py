@@ -65,13 +65,29 @@ class SqliteTaskWriter:
     """Creates tasks in one short ``BEGIN IMMEDIATE`` transaction (see the module doc)."""
 
     def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA busy_timeout=0")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._path = path
+        self._open: sqlite3.Connection | None = None
         self._task = _Insert(Task)
         self._ledger = _Insert(LedgerEntry)
         self._event = _Insert(TaskEvent)
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._open is None:
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._open = conn
+        return self._open
+
+    def reset(self) -> None:
+        """Close the connection; the next create opens a new one (as the engine's pool
+        does when it is disposed, e.g. after the database file was replaced or the disk
+        went read-only)."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
 
     async def _begin(self) -> None:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -136,4 +152,4 @@ class SqliteTaskWriter:
         return None
 
     def close(self) -> None:
-        self._conn.close()
+        self.reset()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, tuple_, update
+from sqlalchemy import case, delete, event, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from videogate.errors import VideogateError
@@ -84,6 +84,12 @@ class TaskStore:
         if dialect == "sqlite" and database and database != ":memory:":
             self._fast = SqliteTaskReader(database)
             self._writer = SqliteTaskWriter(database)
+            # Disposing the engine (reconnect everything) applies to this connection too.
+            event.listen(engine.sync_engine, "engine_disposed", lambda _: self._writer_reset())
+
+    def _writer_reset(self) -> None:
+        if self._writer is not None:
+            self._writer.reset()
 
     def close(self) -> None:
         if self._fast is not None:
