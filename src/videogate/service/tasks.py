@@ -296,6 +296,7 @@ class TaskService:
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, time.time()
         ):
+            self.finished.invalidate(task.id)
             await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
             return await self.get(caller, task_id)
         return task
@@ -311,7 +312,9 @@ class TaskService:
         now = time.time()
         if task.status in UNFINISHED:
             await self._ctx.store.tasks.cancel(task.id, caller.key_id, now)
-        if not await self._ctx.store.tasks.mark_deleted(task.id, now):
+        deleted = await self._ctx.store.tasks.mark_deleted(task.id, now)
+        self.finished.invalidate(task.id)  # after the write (see FinishedTaskCache.ticket)
+        if not deleted:
             raise NotFound(f"no task '{task_id[:100]}' for this API key", param="task_id")
         await self._ctx.blobs.delete_prefix(f"results/{task.key_id}/{task.id}")
         await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
