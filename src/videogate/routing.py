@@ -137,10 +137,6 @@ class Router:
             and ("*" in route.groups or group in route.groups)
         )
 
-    def serves_any(self, model: str, group: str) -> bool:
-        """Whether some usable route serves ``model`` to ``group`` (no ordering done)."""
-        return any(self.serves(r, model, group) for r in self._routes)
-
     def candidates(self, model: str, group: str, rng: random.Random | None = None) -> list[Route]:
         """Usable routes, lowest priority first, weighted-random order within a priority."""
         rng = rng or self._rng
