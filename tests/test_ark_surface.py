@@ -215,7 +215,10 @@ async def test_statuses_before_and_while_running(
     await set_task(state, task_id, status="queued")
     await finish(state, task_id, "expired", "expired", "late")
     shown = (await client.get(f"{TASKS}/{task_id}", headers=auth)).json()
-    assert shown["status"] == "expired" and shown["error"] == {"code": "expired", "message": "late"}
+    assert shown["status"] == "expired" and shown["error"] == {
+        "code": "TaskExpired",
+        "message": "late (expired)",
+    }
     assert shown["billing_detail"]["state"] == "refunded"
 
 

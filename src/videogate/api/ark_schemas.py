@@ -200,6 +200,25 @@ def _check_unsupported(body: ArkCreate) -> None:
         raise invalid("callback_url", "it must be an http(s) URL")
 
 
+# Ark fields kept with the task: passed to Ark routes unchanged, echoed by GET on this
+# surface; ``execution_expires_after`` is also the task's deadline.
+PASSTHROUGH = (
+    "service_tier",
+    "execution_expires_after",
+    "priority",
+    "camera_fixed",
+    "safety_identifier",
+    "tools",
+    "omni_reference_task_type",
+    "output_format",
+)
+
+
+def ark_extras(body: ArkCreate) -> dict[str, Any]:
+    dumped = body.model_dump(include=set(PASSTHROUGH), exclude_none=True, mode="json")
+    return {name: dumped[name] for name in PASSTHROUGH if name in dumped}
+
+
 def to_generation_request(body: ArkCreate) -> GenerationRequest:
     """The prompt is the text item (several are joined by newlines); roles as API.md §1.1."""
     _check_unsupported(body)
@@ -221,6 +240,8 @@ def to_generation_request(body: ArkCreate) -> GenerationRequest:
         ]
     )
     return GenerationRequest(
+        surface="ark",
+        extras=ark_extras(body),
         model=body.model,
         prompt="\n".join(texts),
         references=refs,

@@ -196,6 +196,13 @@ class ArkTask(_Doc):
     execution_expires_after: int
     draft: bool
     billing_detail: BillingDetail
+    # Echoed when the create sent them (Ark does the same).
+    priority: int | SkipJsonSchema[None] = None
+    camera_fixed: bool | SkipJsonSchema[None] = None
+    safety_identifier: str | SkipJsonSchema[None] = None
+    tools: list[dict[str, Any]] | SkipJsonSchema[None] = None
+    omni_reference_task_type: str | SkipJsonSchema[None] = None
+    output_format: str | SkipJsonSchema[None] = None
 
 
 class ArkTaskList(_Doc):

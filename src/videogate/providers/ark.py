@@ -193,6 +193,12 @@ class ArkProvider:
             "callback_url": ctx.callback_url,
             MARKER_FIELD: attempt_marker(ctx.attempt_id) if ctx.attempt_id else None,
         }
+        # Ark fields a client sent on the Ark surface go to Ark unchanged; a remix, edit or
+        # extend made on the OpenAI surface is Ark's omni reference task of that type.
+        for name, value in req.extras.items():
+            fields.setdefault(name, value)
+        if req.operation in ("edit", "extend"):
+            fields["omni_reference_task_type"] = req.operation
         # The SDK sends nulls and Ark tolerates them; we send only what is set.
         try:
             body = await self._request(

@@ -16,15 +16,44 @@ from videogate.store.tables import Task
 from videogate.views.relay import billing_detail, signed_url
 
 FPS = 24
+# Our failure codes in Ark's documented codes (the detail stays in the message).
+ARK_ERROR_CODES = {
+    "cancelled": "TaskCancelled",
+    "expired": "TaskExpired",
+    "reference_unreachable": "InvalidParameter.ContentUnreachable",
+    "reference_unavailable": "InvalidParameter.ContentUnreachable",
+    "unsupported_request": "InvalidParameter.UnsupportedParameter",
+    "upstream_timeout": "ServiceUnavailable",
+    "upstream_unreachable": "ServiceUnavailable",
+    "no_available_route": "ServiceUnavailable",
+}
+ARK_DEFAULT_ERROR = "InternalServiceError"
+# Ark's own codes (a failed Ark upstream's) pass through as they are.
+_ARK_CODE_SHAPES = ("InvalidParameter", "OutputVideoSensitiveContentDetected", "InputImage")
+
+
+def ark_error_code(code: str) -> str:
+    """Our error code as Ark's: upstream Ark codes as they are, ours mapped."""
+    if code[:1].isupper() or code.startswith(_ARK_CODE_SHAPES):
+        return code
+    return ARK_ERROR_CODES.get(code, ARK_DEFAULT_ERROR)
 
 
 def ark_task(task: Task, signer: UrlSigner, ttl: int) -> dict[str, Any]:
     req = GenerationRequest.model_validate(task.request)
     ratio, _, _ = resolve_output(req)
     status = ARK_STATUS[task.status]
-    obj: dict[str, Any] = {"id": task.id, "model": task.model, "status": status, "error": None}
+    obj: dict[str, Any] = {
+        "id": task.id,
+        "model": req.public_model,
+        "status": status,
+        "error": None,
+    }
     if status in ("failed", "expired") and task.error_code:
-        obj["error"] = {"code": task.error_code, "message": task.error_message or task.error_code}
+        obj["error"] = {
+            "code": ark_error_code(task.error_code),
+            "message": f"{task.error_message or task.error_code} ({task.error_code})",
+        }
     if status == "succeeded":
         video_url = last_frame_url = None
         if not task.media_deleted:
@@ -53,4 +82,8 @@ def ark_task(task: Task, signer: UrlSigner, ttl: int) -> dict[str, Any]:
             "billing_detail": billing_detail(task),
         }
     )
+    # What the client sent on this surface, echoed as Ark does (service_tier, priority…).
+    for name, value in req.extras.items():
+        if name != "execution_expires_after":
+            obj[name] = value
     return obj

@@ -44,11 +44,13 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UnsafeURL
 from videogate.fetch import METADATA_HINT, PRIVATE_HINT, send_pinned
+from videogate.request import GenerationRequest
 from videogate.signing import UrlSigner
 from videogate.statuses import RELAY_STATUS, TERMINAL
 from videogate.store.sealing import SecretUnreadable
 from videogate.store.tables import Task, TaskEvent, WebhookAttempt
 from videogate.store.webhooks import DELIVERED, FAILED, PENDING, SKIPPED
+from videogate.views.ark import ark_task
 from videogate.views.relay import relay_task
 
 log = logging.getLogger("videogate.webhooks")
@@ -86,9 +88,36 @@ def task_as_of(task: Task, status: str, at: float) -> Task:
     return view
 
 
+OPENAI_EVENTS = {"succeeded": "video.completed"}  # every other terminal status: video.failed
+
+
+def surface_of(task: Task) -> str:
+    return GenerationRequest.model_validate(task.request).surface
+
+
+def wanted(task: Task, status: str) -> bool:
+    """OpenAI sends only ``video.completed`` / ``video.failed``: tasks created on its
+    surface get no event for the statuses before those."""
+    return surface_of(task) != "openai" or status in TERMINAL
+
+
 def event_body(task: Task, event: TaskEvent, signer: UrlSigner, ttl: int) -> dict[str, Any]:
-    """The webhook body: the relay task object as of the event."""
-    return relay_task(task_as_of(task, event.status, event.created_at), signer, ttl)
+    """The webhook body, in the shape of the surface the task was created on: OpenAI's
+    event (``video.completed`` / ``video.failed`` with ``data.id``), Ark's task object, or
+    the relay task object, as of the event."""
+    view = task_as_of(task, event.status, event.created_at)
+    surface = surface_of(task)
+    if surface == "openai":
+        return {
+            "id": webhook_id(event),
+            "object": "event",
+            "type": OPENAI_EVENTS.get(event.status, "video.failed"),
+            "created_at": int(event.created_at),
+            "data": {"id": task.id},
+        }
+    if surface == "ark":
+        return ark_task(view, signer, ttl)
+    return relay_task(view, signer, ttl)
 
 
 def relay_status(status: str) -> str:
@@ -203,7 +232,9 @@ class WebhookDeliverer:
             await store.webhooks.finish(event.id, token, state=SKIPPED)
             return
         previous = await store.webhooks.last_delivered_status(task.id, event.id)
-        if previous is not None and relay_status(previous) == relay_status(event.status):
+        if not wanted(task, event.status) or (
+            previous is not None and relay_status(previous) == relay_status(event.status)
+        ):
             await store.webhooks.finish(event.id, token, state=SKIPPED)
             return
         key = await store.keys.get(task.key_id)
