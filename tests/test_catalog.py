@@ -32,7 +32,7 @@ def test_shipped_entries_and_a_deployment_override(tmp_path: Path) -> None:
 
 def test_auto_duration_is_held_at_the_worst_case_and_charged_as_produced(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    models, aliases = load_catalog()
+    models, _ = load_catalog()
     billing = Billing(settings, Router([]), models)
     req = GenerationRequest(model=SEEDANCE_2_5, prompt="p", duration=-1)
     hold, snapshot = billing.estimate(req, "default", 1280, 720)
