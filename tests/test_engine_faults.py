@@ -541,3 +541,38 @@ async def test_postgres_refusing_connections_counts_as_infrastructure() -> None:
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name}")
         await admin.close()
+
+
+# Found by the chaos suite: a submitter whose lease lapsed must not send a create ----------
+
+
+async def test_a_worker_that_lost_its_task_never_submits_it(engine: Any, ark: FakeArk) -> None:
+    """A database outage stops the lease renewals of a worker about to submit; another
+    worker claims the task and submits it. The first must not send its own create too:
+    its reserve finds the task held by someone else, so nothing is recorded or sent."""
+    async with engine(route("volc", ark)) as ctx:
+        task_id = await new_task(ctx)
+        now = time.time()
+        [first] = await ctx.store.tasks.claim_due("w1", 1, now, 0.01)
+        await asyncio.sleep(0.05)  # w1's lease lapses without a renewal
+        [taken] = await ctx.store.tasks.claim_due("w2", 1, time.time(), 30.0)
+        assert first.id == taken.id == task_id
+
+        r = ctx.router.get("volc")
+        assert r is not None
+        await ctx.store.route_state.ensure(r.name)
+        stale = await ctx.store.attempts.reserve(
+            task_id, r.name, r.provider, r.max_in_flight, owner="w1"
+        )
+        assert stale is None and await ctx.store.attempts.for_task(task_id) == []
+
+        loser = Worker(ctx, owner="w1")
+        await loser._submitter.submit(first)  # the whole submit path of the stale holder
+        assert ark.requests_to("create") == [] and await ctx.store.attempts.for_task(task_id) == []
+        assert (await task_row(ctx, task_id)).lease_owner == "w2"
+
+        winner = Worker(ctx, owner="w2")
+        await winner._submitter.submit(taken)
+        assert len(ark.requests_to("create")) == 1
+        row = await task_row(ctx, task_id)
+        assert row.status == "running" and row.upstream_id in ark.tasks

@@ -16,20 +16,39 @@ class AttemptStore:
         self._sessions = sessions
 
     async def reserve(
-        self, task_id: str, route: str, provider: str, max_in_flight: int
+        self,
+        task_id: str,
+        route: str,
+        provider: str,
+        max_in_flight: int,
+        *,
+        owner: str | None = None,
     ) -> Attempt | None:
         """Record that we are about to call the upstream (committed before the call), if
-        the route has room; None when it is at ``max_in_flight``.
+        the route has room; None when it is at ``max_in_flight``, or when ``owner`` no
+        longer holds the queued task (its lease lapsed and another worker claimed it).
 
         The count and the insert are one transaction that first locks the route's
         ``route_state`` row, so concurrent workers (any process) cannot both take the
-        last slot. The row must exist (see ``RouteStateStore.ensure``).
+        last slot. The row must exist (see ``RouteStateStore.ensure``). The holder check
+        is in the same transaction: a worker whose lease lapsed (a database outage
+        stopped its renewals) must not send a create while the task's new holder, seeing
+        no attempt, sends its own — one task, two paid jobs.
         """
         async with self._sessions.begin() as s:
             # A write first: on PostgreSQL a row lock, on SQLite the database write lock.
             await s.execute(
                 update(RouteState).where(RouteState.name == route).values(name=RouteState.name)
             )
+            if owner is not None:
+                # Locks the task row too (PostgreSQL): a claim waits for, or skips, it.
+                held = await s.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.lease_owner == owner, Task.status == "queued")
+                    .values(lease_owner=owner)
+                )
+                if held.rowcount == 0:  # type: ignore[attr-defined]
+                    return None
             running = await s.scalar(
                 select(func.count())
                 .select_from(Task)

@@ -123,10 +123,12 @@ class Submitter:
         tctx = await self.w.task_context(row, route, files=True)
         await store.route_state.ensure(route.name)
         attempt = await store.attempts.reserve(
-            row.id, route.name, route.provider, route.max_in_flight
+            row.id, route.name, route.provider, route.max_in_flight, owner=self.w.owner
         )
         if attempt is None:
-            return FULL  # another worker took the last slot meanwhile
+            # Another worker took the last slot meanwhile, or the task itself: then the
+            # transitions that follow find it held by someone else and change nothing.
+            return FULL
         tctx = dataclasses.replace(tctx, attempt_id=attempt.id)
         metrics = self.ctx.metrics
         started = time.monotonic()
