@@ -24,6 +24,14 @@ from videogate.service.keys import create_key
 from videogate.settings import Settings
 
 TEST_BASE = "http://testserver"
+SLOW_TIMEOUT = 300  # seconds: real processes, browsers and local models on a 2-core machine
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tier gets a longer per-test limit than the unit tier's 60 s."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 def free_port() -> int:

@@ -228,7 +228,7 @@ def test_mp4_duration(tmp_path: Path) -> None:
 
 
 def test_the_sdk_reference_is_current() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(root / "docs" / "gen_sdk_reference.py"), "--check"],
         capture_output=True,

@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from test_webhooks import Receiver, receiver_server
 
 from conftest import LiveServer, make_live_key, run_live_server
 from fakes.ark import FakeArk
 from media_factory import png_bytes
-from test_webhooks import Receiver, receiver_server
 from videogate.service.keys import create_key
 from videogate.settings import ModelConfig, PriceConfig, RouteConfig
 from videogate.store import Store

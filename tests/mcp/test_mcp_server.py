@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from client_support import SHORT, VIDEOGATE, Videogate, cli_env, png, vg
 from conftest import free_port
+from mcp import ClientSession, StdioServerParameters, stdio_client
 from videogate.client import mp4_duration
 
 __all__ = ["vg"]  # fixture

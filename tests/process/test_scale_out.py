@@ -16,10 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-
-from conftest import free_port
-from fakes.s3 import S3Server
-from media_factory import png_bytes
 from test_processes import (
     HTTP_TIMEOUT,
     START_TIMEOUT,
@@ -33,6 +29,10 @@ from test_processes import (
     wait_healthy,
     wait_until,
 )
+
+from conftest import free_port
+from fakes.s3 import S3Server
+from media_factory import png_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["launcher", "pg_url"]  # fixtures, imported for this module's tests

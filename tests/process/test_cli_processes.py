@@ -223,7 +223,7 @@ def test_the_client_install_needs_no_server(vg: Videogate, tmp_path: Path) -> No
     server commands say what to install."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     python = str(venv / "bin" / "python")
     pip = subprocess.run(
         [

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from test_scale_out import metric
 
 from conftest import TEST_BASE, wait_for_status
-from test_scale_out import metric
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key
@@ -67,7 +67,7 @@ async def test_metrics_count_requests_and_tasks_by_template(
     assert "videogate_route_max_in_flight{" in text and "videogate_route_breaker_open{" in text
 
     # The Grafana dashboard asks only for metrics that exist.
-    dashboard = json.loads((Path(__file__).parents[1] / "docs/grafana-dashboard.json").read_text())
+    dashboard = json.loads((Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     exported = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
     for name in {n for e in exprs for n in re.findall(r"videogate_\w+", e)}:

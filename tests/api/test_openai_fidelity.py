@@ -16,14 +16,14 @@ import httpx
 import numpy as np
 import openai
 import pytest
+import test_openai_sdk as sdk
 from openai import OpenAI
 from openai.types import Video
 from openai.types.video_size import VideoSize
 from PIL import Image
-
-import test_openai_sdk as sdk
-from conftest import LiveServer
 from test_openai_sdk import picture
+
+from conftest import LiveServer
 
 # The live server, a key and an SDK client: the fixtures of the SDK tests.
 live = sdk.live

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from test_webhooks import Receiver, receiver_server
 
 from conftest import TEST_BASE, wait_for_status
-from test_webhooks import Receiver, receiver_server
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key

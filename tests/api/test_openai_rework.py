@@ -10,10 +10,9 @@ import av
 import numpy as np
 import openai
 import pytest
+import test_openai_sdk as sdk
 from openai import OpenAI
 from openai.types import Video
-
-import test_openai_sdk as sdk
 from test_openai_fidelity import assert_openai_video, raw_get
 
 pytestmark = [

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
 from test_limits import BODY, client_for, make_settings, new_key, running
 from test_store_contract import PG_ADMIN, _pg_available
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update
-
-from fakes import FakeArk, Fault
 from test_worker import FakeProvider, done_result, drive, fake_worker
 from test_worker import new_task as new_sandbox_task
+
+from fakes import FakeArk, Fault
 from videogate.context import AppContext, open_context
 from videogate.errors import StorageUnavailable, UpstreamError
 from videogate.providers.base import PollResult

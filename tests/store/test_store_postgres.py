@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-
 from test_store_contract import PG_ADMIN, _pg_available, make_task
+
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.db import PoolOptions
