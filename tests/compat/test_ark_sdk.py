@@ -248,7 +248,7 @@ def test_sdk_delete_semantics(idle_live_server: LiveServer) -> None:
     with pytest.raises(ArkNotFoundError) as gone:
         tasks.get(task_id=finished)
     assert gone.value.code == "ResourceNotFound"
-    assert httpx.get(video_url).status_code == 404
+    assert httpx.get(video_url).status_code == 410  # the signed URL says the media is gone
     assert tasks.list(task_ids=[finished]).total == 0
     ark.close()
 

@@ -225,7 +225,7 @@ async def test_unfinished_task_cap(tmp_path: Path) -> None:
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
         # once one finishes (here: cancelled), there is room again
         assert (
-            await client.delete(f"/v1/videos/{first.json()['id']}", headers=headers)
+            await client.post(f"/v1/videos/{first.json()['id']}/cancel", headers=headers)
         ).status_code == 200
         assert (await client.post("/v1/videos", json=BODY, headers=headers)).status_code == 200
         assert (await client.post("/v1/videos", json=BODY, headers=headers)).status_code == 429
