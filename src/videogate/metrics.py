@@ -25,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from videogate.statuses import UNFINISHED
+
 if TYPE_CHECKING:
     from videogate.routing import Router
     from videogate.store import Store
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TASK_BUCKETS = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800)
 WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
-UNFINISHED = ("queued", "running", "fetching")
 # How long a database-derived reading is reused: scrapes from several Prometheus servers
 # cost one query.
 DB_READ_SECONDS = 2.0
