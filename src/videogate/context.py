@@ -89,6 +89,14 @@ class AppContext:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # What the in-process worker last did (``/readyz``).
     heartbeat: WorkerHeartbeat = field(default_factory=WorkerHeartbeat)
+    # Told the id of a finished task whose media or record the engine removed, so caches in
+    # this process (the API's finished-task cache) drop it at once; other processes notice
+    # when their signing window turns.
+    task_changed: list[Callable[[str], None]] = field(default_factory=list)
+
+    def notify_task_changed(self, task_id: str) -> None:
+        for listener in self.task_changed:
+            listener(task_id)
 
     @property
     def tmp_dir(self) -> Path:

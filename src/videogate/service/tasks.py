@@ -60,6 +60,7 @@ class TaskService:
         self._ctx = ctx
         # Encoded poll responses of finished tasks (the API fills it; deletes here empty it).
         self.finished = FinishedTaskCache(ctx.settings.finished_cache_entries)
+        ctx.task_changed.append(self.finished.invalidate)
 
     def resolve_alias(self, req: GenerationRequest) -> GenerationRequest:
         """The request with an alias (``sora-2``) replaced by the model serving it; the

@@ -84,6 +84,7 @@ async def sweep(
                 if await store.claim_task(task_id):
                     if not media_deleted:
                         await _drop_media(ctx, task_id, key_id)
+                    ctx.notify_task_changed(task_id)
                     report.tasks += 1
             if len(tasks) < batch:
                 break
@@ -99,6 +100,7 @@ async def sweep(
 async def _drop_media(ctx: AppContext, task_id: str, key_id: str) -> None:
     await ctx.blobs.delete_prefix(result_prefix(key_id, task_id))
     await ctx.blobs.delete_prefix(reference_prefix(task_id))
+    ctx.notify_task_changed(task_id)
 
 
 def _old_scratch(work_dir: Path, before: float, dry_run: bool) -> int:
