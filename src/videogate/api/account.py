@@ -122,15 +122,8 @@ async def ledger(request: Request) -> Response:
     q = request.query_params
     limit = query_int(q.get("limit"), "limit", 50, 1, 500)
     before = query_int(q.get("before"), "before", 0, 0, 2**62) or None
-    rows = await state.ctx.store.reports.ledger(caller.key_id, limit=limit + 1, before=before)
-    data = [reports.ledger_json(r) for r in rows[:limit]]
     return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": len(rows) > limit,
-        }
+        await reports.ledger_page(state.ctx.store, caller.key_id, limit=limit, before=before)
     )
 
 

@@ -91,15 +91,8 @@ async def key_ledger(
     state: ApiState = Depends(require_admin),
 ) -> Response:
     row = await _key(state, key_id)
-    rows = await state.ctx.store.reports.ledger(row.id, limit=limit + 1, before=before)
-    data = [reports.ledger_json(r) for r in rows[:limit]]
     return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": len(rows) > limit,
-        }
+        await reports.ledger_page(state.ctx.store, row.id, limit=limit, before=before)
     )
 
 

@@ -30,6 +30,20 @@ def ledger_json(row: LedgerEntry) -> dict[str, Any]:
     }
 
 
+async def ledger_page(
+    store: Store, key_id: str, *, limit: int, before: int | None
+) -> dict[str, Any]:
+    """One page of a key's ledger, newest first, as a list object (``before``: an entry id)."""
+    rows = await store.reports.ledger(key_id, limit=limit + 1, before=before)
+    data = [ledger_json(r) for r in rows[:limit]]
+    return {
+        "object": "list",
+        "data": data,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(rows) > limit,
+    }
+
+
 def account_json(row: ApiKey) -> dict[str, Any]:
     """A key as its owner sees it (never the secret)."""
     return {
