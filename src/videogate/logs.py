@@ -9,7 +9,9 @@ and task steps never mix their fields).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import IO, Any
 
 import structlog
@@ -71,3 +73,20 @@ def log_transition(
 def bind(**fields: object) -> None:
     """Add fields to every log record of the current asyncio task (and tasks it starts)."""
     structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
+
+
+@contextlib.contextmanager
+def bound(**fields: object) -> Iterator[None]:
+    """Add fields to the log records inside the block only (for a loop that handles one
+    task after another in the same asyncio task)."""
+    with structlog.contextvars.bound_contextvars(
+        **{k: v for k, v in fields.items() if v is not None}
+    ):
+        yield
+
+
+def request_id() -> str | None:
+    """The id of the HTTP request being served (bound by ``api/observe.py``), if any: a
+    task stores the id of the request that created it, and the worker binds it again."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None

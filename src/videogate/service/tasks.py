@@ -20,7 +20,7 @@ from videogate.errors import (
     NotFound,
 )
 from videogate.ids import new_id
-from videogate.logs import bind, log_transition
+from videogate.logs import bind, log_transition, request_id
 from videogate.money import format_money
 from videogate.providers import route_problem
 from videogate.request import (
@@ -157,6 +157,7 @@ class TaskService:
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
                 callback_url=req.callback_url,
+                request_id=request_id(),
                 currency=price["currency"],
                 hold_micros=hold_micros,
                 billing_state="held",

@@ -95,6 +95,8 @@ class Task(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The X-Request-Id of the create (api/observe.py): bound to the engine's log lines.
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # Billing, in millionths of ``currency``: held at create, charged at completion.
     currency: Mapped[str] = mapped_column(String(10), default="USD")
     hold_micros: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -211,7 +211,7 @@ class Worker:
 
     async def _run_step(self, row: Task) -> None:
         # Every log line of this step names the task (a context of its own asyncio task).
-        bind(task_id=row.id, key_id=row.key_id, route=row.route)
+        bind(task_id=row.id, key_id=row.key_id, route=row.route, request_id=row.request_id)
         try:
             await self.step(row)
         except asyncio.CancelledError:

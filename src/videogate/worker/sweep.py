@@ -20,8 +20,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from videogate.errors import UpstreamError
+from videogate.logs import bound
 from videogate.statuses import TERMINAL
-from videogate.store.tables import Attempt
+from videogate.store.tables import Attempt, Task
 
 if TYPE_CHECKING:
     from videogate.worker.loop import Worker
@@ -59,6 +60,12 @@ class AttemptSweeper:
         task = await store.tasks.get(attempt.task_id)
         if task is None:
             return
+        # The sweep runs in the worker's main loop: the task's fields for this one only.
+        with bound(task_id=task.id, key_id=task.key_id, request_id=task.request_id):
+            await self._resolve(attempt, task, now)
+
+    async def _resolve(self, attempt: Attempt, task: Task, now: float) -> None:
+        store = self.ctx.store
         if task.status == "queued":
             await store.tasks.make_due(task.id, now)
             return

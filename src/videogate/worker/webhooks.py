@@ -44,6 +44,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, ReferenceUnreachable, UnsafeURL
 from videogate.fetch import METADATA_HINT, PRIVATE_HINT, send_pinned
+from videogate.logs import bind
 from videogate.request import GenerationRequest
 from videogate.signing import UrlSigner
 from videogate.statuses import RELAY_STATUS, TERMINAL
@@ -212,6 +213,8 @@ class WebhookDeliverer:
 
     async def deliver(self, event: TaskEvent) -> None:
         """One attempt at one claimed event; never raises (but for cancellation)."""
+        # Its own asyncio task (or a gather's): the binding ends with the attempt.
+        bind(task_id=event.task_id)
         try:
             await self._deliver(event)
         except asyncio.CancelledError:
@@ -231,6 +234,7 @@ class WebhookDeliverer:
         if task is None or not task.callback_url:  # deleted meanwhile
             await store.webhooks.finish(event.id, token, state=SKIPPED)
             return
+        bind(key_id=task.key_id, request_id=task.request_id)
         previous = await store.webhooks.last_delivered_status(task.id, event.id)
         if not wanted(task, event.status) or (
             previous is not None and relay_status(previous) == relay_status(event.status)
@@ -302,6 +306,7 @@ class WebhookDeliverer:
         )
         outcome = {DELIVERED: "delivered", FAILED: "failed"}.get(state, "retry")
         self.ctx.metrics.webhook_deliveries.labels(outcome).inc()
+        detail = error or f"HTTP {status_code}"
         if state == FAILED:
             log.warning(
                 "webhook %s (task %s, %s) given up after %d attempt(s): %s",
@@ -309,7 +314,16 @@ class WebhookDeliverer:
                 task.id,
                 event.status,
                 event.attempts,
-                error or f"HTTP {status_code}",
+                detail,
+            )
+        else:
+            log.info(
+                "webhook %s (task %s, %s), attempt %d: %s",
+                msg_id,
+                task.id,
+                event.status,
+                event.attempts,
+                "delivered" if state == DELIVERED else f"{detail}; will retry",
             )
 
     async def _post(
