@@ -17,6 +17,7 @@ from videogate.billing import Billing
 from videogate.blobs import BlobStore, open_blob_store
 from videogate.blobs.metered import MeteredBlobStore
 from videogate.catalog import ModelSpec
+from videogate.clock import Clock, SystemClock
 from videogate.fetch import UrlGuard, guard_from_settings
 from videogate.metrics import Metrics
 from videogate.routing import Router, build_catalog_and_routes
@@ -83,6 +84,8 @@ class AppContext:
     models: dict[str, ModelSpec]
     billing: Billing
     metrics: Metrics
+    # Every engine time read and timed wait goes through it (tests pass a fake).
+    clock: Clock = field(default_factory=SystemClock)
     # Client-facing model names (``sora-2``) -> the catalog model that serves them.
     aliases: dict[str, str] = field(default_factory=dict)
     # Set when a task becomes due, so an in-process worker starts it at once.
@@ -122,25 +125,34 @@ class AppContext:
 
 
 async def open_context(
-    settings: Settings, *, migrate: bool = True, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    metrics: Metrics | None = None,
+    clock: Clock | None = None,
 ) -> AppContext:
     """Open the database (migrating it unless told not to), storage and HTTP client.
 
     A process that starts while the database is briefly away (restarting, locked, the disk
     full) waits for it, up to ``STARTUP_PATIENCE`` seconds, instead of exiting."""
+    clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate:
         await _patiently(
-            "migrating the database", settings, upgrade, settings.effective_database_url
+            "migrating the database", settings, clock, upgrade, settings.effective_database_url
         )
     pool = PoolOptions(
         settings.db_pool_size, settings.db_max_overflow, settings.db_statement_cache_size
     )
     store = Store.open(settings.effective_database_url, pool, secret_key=settings.secret_key)
     try:
-        secret = await _patiently("reading the service secret", settings, store.service_secret)
+        secret = await _patiently(
+            "reading the service secret", settings, clock, store.service_secret
+        )
         if migrate:  # webhook secrets stored in clear by an older version are sealed now
-            await _patiently("sealing webhook secrets", settings, store.keys.seal_plaintext_secrets)
+            await _patiently(
+                "sealing webhook secrets", settings, clock, store.keys.seal_plaintext_secrets
+            )
     except BaseException:
         await store.close()
         raise
@@ -172,6 +184,8 @@ async def open_context(
         billing=Billing(settings, router, models),
         aliases={alias: spec.name for spec in models.values() for alias in spec.aliases},
         metrics=metrics,
+        clock=clock,
+        heartbeat=WorkerHeartbeat(clock=clock.now),
     )
 
 
@@ -179,19 +193,18 @@ STARTUP_PATIENCE = 300.0  # seconds a starting process waits for its database
 
 
 async def _patiently(
-    what: str, settings: Settings, fn: Callable[..., Awaitable[T]], *args: object
+    what: str, settings: Settings, clock: Clock, fn: Callable[..., Awaitable[T]], *args: object
 ) -> T:
     """``await fn(*args)``, retrying infrastructure errors with a capped, doubling wait."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + STARTUP_PATIENCE
+    give_up = clock.monotonic() + STARTUP_PATIENCE
     failures = 0
     while True:
         try:
             return await fn(*args)
         except Exception as exc:
-            if not is_infrastructure(exc) or loop.time() >= give_up:
+            if not is_infrastructure(exc) or clock.monotonic() >= give_up:
                 raise
             failures += 1
             delay = min(0.5 * 2 ** (failures - 1), settings.worker_backoff_max_seconds)
             log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)

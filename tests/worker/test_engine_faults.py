@@ -17,6 +17,7 @@ from sqlalchemy import update
 from test_worker import FakeProvider, done_result, drive, fake_worker
 from test_worker import new_task as new_sandbox_task
 
+from clocks import FakeClock
 from fakes import FakeArk, Fault
 from videogate.context import AppContext, open_context
 from videogate.errors import StorageUnavailable, UpstreamError
@@ -28,7 +29,6 @@ from videogate.service.tasks import TaskService
 from videogate.settings import GroupConfig, RouteConfig, Settings
 from videogate.store.tables import Attempt, Task
 from videogate.worker import Worker
-from videogate.worker import loop as loop_module
 from videogate.worker.retry import gives_up, retry_delay
 
 MODEL = "doubao-seedance-2-0-fast-260128"
@@ -78,7 +78,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             "groups": (GroupConfig(name="default"),),
         }
         values.update(settings)
-        ctx = await open_context(Settings(**values))
+        ctx = await open_context(Settings(**values), clock=FakeClock())
         try:
             yield ctx
         finally:
@@ -102,16 +102,28 @@ async def task_row(ctx: AppContext, task_id: str) -> Task:
     return row
 
 
+def clock_of(ctx: AppContext) -> FakeClock:
+    assert isinstance(ctx.clock, FakeClock)
+    return ctx.clock
+
+
 async def run_until(ctx: AppContext, check: Any, *, timeout: float = 30.0) -> None:
-    """Run a worker loop until ``await check()`` is true (or fail after ``timeout``)."""
+    """Run a worker loop until ``await check()`` is true (or fail after ``timeout`` real
+    seconds). Whenever the worker has no step running, the fake clock moves half a
+    second, so poll delays, backoffs and capacity waits pass without real waiting; while
+    a step runs (real I/O with a fake upstream) time stands still, so no lease lapses."""
+    clock = clock_of(ctx)
+    worker = Worker(ctx, owner="w-test")
     stop = asyncio.Event()
-    runner = asyncio.create_task(Worker(ctx, owner="w-test").run(stop))
+    runner = asyncio.create_task(worker.run(stop))
     try:
         deadline = time.monotonic() + timeout
         while not await check():
             assert not runner.done(), "the worker loop ended"
             assert time.monotonic() < deadline, "the condition never came true"
-            await asyncio.sleep(0.05)
+            if not worker._active:
+                clock.advance(0.5)
+            await asyncio.sleep(0.02)  # real I/O: the database, the fake upstream
     finally:
         stop.set()
         await runner
@@ -171,7 +183,7 @@ async def test_worker_loop_survives_database_errors(engine: Any, ark: FakeArk) -
 
 
 async def test_a_database_error_inside_a_step_does_not_count_against_the_task(
-    engine: Any, ark: FakeArk, monkeypatch: pytest.MonkeyPatch
+    engine: Any, ark: FakeArk
 ) -> None:
     async with engine(route("volc", ark)) as ctx:
         real = ctx.store.tasks.transition
@@ -184,7 +196,6 @@ async def test_a_database_error_inside_a_step_does_not_count_against_the_task(
             return await real(*args, **kw)
 
         ctx.store.tasks.transition = flaky
-        monkeypatch.setattr(loop_module, "INFRA_RETRY_SECONDS", 0.05)
         task_id = await new_task(ctx)
         await run_until(ctx, all_terminal(ctx, task_id))
         row = await task_row(ctx, task_id)
@@ -206,7 +217,6 @@ async def test_a_blob_store_outage_while_copying_a_result_is_waited_out(
             return await real_put(*args, **kw)
 
         monkeypatch.setattr(ctx.blobs, "put_file", unreachable)
-        monkeypatch.setattr(loop_module, "INFRA_RETRY_SECONDS", 0.05)
         task_id = await new_task(ctx)
         await run_until(ctx, all_terminal(ctx, task_id))
         row = await task_row(ctx, task_id)
@@ -280,7 +290,7 @@ async def test_a_live_submitter_that_lost_its_lease_is_not_raced(engine: Any, ar
             if ark.requests_to("create"):
                 break
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.7)
+        clock_of(ctx).advance(0.7)  # the first worker's lease lapses
         second = Worker(ctx, owner="w-second")
         await second.run_until_idle(timeout=10)  # takes the task over, looks, waits
         await asyncio.gather(*first._active)
@@ -324,7 +334,7 @@ async def test_stale_attempts_of_ended_tasks_release_capacity(
         dead = await new_task(ctx)
         attempt = await crash_mid_submit(ctx, dead, send=sent)
         row = await task_row(ctx, dead)
-        assert await ctx.store.tasks.cancel(dead, row.key_id, time.time())
+        assert await ctx.store.tasks.cancel(dead, row.key_id, ctx.clock.now())
         await age_attempts(ctx, 10)
         nxt = await new_task(ctx)
 
@@ -347,7 +357,7 @@ async def test_stale_attempt_of_an_unfinished_task_is_recovered_at_start_up(
         task_id = await new_task(ctx)
         await crash_mid_submit(ctx, task_id, send=True)
         async with ctx.store.sessions.begin() as s:  # due only in an hour
-            await s.execute(update(Task).values(next_run_at=time.time() + 3600))
+            await s.execute(update(Task).values(next_run_at=ctx.clock.now() + 3600))
         await age_attempts(ctx, 10)
         await run_until(ctx, all_terminal(ctx, task_id))
         assert (await task_row(ctx, task_id)).status == "succeeded"
@@ -413,7 +423,7 @@ async def test_total_timeout_bounds_a_trickling_call(engine: Any, ark: FakeArk) 
 
 async def test_a_short_poll_blip_does_not_fail_the_task(settings: Settings, tmp_path: Path) -> None:
     """Five failed polls in a row (about 12 s) used to fail a task still rendering."""
-    ctx = await open_context(settings)
+    ctx = await open_context(settings, clock=FakeClock())
     try:
         boom = UpstreamError("HTTP 503", retryable=True)
         polls: list[PollResult | Exception] = [PollResult(status="running"), *[boom] * 6]
@@ -468,11 +478,9 @@ async def test_cancelled_running_job_is_followed_and_its_cost_reported(
         [job] = list(ark.tasks)
         ark.set_status(job, "running")
         row = await task_row(ctx, task_id)
-        assert await ctx.store.tasks.cancel(task_id, row.key_id, time.time())
+        assert await ctx.store.tasks.cancel(task_id, row.key_id, ctx.clock.now())
         await run_until(ctx, lambda: _deleted_refused(ark))
         ark.complete(job)
-        async with ctx.store.sessions.begin() as s:  # skip the wait between two looks
-            await s.execute(update(Task).where(Task.id == task_id).values(next_run_at=0))
 
         async def cared_for() -> bool:
             return (await task_row(ctx, task_id)).next_run_at is None
@@ -552,10 +560,10 @@ async def test_a_worker_that_lost_its_task_never_submits_it(engine: Any, ark: Fa
     its reserve finds the task held by someone else, so nothing is recorded or sent."""
     async with engine(route("volc", ark)) as ctx:
         task_id = await new_task(ctx)
-        now = time.time()
-        [first] = await ctx.store.tasks.claim_due("w1", 1, now, 0.01)
-        await asyncio.sleep(0.05)  # w1's lease lapses without a renewal
-        [taken] = await ctx.store.tasks.claim_due("w2", 1, time.time(), 30.0)
+        clock = clock_of(ctx)
+        [first] = await ctx.store.tasks.claim_due("w1", 1, clock.now(), 0.01)
+        clock.advance(0.05)  # w1's lease lapses without a renewal
+        [taken] = await ctx.store.tasks.claim_due("w2", 1, clock.now(), 30.0)
         assert first.id == taken.id == task_id
 
         r = ctx.router.get("volc")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import pytest
+from sqlalchemy import update
 
+from clocks import FakeClock
 from videogate.context import AppContext, open_context
 from videogate.errors import UpstreamError
 from videogate.providers.base import Capabilities, PollResult, Route, TaskContext
@@ -19,6 +19,7 @@ from videogate.routing import Router
 from videogate.service.keys import Caller, create_key
 from videogate.service.tasks import TaskService
 from videogate.settings import Settings
+from videogate.store.tables import Task
 from videogate.worker import Worker, poll_delay
 
 
@@ -54,7 +55,7 @@ class FakeProvider:
 
 @pytest.fixture
 async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
-    context = await open_context(settings)
+    context = await open_context(settings, clock=FakeClock())
     yield context
     await context.close()
 
@@ -79,19 +80,16 @@ async def new_task(ctx: AppContext) -> str:
 
 
 async def drive(worker: Worker, task_id: str, ctx: AppContext, steps: int = 20) -> str:
-    """Run steps (ignoring poll delays) until the task is terminal."""
+    """Run steps until the task is terminal, moving the fake clock to each next step."""
+    clock = ctx.clock
+    assert isinstance(clock, FakeClock), "drive() moves time: the context needs a FakeClock"
     for _ in range(steps):
         row = await ctx.store.tasks.get(task_id)
         assert row is not None
         if row.status in ("succeeded", "failed", "cancelled", "expired"):
             return row.status
-        await ctx.store.tasks.release(task_id, "nobody", time.time())
-        from sqlalchemy import update
-
-        from videogate.store.tables import Task
-
-        async with ctx.store.sessions.begin() as s:
-            await s.execute(update(Task).where(Task.id == task_id).values(next_run_at=0))
+        if row.next_run_at is not None:
+            clock.advance(max(0.0, row.next_run_at - clock.now()))
         await worker.run_until_idle(timeout=10)
     row = await ctx.store.tasks.get(task_id)
     assert row is not None
@@ -159,7 +157,9 @@ async def test_upstream_expired_and_cancelled_map_to_terminal_states(ctx: AppCon
 
 async def test_poll_errors_back_off_then_fail(settings: Settings) -> None:
     # A 10 s window: the waits after failures 1-3 (2 + 4 + 8 s) cover it at the 4th.
-    context = await open_context(settings.model_copy(update={"poll_failure_window_seconds": 10}))
+    context = await open_context(
+        settings.model_copy(update={"poll_failure_window_seconds": 10}), clock=FakeClock()
+    )
     try:
         boom = UpstreamError("HTTP 503", retryable=True)
         script: list[PollResult | Exception] = [boom, boom, PollResult(status="running")]
@@ -182,15 +182,13 @@ async def test_unexpected_errors_are_retried_not_lost(ctx: AppContext, tmp_path:
 
 
 async def test_deadline_expires_a_task(ctx: AppContext) -> None:
-    from sqlalchemy import update
-
-    from videogate.store.tables import Task
-
     provider = FakeProvider(polls=[PollResult(status="running")] * 3)
     worker = fake_worker(ctx, provider)
     task_id = await new_task(ctx)
     async with ctx.store.sessions.begin() as s:
-        await s.execute(update(Task).where(Task.id == task_id).values(deadline_at=time.time() - 1))
+        await s.execute(
+            update(Task).where(Task.id == task_id).values(deadline_at=ctx.clock.now() - 1)
+        )
     await worker.run_until_idle(timeout=10)
     row = await ctx.store.tasks.get(task_id)
     assert row is not None and row.status == "expired" and row.error_code == "expired"
@@ -201,13 +199,13 @@ async def test_a_lapsed_lease_is_taken_over(ctx: AppContext, tmp_path: Path) -> 
     provider = FakeProvider(polls=[done_result(tmp_path)])
     task_id = await new_task(ctx)
     # a worker claims the task and dies without a trace
-    now = time.time()
-    assert await ctx.store.tasks.claim_due("dead-worker", 1, now, lease=0.2)
+    assert await ctx.store.tasks.claim_due("dead-worker", 1, ctx.clock.now(), lease=0.2)
     survivor = fake_worker(ctx, provider, owner="w2")
     await survivor.run_until_idle(timeout=5)
     row = await ctx.store.tasks.get(task_id)
     assert row is not None and row.status == "queued"  # still leased by the dead worker
-    await asyncio.sleep(0.3)
+    assert isinstance(ctx.clock, FakeClock)
+    ctx.clock.advance(0.3)  # the dead worker's lease lapses
     assert await drive(survivor, task_id, ctx) == "succeeded"
 
 
@@ -219,7 +217,7 @@ async def test_cancel_during_a_step_wins(ctx: AppContext, tmp_path: Path) -> Non
 
     class CancelWhilePolling(FakeProvider):
         async def poll(self, tctx: TaskContext, upstream_id: str) -> PollResult:
-            await ctx.store.tasks.cancel(task_id, key_id, time.time())
+            await ctx.store.tasks.cancel(task_id, key_id, ctx.clock.now())
             return done_result(tmp_path)
 
     worker = fake_worker(ctx, CancelWhilePolling())

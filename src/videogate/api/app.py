@@ -30,6 +30,7 @@ from videogate.api.observe import ObserveMiddleware, TemplatedRoute
 from videogate.api.openapi_models import SECURITY_SCHEMES
 from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
+from videogate.clock import Clock
 from videogate.context import AppContext, open_context
 from videogate.metrics import Metrics
 from videogate.service.keys import KeyAuthenticator
@@ -41,19 +42,25 @@ log = logging.getLogger("videogate")
 
 
 def create_app(
-    settings: Settings, *, run_worker: bool = True, migrate: bool = True, freeze_gc: bool = False
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    migrate: bool = True,
+    freeze_gc: bool = False,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The HTTP app; with ``run_worker`` it also runs a task worker in-process.
 
     ``freeze_gc`` (for a server process, not tests) moves everything alive after start-up
     out of the garbage collector's reach: the collector then never walks the app's
     long-lived objects (modules, models, settings) again, only what requests allocate.
+    ``clock`` is the engine's time (tests pass a fake one); the system clock by default.
     """
     metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = await open_context(settings, migrate=migrate, metrics=metrics)
+        ctx = await open_context(settings, migrate=migrate, metrics=metrics, clock=clock)
         app.state.api = build_state(ctx)
         if freeze_gc:
             gc.collect()

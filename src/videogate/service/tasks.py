@@ -129,7 +129,7 @@ class TaskService:
         except InvalidRequest:
             await ctx.blobs.delete_prefix(reference_prefix(task_id))
             raise
-        now = time.time()
+        now = ctx.clock.now()
         failed = resolved.unreachable
         _, width, height = resolve_output(resolved.request)
         hold_micros, price = ctx.billing.estimate(resolved.request, caller.group, width, height)
@@ -296,7 +296,7 @@ class TaskService:
         """Cancel an unfinished task (its hold is refunded); a finished one is left as is."""
         task = await self.get(caller, task_id)
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
-            task.id, caller.key_id, time.time()
+            task.id, caller.key_id, self._ctx.clock.now()
         ):
             self.finished.invalidate(task.id)
             await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
@@ -311,7 +311,7 @@ class TaskService:
         like any read afterwards, is 404.
         """
         task = await self.get(caller, task_id)
-        now = time.time()
+        now = self._ctx.clock.now()
         if task.status in UNFINISHED:
             await self._ctx.store.tasks.cancel(task.id, caller.key_id, now)
         deleted = await self._ctx.store.tasks.mark_deleted(task.id, now)
@@ -325,7 +325,7 @@ class TaskService:
     async def cancel_or_delete(self, caller: Caller, task_id: str) -> Task:
         """Cancel an unfinished task; delete the stored media of a finished one."""
         task = await self.get(caller, task_id)
-        now = time.time()
+        now = self._ctx.clock.now()
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, now
         ):

@@ -23,6 +23,7 @@ class AttemptStore:
         max_in_flight: int,
         *,
         owner: str | None = None,
+        now: float | None = None,
     ) -> Attempt | None:
         """Record that we are about to call the upstream (committed before the call), if
         the route has room; None when it is at ``max_in_flight``, or when ``owner`` no
@@ -33,7 +34,8 @@ class AttemptStore:
         last slot. The row must exist (see ``RouteStateStore.ensure``). The holder check
         is in the same transaction: a worker whose lease lapsed (a database outage
         stopped its renewals) must not send a create while the task's new holder, seeing
-        no attempt, sends its own — one task, two paid jobs.
+        no attempt, sends its own — one task, two paid jobs. ``now`` is the engine's clock
+        (the wall clock when not given).
         """
         async with self._sessions.begin() as s:
             # A write first: on PostgreSQL a row lock, on SQLite the database write lock.
@@ -67,7 +69,7 @@ class AttemptStore:
                 route=route,
                 provider=provider,
                 state="submitting",
-                created_at=time.time(),
+                created_at=time.time() if now is None else now,
             )
             s.add(row)
         return row

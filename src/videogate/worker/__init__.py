@@ -7,6 +7,7 @@ worker after this one stalled, is never overwritten. A worker that dies leaves l
 that lapse; any other worker then takes those tasks over.
 """
 
-from videogate.worker.loop import Worker, poll_delay
+from videogate.worker.loop import Worker
+from videogate.worker.retry import poll_delay
 
 __all__ = ["Worker", "poll_delay"]

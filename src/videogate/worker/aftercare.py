@@ -17,7 +17,6 @@ work nobody paid for (docs/reliability.md).
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from videogate.errors import UpstreamError
@@ -100,7 +99,7 @@ class Aftercare:
                 await self._again(row, exc.message)
                 return
             # Refused (Ark does not stop a running job): follow it until it ends.
-            if self.w.clock() - (row.completed_at or self.w.clock()) > FOLLOW_LIMIT:
+            if self.w.clock.now() - (row.completed_at or self.w.clock.now()) > FOLLOW_LIMIT:
                 log.warning("task %s: stopped following upstream job %s", row.id, row.upstream_id)
                 await self._done(row)
                 return
@@ -130,7 +129,7 @@ class Aftercare:
 
     async def _later(self, row: Task, delay: float, **values: Any) -> None:
         await self.ctx.store.tasks.transition(
-            row.id, self.w.owner, row.status, next_run_at=time.time() + delay, **values
+            row.id, self.w.owner, row.status, next_run_at=self.w.clock.now() + delay, **values
         )
 
     async def _done(self, row: Task, **values: Any) -> None:

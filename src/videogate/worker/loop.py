@@ -8,7 +8,6 @@ import logging
 import multiprocessing
 import os
 import socket
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -18,15 +17,15 @@ from videogate.context import AppContext
 from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
 from videogate.logs import bind, log_transition
 from videogate.providers import ProviderDeps, load_provider
-from videogate.providers.base import PollResult, Provider, Route, TaskContext
+from videogate.providers.base import Provider, Route, TaskContext
 from videogate.request import GenerationRequest
 from videogate.statuses import TERMINAL
 from videogate.store.due_signal import listen_for_due
 from videogate.store.tables import Task
 from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
+from videogate.worker.poll import Poller
 from videogate.worker.reference_files import drop_reference_files, reference_files
-from videogate.worker.results import complete_with_result
 from videogate.worker.retention import run_sweeper
 from videogate.worker.retry import (
     INFRA_RETRY_SECONDS,
@@ -34,6 +33,7 @@ from videogate.worker.retry import (
     describe,
     gives_up,
     is_infrastructure,
+    poll_delay,
     retry_delay,
 )
 from videogate.worker.submit import Submitter
@@ -44,15 +44,6 @@ log = logging.getLogger("videogate.worker")
 
 T = TypeVar("T")
 MAX_STEP_ERRORS = 5
-MAX_POLL_DELAY = 10.0
-
-
-def poll_delay(polls: int) -> float:
-    """Quick at first, slower later: 1 s, 1.5 s, 2.25 s … capped at 10 s.
-
-    Upstream callbacks, when configured, cut the wait short (see ``worker/callbacks.py``).
-    """
-    return float(min(1.0 * 1.5 ** max(polls, 0), MAX_POLL_DELAY))
 
 
 class Worker:
@@ -63,20 +54,19 @@ class Worker:
         ctx: AppContext,
         *,
         owner: str | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.ctx = ctx
-        self.clock = clock
+        self.clock = ctx.clock
         self.settings = ctx.settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._held: set[str] = set()
         self._active: set[asyncio.Task[None]] = set()
         self._pool: ProcessPoolExecutor | None = None
         self._providers: dict[str, Provider] = {}
-        self._poll_slots: dict[str, asyncio.Semaphore] = {}
         self._slots_freed = asyncio.Event()
         self._deps = ProviderDeps(settings=ctx.settings, http=ctx.http, run_cpu=self._run_cpu)
         self._submitter = Submitter(self)
+        self._poller = Poller(self)
         self.sweeper = AttemptSweeper(self)
         self.aftercare = Aftercare(self)
 
@@ -121,9 +111,9 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    if self.clock() >= next_sweep:
+                    if self.clock.now() >= next_sweep:
                         await self.sweeper.sweep()
-                        next_sweep = self.clock() + self.settings.attempt_sweep_interval_seconds
+                        next_sweep = self.clock.now() + self.settings.attempt_sweep_interval_seconds
                     started = await self.claim_and_start()
                 except Exception as exc:
                     failures += 1
@@ -137,19 +127,17 @@ class Worker:
                         exc_info=failures == 1,
                     )
                     beat.failed(describe(exc))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    await self.clock.wait(stop.wait(), delay)
                     continue
                 failures = 0
                 beat.beat()
                 if started == 0:
                     self.ctx.wakeup.clear()
                     self._slots_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            _first(self.ctx.wakeup.wait(), stop.wait(), self._enough_free()),
-                            timeout=self.settings.worker_poll_interval,
-                        )
+                    await self.clock.wait(
+                        _first(self.ctx.wakeup.wait(), stop.wait(), self._enough_free()),
+                        self.settings.worker_poll_interval,
+                    )
         finally:
             beat.stop()
             renewer.cancel()
@@ -175,7 +163,7 @@ class Worker:
         free = self.settings.worker_concurrency - len(self._active)
         if free <= 0:
             return 0
-        now = time.time()
+        now = self.clock.now()
         claimed = await self.ctx.store.tasks.claim_due(
             self.owner, free, now, self.settings.lease_seconds
         )
@@ -188,8 +176,8 @@ class Worker:
 
     async def run_until_idle(self, timeout: float = 60.0) -> None:
         """Step tasks until none is due (for tests and one-shot runs)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + timeout
+        while self.clock.monotonic() < deadline:
             started = await self.claim_and_start()
             if self._active:
                 await asyncio.wait(self._active, return_when=asyncio.FIRST_COMPLETED)
@@ -199,10 +187,10 @@ class Worker:
     async def _renew_leases(self, stop: asyncio.Event) -> None:
         interval = self.settings.lease_seconds / 3
         while not stop.is_set():
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             try:
                 await self.ctx.store.tasks.renew(
-                    self.owner, list(self._held), time.time() + self.settings.lease_seconds
+                    self.owner, list(self._held), self.clock.now() + self.settings.lease_seconds
                 )
             except Exception:
                 log.exception("lease renewal failed; will retry")
@@ -222,7 +210,7 @@ class Worker:
                 log.warning("step of task %s: %s; retrying", row.id, describe(exc))
                 with contextlib.suppress(Exception):
                     await self.ctx.store.tasks.release(
-                        row.id, self.owner, self.clock() + INFRA_RETRY_SECONDS
+                        row.id, self.owner, self.clock.now() + INFRA_RETRY_SECONDS
                     )
                 return
             if not isinstance(exc, UpstreamError):
@@ -247,7 +235,7 @@ class Worker:
             # follow it to its end and record what it cost (aftercare.py).
             await self.aftercare.step(row)
             return
-        if time.time() >= row.deadline_at:
+        if self.clock.now() >= row.deadline_at:
             await self.finish_failed(
                 row,
                 "expired",
@@ -259,9 +247,9 @@ class Worker:
         if row.status == "queued":
             await self._submitter.submit(row)
         elif row.status == "running":
-            await self._poll(row)
+            await self._poller.poll(row)
         elif row.status == "fetching":
-            await self._fetch(row)
+            await self._poller.fetch(row)
         else:  # a finished task should never be due; drop it from the schedule
             await self.ctx.store.tasks.transition(row.id, self.owner, row.status, next_run_at=None)
 
@@ -277,7 +265,7 @@ class Worker:
 
         async def report_progress(progress: int) -> bool:
             return await self.ctx.store.tasks.set_progress(
-                row.id, self.owner, progress, time.time()
+                row.id, self.owner, progress, self.clock.now()
             )
 
         return TaskContext(
@@ -301,7 +289,7 @@ class Worker:
             return signed
         return url
 
-    def _route_of(self, row: Task) -> Route:
+    def route_of(self, row: Task) -> Route:
         route = self.ctx.router.get(row.route or "")
         if route is None:
             raise UpstreamError(
@@ -310,72 +298,6 @@ class Worker:
             )
         return route
 
-    def _poll_slot(self, route: Route) -> asyncio.Semaphore:
-        slot = self._poll_slots.get(route.name)
-        if slot is None:
-            slot = self._poll_slots[route.name] = asyncio.Semaphore(route.max_concurrent_polls)
-        return slot
-
-    async def _poll(self, row: Task) -> None:
-        route = self._route_of(row)
-        # The sandbox renders during its poll, from the reference files.
-        tctx = await self.task_context(row, route, files=route.capabilities.local)
-        async with self._poll_slot(route):
-            started = time.monotonic()
-            result = await self.provider(route).poll(tctx, row.upstream_id or "")
-            self.ctx.metrics.upstream_latency.labels(route.name, "poll").observe(
-                time.monotonic() - started
-            )
-        now = time.time()
-        store = self.ctx.store.tasks
-        if result.status in ("queued", "running"):
-            progress = row.progress if result.progress is None else min(result.progress, 99)
-            moved = await store.transition(
-                row.id,
-                self.owner,
-                "running",
-                if_next_run_at=row.next_run_at,
-                progress=max(row.progress, progress),
-                updated_at=now,
-                poll_errors=0,
-                next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
-            )
-            if not moved:
-                # A callback made the task due again while we polled: it must not be
-                # pushed back to the regular schedule, so give it back as it is.
-                await store.release(row.id, self.owner, keep_schedule=True)
-        elif result.status == "succeeded":
-            values = _result_values(result)
-            moved = await store.transition(
-                row.id,
-                self.owner,
-                "running",
-                release=False,
-                status="fetching",
-                updated_at=now,
-                progress=99,
-                next_run_at=now,
-                poll_errors=0,
-                seed=result.seed if result.seed is not None else row.seed,
-                **values,
-            )
-            if moved:
-                log_transition(log, row.id, "fetching", "the upstream finished the job")
-                row.status = "fetching"
-                row.poll_errors = 0
-                for name, value in values.items():
-                    setattr(row, name, value)
-                await self._fetch(row)
-        else:
-            code = result.error_code or result.status
-            message = result.error_message or f"the upstream reported the task {result.status}"
-            status = result.status if result.status in ("cancelled", "expired") else "failed"
-            await self.finish_failed(row, code, message, status=status)
-
-    async def _fetch(self, row: Task) -> None:
-        """Copy the result into our own storage, then complete the task."""
-        await complete_with_result(self.ctx, self.owner, row)
-
     # Failure paths ------------------------------------------------------------------------
 
     async def finish_failed(
@@ -383,7 +305,7 @@ class Worker:
     ) -> None:
         """End the task (refunding its hold). A job still alive upstream is handed to the
         aftercare, which stops it or follows it to its end."""
-        now = time.time()
+        now = self.clock.now()
         live_upstream = row.status == "running" and bool(row.upstream_id)
         done = await self.ctx.store.tasks.transition(
             row.id,
@@ -405,7 +327,7 @@ class Worker:
     async def retry_later(self, row: Task, exc: VideogateError) -> None:
         """Count an error against the task and look again after a backoff."""
         errors = row.poll_errors + 1
-        now = time.time()
+        now = self.clock.now()
         delay = poll_delay(errors) if row.status == "queued" else retry_delay(errors)
         await self.ctx.store.tasks.transition(
             row.id,
@@ -444,20 +366,6 @@ class Worker:
                 )
         except Exception:
             log.exception("could not record the failure of task %s; its lease will lapse", row.id)
-
-
-def _result_values(result: PollResult) -> dict[str, Any]:
-    return {
-        "upstream_result": {
-            "video_url": result.video_url,
-            "thumbnail_url": result.thumbnail_url,
-            "last_frame_url": result.last_frame_url,
-        },
-        "completion_tokens": result.completion_tokens,
-        "width": result.width,
-        "height": result.height,
-        "seconds": result.seconds,
-    }
 
 
 async def _first(*aws: Any) -> None:

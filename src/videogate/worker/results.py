@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -105,7 +104,7 @@ async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
         keys[field] = result_key(row.key_id, row.id, name) if url else None
         if url:
             await copy_result(ctx, field, str(url), result_key(row.key_id, row.id, name))
-    now = time.time()
+    now = ctx.clock.now()
     route = ctx.router.get(row.route or "")
     charged = 0
     if route is None or not route.capabilities.free:

@@ -16,10 +16,8 @@ finished tasks lose anything: a task's media go after it ended, never while it r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -126,7 +124,7 @@ async def run_sweeper(ctx: AppContext, stop: asyncio.Event) -> None:
     interval = ctx.settings.retention_sweep_seconds
     while not stop.is_set():
         try:
-            report = await sweep(ctx, time.time())
+            report = await sweep(ctx, ctx.clock.now())
             if report.total():
                 log.info(
                     "retention sweep removed %d result sets, %d uploads, %d task records, "
@@ -138,5 +136,4 @@ async def run_sweeper(ctx: AppContext, stop: asyncio.Event) -> None:
                 )
         except Exception:  # the store may be down for a while; try again next time
             log.exception("retention sweep failed; trying again in %.0f s", interval)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+        await ctx.clock.wait(stop.wait(), interval)

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from videogate.store.db import is_infrastructure
 
-__all__ = ["backoff", "describe", "gives_up", "is_infrastructure", "retry_delay"]
+__all__ = ["backoff", "describe", "gives_up", "is_infrastructure", "poll_delay", "retry_delay"]
 
 INFRA_RETRY_SECONDS = 2.0  # a step that hit a database/storage error is tried again then
 MAX_RETRY_DELAY = 60.0  # the longest wait between two polls of a failing upstream
+MAX_POLL_DELAY = 10.0  # the longest wait between two polls of a healthy upstream
+
+
+def poll_delay(polls: int) -> float:
+    """Quick at first, slower later: 1 s, 1.5 s, 2.25 s … capped at 10 s.
+
+    Upstream callbacks, when configured, cut the wait short (see ``worker/callbacks.py``).
+    """
+    return float(min(1.0 * 1.5 ** max(polls, 0), MAX_POLL_DELAY))
 
 
 def backoff(failures: int, cap: float) -> float:

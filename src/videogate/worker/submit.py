@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from videogate.errors import UpstreamError
 from videogate.logs import log_transition
 from videogate.providers.base import Route
 from videogate.store.tables import Attempt, RouteState, Task
+from videogate.worker.retry import poll_delay
 
 if TYPE_CHECKING:
     from videogate.worker.loop import Worker
@@ -76,7 +76,9 @@ class Submitter:
                 row.id,
                 self.w.owner,
                 "queued",
-                next_run_at=min(choice.wait_until or time.time() + CAPACITY_WAIT, row.deadline_at),
+                next_run_at=min(
+                    choice.wait_until or self.w.clock.now() + CAPACITY_WAIT, row.deadline_at
+                ),
             )
             return
         errors: list[str] = []
@@ -91,13 +93,13 @@ class Submitter:
                 row.id,
                 self.w.owner,
                 "queued",
-                next_run_at=min(time.time() + CAPACITY_WAIT, row.deadline_at),
+                next_run_at=min(self.w.clock.now() + CAPACITY_WAIT, row.deadline_at),
             )
             return
         await self.all_failed(row, errors)
 
     async def choose(self, candidates: list[Route]) -> Choice:
-        now = time.time()
+        now = self.w.clock.now()
         states = await self.ctx.store.route_state.all()
         healthy = [r for r in candidates if not is_benched(states.get(r.name), now)]
         if not healthy:
@@ -123,7 +125,12 @@ class Submitter:
         tctx = await self.w.task_context(row, route, files=True)
         await store.route_state.ensure(route.name)
         attempt = await store.attempts.reserve(
-            row.id, route.name, route.provider, route.max_in_flight, owner=self.w.owner
+            row.id,
+            route.name,
+            route.provider,
+            route.max_in_flight,
+            owner=self.w.owner,
+            now=self.w.clock.now(),
         )
         if attempt is None:
             # Another worker took the last slot meanwhile, or the task itself: then the
@@ -131,14 +138,14 @@ class Submitter:
             return FULL
         tctx = dataclasses.replace(tctx, attempt_id=attempt.id)
         metrics = self.ctx.metrics
-        started = time.monotonic()
+        started = self.w.clock.monotonic()
         try:
             upstream_id = await provider.submit(tctx)
         except UpstreamError as exc:
             metrics.upstream_latency.labels(route.name, "submit").observe(
-                time.monotonic() - started
+                self.w.clock.monotonic() - started
             )
-            now = time.time()
+            now = self.w.clock.now()
             metrics.route_submits.labels(
                 route.name, "failed" if exc.retryable or exc.route_fault else "rejected"
             ).inc()
@@ -178,7 +185,9 @@ class Submitter:
             await store.route_state.success(route.name, now)
             await self.w.finish_failed(row, exc.code, exc.message)
             return None
-        metrics.upstream_latency.labels(route.name, "submit").observe(time.monotonic() - started)
+        metrics.upstream_latency.labels(route.name, "submit").observe(
+            self.w.clock.monotonic() - started
+        )
         metrics.route_submits.labels(route.name, "submitted").inc()
         # The task row takes the upstream id first: from then on the job is ours to poll.
         await self.adopt(row, route, upstream_id)
@@ -234,7 +243,7 @@ class Submitter:
         )
 
     async def adopt(self, row: Task, route: Route, upstream_id: str) -> None:
-        now = time.time()
+        now = self.w.clock.now()
         await self.ctx.store.route_state.success(route.name, now)
         moved = await self.ctx.store.tasks.transition(
             row.id,
@@ -270,9 +279,7 @@ class Submitter:
                 f"every route for {row.model} refused the task {rounds} times: {detail}",
             )
             return
-        from videogate.worker.loop import poll_delay
-
-        now = time.time()
+        now = self.w.clock.now()
         await self.ctx.store.tasks.transition(
             row.id,
             self.w.owner,
@@ -316,7 +323,7 @@ class Submitter:
             await self.adopt(row, route, upstream_id)
             return
         settled_at = attempt.created_at + self.w.settings.upstream_total_timeout_seconds + 5
-        if time.time() < settled_at:
+        if self.w.clock.now() < settled_at:
             # Its submitter may be alive (it only lost the task's lease, e.g. during a
             # database outage) with the create still on the way: "no job yet" proves nothing
             # until that call must have ended. Look again then; nothing is counted.

@@ -46,7 +46,7 @@ class AttemptSweeper:
 
     async def sweep(self) -> int:
         """Resolve (or make due) every stale attempt; returns how many were found."""
-        now = self.w.clock()
+        now = self.w.clock.now()
         stale = await self.ctx.store.attempts.stale(self.stale_before(now), now)
         for attempt in stale:
             try:

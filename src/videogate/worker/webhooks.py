@@ -29,10 +29,8 @@ and records every attempt in ``webhook_attempts`` (``videogate webhooks``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,10 +181,7 @@ class WebhookDeliverer:
                     log.exception("claiming webhook events failed; will retry")
                     started = 0
                 if started == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            stop.wait(), timeout=self.settings.worker_poll_interval
-                        )
+                    await self.ctx.clock.wait(stop.wait(), self.settings.worker_poll_interval)
         finally:
             # An attempt cut short keeps its lease; the event is retried when it lapses.
             for job in list(self._active):
@@ -198,7 +193,7 @@ class WebhookDeliverer:
         free = MAX_IN_FLIGHT - len(self._active)
         if free <= 0:
             return 0
-        events = await self.ctx.store.webhooks.claim_due(time.time(), free, self.lease)
+        events = await self.ctx.store.webhooks.claim_due(self.ctx.clock.now(), free, self.lease)
         for event in events:
             job = asyncio.create_task(self.deliver(event))
             self._active.add(job)
@@ -207,7 +202,9 @@ class WebhookDeliverer:
 
     async def deliver_due(self) -> int:
         """Claim due events and deliver them, waiting for the outcome (tests, one-shots)."""
-        events = await self.ctx.store.webhooks.claim_due(time.time(), MAX_IN_FLIGHT, self.lease)
+        events = await self.ctx.store.webhooks.claim_due(
+            self.ctx.clock.now(), MAX_IN_FLIGHT, self.lease
+        )
         await asyncio.gather(*(self.deliver(e) for e in events))
         return len(events)
 
@@ -248,12 +245,12 @@ class WebhookDeliverer:
 
         url = task.callback_url
         msg_id = webhook_id(event)
-        now = time.time()
+        now = self.ctx.clock.now()
         max_attempts = self.settings.webhook_max_attempts
         status_code: int | None = None
         error: str | None = None
         give_up = False
-        started = time.monotonic()
+        started = self.ctx.clock.monotonic()
         if event.attempts > max_attempts:
             # Earlier claims never finished (their deliverer stopped mid-attempt).
             error = f"gave up: {event.attempts - 1} attempts did not finish"
@@ -279,7 +276,7 @@ class WebhookDeliverer:
             if signed is not None:
                 headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **signed}
                 status_code, error, give_up = await self._post(url, headers, payload.encode())
-        duration_ms = int((time.monotonic() - started) * 1000)
+        duration_ms = int((self.ctx.clock.monotonic() - started) * 1000)
 
         next_at: float | None = None
         if status_code is not None and 200 <= status_code < 300:
@@ -288,7 +285,7 @@ class WebhookDeliverer:
             state = FAILED
         else:
             state = PENDING
-            next_at = time.time() + retry_delay(
+            next_at = self.ctx.clock.now() + retry_delay(
                 self.settings.webhook_retry_base_seconds, event.attempts
             )
         attempt = WebhookAttempt(

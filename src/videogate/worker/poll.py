@@ -1,0 +1,109 @@
+"""Polling a running task: ask the upstream, reschedule, or move it on to ``fetching``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from videogate.logs import log_transition
+from videogate.providers.base import PollResult, Route
+from videogate.store.tables import Task
+from videogate.worker.results import complete_with_result
+from videogate.worker.retry import poll_delay
+
+if TYPE_CHECKING:
+    from videogate.worker.loop import Worker
+
+log = logging.getLogger("videogate.worker")
+
+
+class Poller:
+    """The ``running`` and ``fetching`` steps of one worker."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+        self.ctx = worker.ctx
+        # At most ``max_concurrent_polls`` polls of one route at a time (per worker).
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def _slot(self, route: Route) -> asyncio.Semaphore:
+        slot = self._slots.get(route.name)
+        if slot is None:
+            slot = self._slots[route.name] = asyncio.Semaphore(route.max_concurrent_polls)
+        return slot
+
+    async def poll(self, row: Task) -> None:
+        w = self.w
+        route = w.route_of(row)
+        # The sandbox renders during its poll, from the reference files.
+        tctx = await w.task_context(row, route, files=route.capabilities.local)
+        async with self._slot(route):
+            started = w.clock.monotonic()
+            result = await w.provider(route).poll(tctx, row.upstream_id or "")
+            self.ctx.metrics.upstream_latency.labels(route.name, "poll").observe(
+                w.clock.monotonic() - started
+            )
+        now = w.clock.now()
+        store = self.ctx.store.tasks
+        if result.status in ("queued", "running"):
+            progress = row.progress if result.progress is None else min(result.progress, 99)
+            moved = await store.transition(
+                row.id,
+                w.owner,
+                "running",
+                if_next_run_at=row.next_run_at,
+                progress=max(row.progress, progress),
+                updated_at=now,
+                poll_errors=0,
+                next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
+            )
+            if not moved:
+                # A callback made the task due again while we polled: it must not be
+                # pushed back to the regular schedule, so give it back as it is.
+                await store.release(row.id, w.owner, keep_schedule=True)
+        elif result.status == "succeeded":
+            values = _result_values(result)
+            moved = await store.transition(
+                row.id,
+                w.owner,
+                "running",
+                release=False,
+                status="fetching",
+                updated_at=now,
+                progress=99,
+                next_run_at=now,
+                poll_errors=0,
+                seed=result.seed if result.seed is not None else row.seed,
+                **values,
+            )
+            if moved:
+                log_transition(log, row.id, "fetching", "the upstream finished the job")
+                row.status = "fetching"
+                row.poll_errors = 0
+                for name, value in values.items():
+                    setattr(row, name, value)
+                await self.fetch(row)
+        else:
+            code = result.error_code or result.status
+            message = result.error_message or f"the upstream reported the task {result.status}"
+            status = result.status if result.status in ("cancelled", "expired") else "failed"
+            await w.finish_failed(row, code, message, status=status)
+
+    async def fetch(self, row: Task) -> None:
+        """Copy the result into our own storage, then complete the task."""
+        await complete_with_result(self.ctx, self.w.owner, row)
+
+
+def _result_values(result: PollResult) -> dict[str, Any]:
+    return {
+        "upstream_result": {
+            "video_url": result.video_url,
+            "thumbnail_url": result.thumbnail_url,
+            "last_frame_url": result.last_frame_url,
+        },
+        "completion_tokens": result.completion_tokens,
+        "width": result.width,
+        "height": result.height,
+        "seconds": result.seconds,
+    }
