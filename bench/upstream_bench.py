@@ -1,9 +1,12 @@
 """Benchmark how quickly videogate notices upstream completions with N Ark tasks in flight.
 
 Usage: .venv/bin/python bench/upstream_bench.py [--tasks N] [--running-seconds S]
-       [--spread SECONDS] [--no-callbacks] [--keep]
+       [--spread SECONDS] [--no-callbacks] [--topology split|serve] [--keep]
 
-What it does, all on 127.0.0.1 and bounded in count and time (about 8 minutes at most):
+What it does, all on 127.0.0.1 and bounded in count and time (about 9 minutes at most):
+
+0. measures the fake's own ceiling: a bare client in a subprocess sends N creates, then N
+   polls, at concurrency 32 to a fresh FakeArk; what the engine is compared with;
 
 1. starts a FakeArk (``tests/fakes``: Volcengine Ark's task API, in this process, uvicorn in
    a thread) that accepts every task (``max_queued`` above N), moves each to ``running``
@@ -11,8 +14,11 @@ What it does, all on 127.0.0.1 and bounded in count and time (about 8 minutes at
    ``ark.complete(id)`` and takes the fake's own ``completed_at`` as the upstream time;
 2. writes a TOML config with one ``ark`` route for doubao-seedance-2-0-fast-260128 to the
    fake (``max_in_flight`` above N), makes a key (``videogate keys create --json``) and
-   starts ``videogate serve`` as a subprocess on a free port with a temporary data dir;
-3. creates N tasks (``POST /v1/videos``, concurrency 20), waits until the worker has
+   starts ``videogate api`` as a subprocess on a free port with a temporary data dir
+   (``--topology serve``: ``videogate serve``, API and worker in one process);
+3. creates N tasks (``POST /v1/videos``, concurrency 20); with ``split`` they wait
+   ``queued`` until ``videogate worker`` starts after the last create, so the submit rate
+   (first → last create the fake accepted) is the worker's alone. Waits until the worker has
    submitted every one upstream (``running`` with an upstream id in the database, N tasks
    in the fake), then leaves them running S more seconds (default 30: long enough for
    every task's poll interval to reach its 10 s cap, as with a real multi-minute job);
@@ -25,9 +31,11 @@ What it does, all on 127.0.0.1 and bounded in count and time (about 8 minutes at
    CPU per poll, the worker's lease/backlog samples, sockets to the fake, callbacks, and
    every failure with its reason.
 
-Two modes, each with a fresh fake, server and data dir: polling only (no public URL, so no
-``callback_url``), then with callbacks (``VIDEOGATE_PUBLIC_URL`` set: the fake POSTs each
-status change to ``/v1/callbacks/ark/{token}``); ``--no-callbacks`` runs only the first.
+Two modes, each with a fresh fake, servers and data dir, both with ``VIDEOGATE_PUBLIC_URL``
+set (every create carries a ``callback_url``): ``dropped``, where the fake drops every
+callback (polling alone must notice completions), then ``callbacks``, where the fake POSTs
+each status change to ``/v1/callbacks/ark/{token}`` of the API process, which must wake the
+worker (another process with ``split``); ``--no-callbacks`` runs only the first.
 
 The fake shares this process (and the machine's CPUs) with the load generator, and the
 server with both: on a small machine every figure is an upper bound.
@@ -41,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import secrets
 import sys
@@ -68,6 +77,7 @@ from _common import (
     run_bounded,
     start_videogate,
     stop_servers,
+    videogate_command,
     videogate_env,
 )
 from _tasks_db import Db, Row
@@ -79,7 +89,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = ROOT / "tests"  # holds the ``fakes`` package
 
 MODEL = "doubao-seedance-2-0-fast-260128"
-TOTAL_SECONDS = 480.0  # hard bound on the whole run
+TOTAL_SECONDS = 540.0  # hard bound on the whole run
 START_SECONDS = 60.0  # server start, key creation
 SUBMIT_SECONDS = 150.0  # creating N tasks and the worker submitting all of them upstream
 WAIT_SECONDS = 120.0  # after the last upstream completion, for every task to end here
@@ -88,6 +98,7 @@ SAMPLE_SECONDS = 0.1  # database sampling period while waiting
 LOST_AFTER = 5.0  # a task seen this long after its callback was answered: the hint was lost
 IN_FLIGHT = 1.0  # a poll this close before the upstream completion was probably in flight
 CREATE_CONCURRENCY = 20
+CEILING_CONCURRENCY = 32  # the bare client that measures the fake's own ceiling
 MAX_CREATE_ERRORS = 50
 FAKE_QUEUED_SECONDS = 0.5  # queued → running upstream (a callback each, when configured)
 FAKE_RUNNING_SECONDS = 3600.0  # never reached: the script completes every task
@@ -114,6 +125,9 @@ class ModeResult:
     callbacks: bool
     tasks: int
     created: int = 0
+    ceiling: dict[str, float] = field(default_factory=dict)  # the fake's, this mode
+    worker_started: float = math.nan  # wall clock (split topology)
+    submits: list[float] = field(default_factory=list)  # the fake's accepted creates (times)
     create_errors: Counter[str] = field(default_factory=Counter)
     create_seconds: float = math.nan  # first POST → last answer
     submitted_seconds: float = math.nan  # first POST → the last task running upstream
@@ -161,6 +175,7 @@ class Report:
     modes: list[ModeResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
+    topology: str = "split"
     fakes: list[FakeArk] = field(default_factory=list)
 
 
@@ -186,6 +201,27 @@ def new_fake(tasks: int) -> FakeArk:
         auto_advance=True,
     )
     return fake
+
+
+async def fake_ceiling(tasks: int) -> dict[str, float]:
+    """The fake's own creates/s and polls/s under a bare client in a subprocess."""
+    fake = new_fake(tasks)
+    await asyncio.to_thread(fake.start)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("_fake_load.py")),
+            fake.base_url,
+            fake.api_key,
+            str(tasks),
+            str(CEILING_CONCURRENCY),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 150)
+    finally:
+        await asyncio.to_thread(fake.stop)
+    figures: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
 
 
 def socket_states(port: int) -> Counter[str]:
@@ -261,8 +297,12 @@ async def run_mode(
     data_dir = mode_dir / "data"
     tasks = args.tasks
 
-    # 1. the fake upstream
+    # 0. the fake's own ceiling, 1. the fake upstream
+    log(f"{result.name}: the fake's own ceiling ({tasks} creates, then polls)")
+    result.ceiling = await fake_ceiling(tasks)
     fake = new_fake(tasks)
+    if not result.callbacks:
+        fake.callback_drop_rate = 1.0  # configured everywhere, delivered never
     report.fakes.append(fake)
     await asyncio.to_thread(fake.start)
     log(f"{result.name}: FakeArk on {fake.base_url}")
@@ -287,18 +327,34 @@ async def run_mode(
         "VIDEOGATE_ALLOW_PRIVATE_URLS": "1",  # the fake's result URLs are on loopback
         "BENCH_ARK_API_KEY": fake.api_key,
     }
-    if result.callbacks:
-        extra["VIDEOGATE_PUBLIC_URL"] = f"http://{HOST}:{port}"
+    extra["VIDEOGATE_PUBLIC_URL"] = f"http://{HOST}:{port}"
     env = videogate_env(data_dir, port, **extra)
+    split = report.topology == "split"
     server, key = await start_videogate(
-        env, mode_dir, report.servers, label=result.name, timeout=START_SECONDS
+        env,
+        mode_dir,
+        report.servers,
+        label=result.name,
+        timeout=START_SECONDS,
+        command="api" if split else "serve",
     )
+    worker = None
+    if split:  # started by _measure once every task is queued
+        worker = Server(
+            f"videogate worker ({result.name})",
+            [videogate_command(), "worker"],
+            env,
+            mode_dir / "videogate-worker.log",
+        )
     try:
         await server.wait_ready(f"http://{HOST}:{port}/healthz", START_SECONDS)
-        await _measure(result, args, fake, server, Db(data_dir / "videogate.db"), port, key, end)
+        db = Db(data_dir / "videogate.db")
+        await _measure(result, args, fake, server, worker, report, db, port, key, end)
     finally:
-        result.log_problems = server.log_problems()
+        result.log_problems = server.log_problems() + (worker.log_problems() if worker else [])
         result.fake_errors = fake.internal_errors
+        if worker is not None:
+            worker.stop()
         server.stop()
         await asyncio.to_thread(fake.stop)
 
@@ -308,12 +364,15 @@ async def _measure(
     args: argparse.Namespace,
     fake: FakeArk,
     server: Server,
+    worker: Server | None,
+    report: Report,
     db: Db,
     port: int,
     key: str,
     end: float,
 ) -> None:
     tasks = args.tasks
+    engine = server  # the process that polls: the worker's, when it is a process of its own
     try:
         # 3. create, wait until every task is running upstream
         log(f"{result.name}: {tasks} × POST /v1/videos at concurrency {CREATE_CONCURRENCY}")
@@ -323,6 +382,12 @@ async def _measure(
         result.create_seconds = time.time() - first_post
         if result.created == 0:
             raise RuntimeError(f"no task was created:\n{server.log_tail()}")
+        if worker is not None:
+            log(f"{result.name}: {result.created} tasks queued; starting videogate worker")
+            report.servers.append(worker)
+            result.worker_started = time.time()
+            worker.start()
+            engine = worker
         log(f"{result.name}: waiting for the worker to submit {result.created} tasks upstream")
         while True:
             sample = db.sample()
@@ -332,7 +397,7 @@ async def _measure(
                 and upstream >= sample.submitted
             ):
                 break
-            if time.monotonic() >= submit_deadline or not server.alive():
+            if time.monotonic() >= submit_deadline or not engine.alive():
                 result.notes.append(
                     f"gave up waiting for submissions: {sample.submitted} of {result.created} "
                     f"running upstream, {sample.terminal} ended, {upstream} in the fake"
@@ -352,9 +417,9 @@ async def _measure(
         measure_from = hold_end - min(HOLD_MEASURE_SECONDS, args.running_seconds)
         log(f"{result.name}: holding every task running upstream for {args.running_seconds:g} s")
         await sleep_until(measure_from, end)
-        cpu_before, measure_from = server.cpu_seconds(), time.time()
+        cpu_before, measure_from = engine.cpu_seconds(), time.time()
         await sleep_until(hold_end, end)
-        cpu_after, hold_end = server.cpu_seconds(), time.time()
+        cpu_after, hold_end = engine.cpu_seconds(), time.time()
         result.hold_window = hold_end - measure_from
         if cpu_before is not None and cpu_after is not None:
             result.hold_cpu = cpu_after - cpu_before
@@ -371,7 +436,7 @@ async def _measure(
         )
         completer = asyncio.create_task(complete_all(fake, upstream_ids, start, args.spread))
         wait_deadline = min(time.monotonic() + 0.2 + args.spread + WAIT_SECONDS, end)
-        cpu_before = server.cpu_seconds()
+        cpu_before = engine.cpu_seconds()
         concurrency = worker_concurrency() or 0
         try:
             while True:
@@ -383,7 +448,7 @@ async def _measure(
                     result.stalled_samples += 1
                 if completer.done() and sample.terminal >= result.created:
                     break
-                if time.monotonic() >= wait_deadline or not server.alive():
+                if time.monotonic() >= wait_deadline or not engine.alive():
                     result.notes.append(
                         f"stopped waiting: {sample.terminal} of {result.created} ended here"
                     )
@@ -394,7 +459,7 @@ async def _measure(
                 completer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await completer
-        cpu_after = server.cpu_seconds()
+        cpu_after = engine.cpu_seconds()
         if cpu_before is not None and cpu_after is not None:
             result.wait_cpu = cpu_after - cpu_before
         states = socket_states(fake.port)
@@ -433,6 +498,8 @@ def collect(
     downloads: dict[str, list[float]] = defaultdict(list)
     all_gets: list[float] = []
     for rec in fake.requests:
+        if rec.endpoint == "create" and rec.status == 200:
+            result.submits.append(rec.at)
         if rec.endpoint == "get":
             gets[rec.path_params.get("task_id", "")].append(rec.at)
             all_gets.append(rec.at)
@@ -440,7 +507,7 @@ def collect(
             name = rec.path_params.get("name", "")
             if name.endswith(".mp4"):
                 downloads[name.removesuffix(".mp4")].append(rec.at)
-    for times in (*gets.values(), *downloads.values(), all_gets):
+    for times in (*gets.values(), *downloads.values(), all_gets, result.submits):
         times.sort()
     result.hold_polls = count_between(all_gets, hold_from, hold_to)
     result.result_downloads = sum(len(v) for v in downloads.values())
@@ -514,6 +581,30 @@ def rate(count: int, seconds: float) -> str:
     return "-" if math.isnan(seconds) or seconds <= 0 else f"{count / seconds:.0f}"
 
 
+def submit_line(m: ModeResult) -> str:
+    """The worker's submit rate beside the fake's own create ceiling."""
+    if len(m.submits) < 2:
+        return "  submit rate: -"
+    first, last = m.submits[0], m.submits[-1]
+    line = (
+        f"  submit rate: {len(m.submits)} creates accepted upstream in {last - first:.2f} s = "
+        f"{rate(len(m.submits) - 1, last - first)} tasks/s (first → last accepted create)"
+    )
+    if not math.isnan(m.worker_started):
+        line += (
+            f"; worker start → first create {first - m.worker_started:.2f} s, → last "
+            f"{last - m.worker_started:.2f} s"
+        )
+    ceiling = m.ceiling.get("creates_per_s")
+    if ceiling:
+        per_s = (len(m.submits) - 1) / (last - first) if last > first else math.nan
+        line += f"\n    the fake's own ceiling: {ceiling:.0f} creates/s"
+        line += f" ({per_s / ceiling:.0%} of it)" if not math.isnan(per_s) else ""
+        line += f", {m.ceiling.get('gets_per_s', 0):.0f} polls/s (bare client, concurrency "
+        line += f"{CEILING_CONCURRENCY}, {int(m.ceiling.get('errors', 0))} errors)"
+    return line
+
+
 def print_report(args: argparse.Namespace, report: Report) -> None:
     print()
     print(f"videogate upstream bench: {args.tasks} Ark tasks in flight")
@@ -545,6 +636,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
     for m in report.modes:
         print()
         print(f"[{m.name}]")
+        print(submit_line(m))
         print(
             f"  submit, created → running upstream here (p50/p90/p99/max s): "
             f"{spread_of(m.submit_latency)}"
@@ -621,7 +713,8 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
 
 
 async def run_bench(args: argparse.Namespace, work: Path, report: Report, end: float) -> None:
-    modes = [("polling", False)] + ([] if args.no_callbacks else [("callbacks", True)])
+    report.topology = args.topology
+    modes = [("dropped", False)] + ([] if args.no_callbacks else [("callbacks", True)])
     for name, callbacks in modes:
         result = ModeResult(name=name, callbacks=callbacks, tasks=args.tasks)
         report.modes.append(result)
@@ -643,7 +736,16 @@ def main() -> None:
         default=10.0,
         help="seconds over which the upstream completions are spread (0: all at once)",
     )
-    parser.add_argument("--no-callbacks", action="store_true", help="only the polling mode")
+    parser.add_argument(
+        "--no-callbacks", action="store_true", help="only the mode whose callbacks are dropped"
+    )
+    parser.add_argument(
+        "--topology",
+        choices=("split", "serve"),
+        default="split",
+        help="split: videogate api + videogate worker (started once every task is queued); "
+        "serve: both in one process, submitting while the creates go on",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     if not 1 <= args.tasks <= 5000:
@@ -657,7 +759,8 @@ def main() -> None:
     report = Report()
     report.environment = [
         f"{machine_line()}; the fake and this script share the CPUs with the server",
-        f"upstream: FakeArk in this process; queued → running after {FAKE_QUEUED_SECONDS:g} s, "
+        f"topology: {args.topology}; upstream: FakeArk in this process; queued → running "
+        f"after {FAKE_QUEUED_SECONDS:g} s, "
         f"held running {args.running_seconds:g} s after the last submit, then completed in "
         f"creation order over {args.spread:g} s",
         f"engine defaults: worker concurrency {worker_concurrency()}, route "
