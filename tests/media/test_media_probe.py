@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videogate.media.probe import MediaError, MediaInfo, probe
+from videogate.media.probe import SNIFF_BYTES, MediaError, MediaInfo, probe, sniff_kind
 from videogate.media.render import RenderSpec, render
 
 
@@ -296,3 +296,31 @@ def test_image_header_only(tmp_path: Path) -> None:
 def test_missing_file_is_a_caller_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         probe(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize("pil_format", ["PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_sniff_kind_of_images(tmp_path: Path, pil_format: str) -> None:
+    head = _image(tmp_path / "img", pil_format).read_bytes()[:SNIFF_BYTES]
+    assert sniff_kind(head) == "image"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codec"),
+    [("mp4", "libx264"), ("mov", "libx264"), ("webm", "libvpx-vp9"), ("mpegts", "libx264")],
+)
+def test_sniff_kind_of_videos(tmp_path: Path, fmt: str, codec: str) -> None:
+    head = _video(tmp_path / f"clip.{fmt}", fmt, codec=codec).read_bytes()[:SNIFF_BYTES]
+    assert sniff_kind(head) == "video"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"<!doctype html><html><body>gateway timeout</body></html>",
+        b'{"error": "x"}',
+        b"\0" * 400,
+    ],
+)
+def test_sniff_kind_refuses_what_is_neither(head: bytes) -> None:
+    assert sniff_kind(head) is None
