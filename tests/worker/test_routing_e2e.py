@@ -13,7 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from conftest import TEST_BASE, wait_for_status
+from clocks import FakeClock
+from conftest import TEST_BASE
 from fakes import FakeArk, Fault
 from fakes.server import sample_mp4, sample_png
 from videogate.api.app import create_app
@@ -52,8 +53,13 @@ def route(name: str, fake: FakeArk, **kw: Any) -> RouteConfig:
 
 
 class Harness:
-    def __init__(self, app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str]) -> None:
-        self.app, self.client, self.auth = app, client, auth
+    """The app on a fake clock: waiting moves the clock (poll delays, capacity waits and
+    backoffs pass at once); real time passes only for real I/O with the fake upstreams."""
+
+    def __init__(
+        self, app: FastAPI, client: httpx.AsyncClient, auth: dict[str, str], clock: FakeClock
+    ) -> None:
+        self.app, self.client, self.auth, self.clock = app, client, auth, clock
 
     @property
     def state(self) -> ApiState:
@@ -65,10 +71,34 @@ class Harness:
         assert r.status_code == 200, r.text
         return str(r.json()["id"])
 
-    async def wait(self, task_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
-        return await wait_for_status(
-            self.client, task_id, self.auth, statuses or ("completed", "failed"), timeout
-        )
+    async def until(self, check: Any, *, advance: bool = True, timeout: float = 30) -> None:
+        """Until ``await check()`` is true, moving the fake clock half a second a round
+        (unless not ``advance``: then only what happens without time passing counts)."""
+        deadline = time.monotonic() + timeout
+        while not await check():
+            assert time.monotonic() < deadline, "the condition never came true"
+            if advance:
+                self.clock.advance(0.5)
+            await asyncio.sleep(0.05)  # real I/O: the worker, the database, the fake upstream
+
+    async def status(self, task_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"/v1/videos/{task_id}", headers=self.auth)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def wait(
+        self, task_id: str, *statuses: str, advance: bool = True, timeout: float = 30
+    ) -> dict[str, Any]:
+        wanted = statuses or ("completed", "failed")
+        last: dict[str, Any] = {}
+
+        async def reached() -> bool:
+            last.update(await self.status(task_id))
+            return last["status"] in wanted
+
+        await self.until(reached, advance=advance, timeout=timeout)
+        return last
 
     async def attempts(self, task_id: str) -> list[tuple[str, str]]:
         rows = await self.state.ctx.store.attempts.for_task(task_id)
@@ -96,12 +126,13 @@ def harness_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             "groups": (GroupConfig(name="default"), GroupConfig(name="premium")),
         }
         values.update(settings)
-        app = create_app(Settings(**values))
+        clock = FakeClock()
+        app = create_app(Settings(**values), clock=clock)
         async with app.router.lifespan_context(app):
             key = (await create_key(app.state.api.ctx.store, group=group)).key
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
-                yield Harness(app, client, {"Authorization": f"Bearer {key}"})
+                yield Harness(app, client, {"Authorization": f"Bearer {key}"}, clock)
 
     return make
 
@@ -137,6 +168,10 @@ async def test_ark_route_end_to_end_with_a_durable_result(
         upstream = ark.task_object(body_id(ark))
         assert done["usage"] == {"completion_tokens": upstream["usage"]["completion_tokens"]}
         assert await h.attempts(task_id) == [("volc", "submitted")]
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def body_id(fake: FakeArk) -> str:
@@ -194,18 +229,20 @@ async def test_tasks_wait_for_capacity_without_an_error(harness_factory: Any, ar
     async with harness_factory(route("volc", ark, max_in_flight=1)) as h:
         a, b = await h.create(), await h.create()
         # Both are claimed at once; whichever takes the one slot first runs.
-        for _ in range(300):
-            if ark.requests_to("create"):
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)
-        states = {
-            t: (await h.client.get(f"/v1/videos/{t}", headers=h.auth)).json()["status"]
-            for t in (a, b)
-        }
+        await h.until(lambda: _true(bool(ark.requests_to("create"))))
+        store = h.state.ctx.store.tasks
+        start = h.clock.now()
+
+        async def waited_for_capacity_a_while() -> bool:
+            """The other task came back to look several times (a capacity wait is 2 s)."""
+            rows = [await store.get(t) for t in (a, b)]
+            return h.clock.now() > start + 7 and all(r and r.lease_owner is None for r in rows)
+
+        await h.until(waited_for_capacity_a_while)
+        states = {t: (await h.status(t))["status"] for t in (a, b)}
         first, second = (a, b) if states[a] == "in_progress" else (b, a)
         assert states[first] == "in_progress", states
-        waiting = (await h.client.get(f"/v1/videos/{second}", headers=h.auth)).json()
+        waiting = await h.status(second)
         assert waiting["status"] == "queued" and waiting["error"] is None
         assert len(ark.requests_to("create")) == 1
         ark.complete(body_id(ark))
@@ -231,7 +268,7 @@ async def test_circuit_breaker_benches_a_failing_route(
         assert await h.attempts(third) == [("steady", "submitted")]  # flaky was skipped
         states = await h.state.ctx.store.route_state.all()
         assert states["flaky"].benched_until is not None
-        assert states["flaky"].benched_until > time.time() + 30
+        assert states["flaky"].benched_until > h.clock.now() + 30
 
 
 async def test_no_route_for_the_group(harness_factory: Any, ark: FakeArk) -> None:
@@ -275,10 +312,16 @@ async def test_callback_makes_the_task_due_and_is_never_trusted(
             "status": "succeeded",
             "content": {"video_url": "http://evil.example/x.mp4"},
         }
+        polls_before = len(ark.requests_to("get"))
         r = await h.client.post(path, json=forged)
         assert r.status_code == 200
-        await asyncio.sleep(0.5)
-        still = (await h.client.get(f"/v1/videos/{task_id}", headers=h.auth)).json()
+
+        async def looked_upstream() -> bool:  # made due by the callback alone: no time passed
+            row = await h.state.ctx.store.tasks.get(task_id)
+            return len(ark.requests_to("get")) > polls_before and bool(row and not row.lease_owner)
+
+        await h.until(looked_upstream, advance=False)
+        still = await h.status(task_id)
         assert still["status"] == "in_progress"  # the body was not believed
         bad = await h.client.post(path[:-3] + "abc", json=forged)
         assert bad.status_code == 404
@@ -286,7 +329,7 @@ async def test_callback_makes_the_task_due_and_is_never_trusted(
         ark.complete(body_id(ark))
         polls_before = len(ark.requests_to("get"))
         await h.client.post(path, json={})
-        done = await h.wait(task_id, timeout=5)
+        done = await h.wait(task_id, advance=False)  # the clock stands still: no regular poll
         assert done["status"] == "completed"
         assert len(ark.requests_to("get")) > polls_before
 
@@ -298,10 +341,7 @@ async def test_cancel_reaches_the_upstream(harness_factory: Any, ark: FakeArk) -
         await h.wait(task_id, "in_progress")
         r = await h.client.delete(f"/v1/videos/{task_id}", headers=h.auth)
         assert r.status_code == 200
-        for _ in range(50):
-            if ark.requests_to("delete"):
-                break
-            await asyncio.sleep(0.1)
+        await h.until(lambda: _true(bool(ark.requests_to("delete"))))
         assert len(ark.requests_to("delete")) == 1
         assert ark.task(body_id(ark)).status == "cancelled"
 
