@@ -122,6 +122,7 @@ class AppContext:
         await self.http.aclose()
         await self.blobs.close()
         await self.store.close()
+        self.metrics.process_exited()
 
 
 async def open_context(

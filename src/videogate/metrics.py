@@ -1,18 +1,23 @@
 """Prometheus metrics: one :class:`Metrics` per process, built with the context.
 
 Labels are bounded sets (route templates, models, statuses, route names): never a task,
-key or user. When ``PROMETHEUS_MULTIPROC_DIR`` is set (several processes behind one port,
-e.g. ``uvicorn --workers``), prometheus-client keeps the values in files there and
-:func:`render` adds up every process's.
+key or user. When ``PROMETHEUS_MULTIPROC_DIR`` is set (several processes behind one port:
+``videogate api --workers N`` sets it up itself), prometheus-client keeps the values in
+files there and :func:`render` adds up every process's counters and histograms, whichever
+process answers the scrape.
 
 Gauges that describe the shared database (tasks in flight, route health) are read from it
 when scraped, so every process reports the same cluster-wide values: aggregate them with
-``max``, not ``sum``.
+``max``, not ``sum``. Behind one port the most recent reading of a live process is shown
+(``livemostrecent``), once.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -23,7 +28,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from videogate.statuses import UNFINISHED
 
@@ -37,12 +42,42 @@ WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 # How long a database-derived reading is reused: scrapes from several Prometheus servers
 # cost one query.
 DB_READ_SECONDS = 2.0
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("videogate.metrics")
+
+
+def multiprocess_env() -> str:
+    """The directory prometheus-client writes this process's values to, or "".
+
+    prometheus-client reads the environment once, when it is first imported (both
+    spellings): a directory named anywhere else is never written to."""
+    return os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()) or ""
+
+
+def clear_multiprocess_dir(directory: str) -> None:
+    """Remove the value files a previous run left (prometheus-client's rule: the directory
+    is wiped before the processes that share it start), and nothing else."""
+    for kind in ("counter", "gauge", "histogram", "summary"):
+        for stale in Path(directory).glob(f"{kind}_*.db"):
+            stale.unlink(missing_ok=True)
 
 
 class Metrics:
     """Every metric videogate exports."""
 
     def __init__(self, *, multiprocess_dir: str = "") -> None:
+        written = multiprocess_env()
+        if multiprocess_dir and (
+            not written or os.path.realpath(written) != os.path.realpath(multiprocess_dir)
+        ):
+            # Reading a directory nobody writes would show empty metrics: count here.
+            log.warning(
+                "prometheus_multiproc_dir %s is not this process's %s (it must be in the "
+                "environment when the process starts); /metrics shows this process only",
+                multiprocess_dir,
+                MULTIPROC_ENV,
+            )
+            multiprocess_dir = ""
         self.multiprocess_dir = multiprocess_dir
         r = self.registry = CollectorRegistry()
         self.http_requests = Counter(
@@ -123,31 +158,37 @@ class Metrics:
             "videogate_tasks_in_flight",
             "Unfinished tasks by status (cluster-wide)",
             ["status"],
-            multiprocess_mode="mostrecent",
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.route_in_flight = Gauge(
             "videogate_route_in_flight",
             "Unfinished upstream tasks per route (cluster-wide)",
             ["route"],
-            multiprocess_mode="mostrecent",
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.route_cap = Gauge(
             "videogate_route_max_in_flight",
             "The route's in-flight cap",
             ["route"],
-            multiprocess_mode="mostrecent",
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.route_open = Gauge(
             "videogate_route_breaker_open",
             "1 while the route is benched by its circuit breaker",
             ["route"],
-            multiprocess_mode="mostrecent",
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self._db_read_at = 0.0
+
+    def process_exited(self) -> None:
+        """Drop this process's live gauges from the shared directory (its counters stay:
+        the totals must not go down when a process ends)."""
+        if self.multiprocess_dir:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
     def count_money(self, currency: str, kind: str, micros: int) -> None:
         if micros > 0:

@@ -16,6 +16,7 @@ from test_scale_out import metric
 from conftest import TEST_BASE, wait_for_status
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
+from videogate.metrics import Metrics, render
 from videogate.service.keys import create_key
 from videogate.settings import Settings
 
@@ -86,3 +87,18 @@ async def test_request_id_is_kept_or_made_and_returned(
     junk = await client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
     assert junk.headers["x-request-id"] != "bad id\twith spaces"
     assert made.headers["x-request-id"] != junk.headers["x-request-id"]
+
+
+def test_a_multiprocess_dir_nobody_writes_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # prometheus-client only writes to the directory of the environment it was imported
+    # in: one named in the settings alone would make /metrics empty.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
+    metrics = Metrics(multiprocess_dir=str(tmp_path))
+    assert metrics.multiprocess_dir == ""
+    metrics.webhook_deliveries.labels("delivered").inc()
+    text = render(metrics)[0].decode()
+    assert metric(text, "videogate_webhook_deliveries_total", outcome="delivered") == 1
+    metrics.process_exited()  # nothing shared to clean up

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 # Server modules (settings, store, api, worker) are imported inside the server commands,
 # so that the client commands work from a client-only install.
 
+# prometheus-client's multi-process directory (videogate/metrics.py). Spelled out here:
+# importing that module would fix prometheus-client's mode before the variable is set.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 app = typer.Typer(
     help="videogate: a self-hostable, Seedance-2.0-compatible video generation service.",
     no_args_is_help=True,
@@ -56,7 +60,12 @@ def _settings(host: str | None, port: int | None) -> Settings:
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    return load_settings(**overrides)
+    settings = load_settings(**overrides)
+    # prometheus-client takes its directory from the environment once, when the server
+    # modules first import it: one named in the settings file must be there by then.
+    if settings.prometheus_multiproc_dir and not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = settings.prometheus_multiproc_dir
+    return settings
 
 
 def _logging(settings: Settings, *, role: str) -> None:
@@ -206,16 +215,45 @@ def _uvicorn(settings: Settings, *, run_worker: bool, workers: int = 1) -> None:
         os.environ["VIDEOGATE_HOST"] = settings.host
         os.environ["VIDEOGATE_PORT"] = str(settings.port)
         os.environ["VIDEOGATE_API_PROCESSES"] = str(settings.api_processes)
-        uvicorn.run(
-            "videogate.api.app:api_from_environment", factory=True, workers=workers, **options
-        )
+        with _shared_metrics(settings, make=True):
+            uvicorn.run(
+                "videogate.api.app:api_from_environment", factory=True, workers=workers, **options
+            )
         return
 
     from videogate.api.app import create_app
 
     # Migrations already ran above; every process must not race to run them again.
-    app = create_app(settings, run_worker=run_worker, migrate=False, freeze_gc=True)
-    uvicorn.run(app, **options)
+    with _shared_metrics(settings, make=False):
+        app = create_app(settings, run_worker=run_worker, migrate=False, freeze_gc=True)
+        uvicorn.run(app, **options)
+
+
+@contextlib.contextmanager
+def _shared_metrics(settings: Settings, *, make: bool) -> Iterator[None]:
+    """Several processes on one port (``make``): whichever answers ``/metrics`` must
+    report them all, so their values go to one directory (prometheus-client's
+    multi-process mode). Without ``PROMETHEUS_MULTIPROC_DIR`` that is ``metrics/`` in the
+    data directory, removed at exit. A given directory is emptied of a previous run's
+    files at start (prometheus-client's rule)."""
+    import shutil
+    from pathlib import Path
+
+    made = None
+    if make and not os.environ.get(MULTIPROC_ENV):
+        made = settings.data_dir / "metrics"
+        os.environ[MULTIPROC_ENV] = str(made)
+    if os.environ.get(MULTIPROC_ENV):
+        directory = Path(os.environ[MULTIPROC_ENV])
+        directory.mkdir(parents=True, exist_ok=True)
+        from videogate.metrics import clear_multiprocess_dir
+
+        clear_multiprocess_dir(str(directory))
+    try:
+        yield
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def main() -> None:
