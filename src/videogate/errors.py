@@ -6,6 +6,8 @@ The HTTP layer maps each class to a status and an error code through one table
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class VideogateError(Exception):
     """Root of every error videogate raises on purpose."""
@@ -92,8 +94,32 @@ class NoAvailableRoute(VideogateError):
     code = "no_available_route"
 
 
+class Disposition(StrEnum):
+    """What the engine does about an upstream failure: the one value an
+    :class:`UpstreamError` carries (the policy is in ``providers/http.py``; what each step
+    does with it, in docs/reliability.md)."""
+
+    #: Passing trouble (429, 5xx, 408, no connection, a read lost): this route may answer
+    #: later. A create fails over to the next route at once (the breaker counts it); a poll,
+    #: look-up or download is tried again after the retry policy's wait.
+    RETRY = "retry"
+    #: The route itself is wrong (key, account, model name, base_url, a redirect): another
+    #: route may well serve the task, this one will not until it is fixed. A running job
+    #: cannot move, so outside a create the task fails.
+    FAIL_OVER = "fail_over"
+    #: The upstream refuses the request itself: every route would, so the task fails.
+    FAIL_TASK = "fail_task"
+    #: The request may have taken effect and only its answer was lost (a timeout or a
+    #: broken connection after sending, a 2xx that cannot be read). A create is looked up
+    #: by its attempt's marker before anything else, never sent blind; any other call is
+    #: retried like ``RETRY``.
+    MAYBE_SUBMITTED = "maybe_submitted"
+
+
 class UpstreamError(VideogateError):
-    """An upstream refused or failed; ``retryable`` tells the engine whether to try again."""
+    """An upstream refused or failed; ``disposition`` alone tells the engine what to do,
+    and ``retry_after`` (seconds, from the upstream's ``Retry-After``) how long it asked
+    us to wait at least."""
 
     code = "upstream_error"
 
@@ -101,21 +127,29 @@ class UpstreamError(VideogateError):
         self,
         message: str,
         *,
+        disposition: Disposition = Disposition.FAIL_TASK,
         code: str | None = None,
-        retryable: bool = False,
         status: int | None = None,
-        route_fault: bool = False,
-        maybe_submitted: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, code=code)
-        self.retryable = retryable
+        self.disposition = disposition
         self.status = status
-        # The route itself is misconfigured (bad key, unknown upstream model, overdue
-        # account): another route may well serve the task.
-        self.route_fault = route_fault
-        # A submit whose request may have reached the upstream (timeout, connection lost
-        # after sending): the job may exist, so it must be looked up, not sent again.
-        self.maybe_submitted = maybe_submitted
+        self.retry_after = retry_after
+
+    # Read-only views of the disposition, so no two flags can disagree.
+    @property
+    def retryable(self) -> bool:
+        """Asking again later may help (``RETRY`` or ``MAYBE_SUBMITTED``)."""
+        return self.disposition in (Disposition.RETRY, Disposition.MAYBE_SUBMITTED)
+
+    @property
+    def route_fault(self) -> bool:
+        return self.disposition is Disposition.FAIL_OVER
+
+    @property
+    def maybe_submitted(self) -> bool:
+        return self.disposition is Disposition.MAYBE_SUBMITTED
 
 
 class StorageUnavailable(ServiceUnavailable):

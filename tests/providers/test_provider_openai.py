@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from fakes import FakeRelay, Fault, sample_mp4
-from videogate.errors import UpstreamError
+from videogate.errors import Disposition, UpstreamError
 from videogate.media.probe import probe
 from videogate.providers import load_provider
 from videogate.providers.base import Provider, ProviderDeps, Route, TaskContext
@@ -541,17 +541,27 @@ async def test_cancel_deletes_the_video(
     assert relay.requests_to("delete")[0].bearer == relay.api_key
 
 
-@pytest.mark.parametrize("fault", [None, Fault.server_error()])
-async def test_cancel_errors_are_final(
-    relay: FakeRelay, deps: ProviderDeps, tmp_path: Path, fault: Fault | None
+@pytest.mark.parametrize(
+    ("fault", "code", "disposition"),
+    [
+        (None, "video_not_finished", Disposition.FAIL_TASK),  # refused: follow it instead
+        (Fault.server_error(), "server_error", Disposition.RETRY),  # as Ark's: ask again
+    ],
+)
+async def test_cancel_errors_follow_the_shared_policy(
+    relay: FakeRelay,
+    deps: ProviderDeps,
+    tmp_path: Path,
+    fault: Fault | None,
+    code: str,
+    disposition: Disposition,
 ) -> None:
     relay.allow_delete_unfinished = False
     prov, ctx, upstream_id = await submitted(relay, deps, tmp_path)
     if fault is not None:
         relay.inject(fault, "delete")
     err = await failure(prov.cancel(ctx, upstream_id))
-    assert not err.retryable
-    assert err.code == ("video_not_finished" if fault is None else "server_error")
+    assert (err.code, err.disposition) == (code, disposition)
 
 
 # ---- recover ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from test_worker import new_task as new_sandbox_task
 from clocks import FakeClock
 from fakes import FakeArk, Fault
 from videogate.context import AppContext, open_context
-from videogate.errors import StorageUnavailable, UpstreamError
+from videogate.errors import Disposition, StorageUnavailable, UpstreamError
 from videogate.providers.base import PollResult
 from videogate.request import GenerationRequest
 from videogate.service.keys import Caller, create_key
@@ -425,7 +425,7 @@ async def test_a_short_poll_blip_does_not_fail_the_task(settings: Settings, tmp_
     """Five failed polls in a row (about 12 s) used to fail a task still rendering."""
     ctx = await open_context(settings, clock=FakeClock())
     try:
-        boom = UpstreamError("HTTP 503", retryable=True)
+        boom = UpstreamError("HTTP 503", disposition=Disposition.RETRY)
         polls: list[PollResult | Exception] = [PollResult(status="running"), *[boom] * 6]
         provider = FakeProvider(polls=[*polls, done_result(tmp_path)])
         worker = fake_worker(ctx, provider)

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from clocks import FakeClock
 from videogate.context import AppContext, open_context
-from videogate.errors import UpstreamError
+from videogate.errors import Disposition, UpstreamError
 from videogate.providers.base import Capabilities, PollResult, Route, TaskContext
 from videogate.request import GenerationRequest
 from videogate.routing import Router
@@ -161,7 +161,7 @@ async def test_poll_errors_back_off_then_fail(settings: Settings) -> None:
         settings.model_copy(update={"poll_failure_window_seconds": 10}), clock=FakeClock()
     )
     try:
-        boom = UpstreamError("HTTP 503", retryable=True)
+        boom = UpstreamError("HTTP 503", disposition=Disposition.RETRY)
         script: list[PollResult | Exception] = [boom, boom, PollResult(status="running")]
         provider = FakeProvider(polls=script + [boom] * 4 + [PollResult(status="running")] * 5)
         worker = fake_worker(context, provider)

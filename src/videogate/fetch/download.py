@@ -118,7 +118,7 @@ async def _fetch_http(
             if not 200 <= status < 300:
                 raise ReferenceUnreachable(f"{label}: HTTP {status} from {target.host}")
             try:
-                return await _save_response(response, dest, label, max_bytes)
+                return await save_response(response, dest, label, max_bytes)
             except httpx.HTTPError as exc:
                 raise _unreachable(label, target.host, exc, timeout) from None
         finally:
@@ -126,9 +126,12 @@ async def _fetch_http(
     raise ReferenceUnreachable(f"{label}: too many redirects (more than {MAX_REDIRECTS})")
 
 
-async def _save_response(
+async def save_response(
     response: httpx.Response, dest: Path, label: str, max_bytes: int
 ) -> Fetched:
+    """Stream a 2xx ``response`` into ``dest`` (renamed into place only when complete);
+    :class:`InvalidRequest` once it passes ``max_bytes``. Also the providers' capped
+    download of results (``providers/http.py``)."""
     length = response.headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > max_bytes:
         raise _too_big(label, max_bytes)

@@ -19,11 +19,11 @@ from videogate.providers.base import Capabilities, Provider, ProviderDeps, Route
 BUILTIN_KIND = "sandbox"
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
-_NOT_PROVIDERS = frozenset({"base"})
+_NOT_PROVIDERS = frozenset({"base", "http"})  # the interface and the shared HTTP client
 
 
 def known_kinds() -> list[str]:
-    """The provider kinds installed: every module of this package but ``base``."""
+    """The provider kinds installed: every module of this package but ``base`` and ``http``."""
     return sorted(
         m.name
         for m in pkgutil.iter_modules(__path__)

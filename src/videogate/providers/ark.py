@@ -2,18 +2,15 @@
 
 Both platforms speak the same protocol (reference/upstream-protocols.md §1); a route
 differs only in ``base_url`` and model names (``doubao-…`` vs ``dreamina-…``), so one code
-path serves both. Every HTTP failure is turned into an :class:`UpstreamError` by
-:func:`_request`, whose ``retryable`` flag drives the engine's retries and failover.
+path serves both. Every call goes through :class:`~videogate.providers.http.UpstreamHTTP`,
+which turns each failure into an :class:`UpstreamError` with the shared disposition.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, ClassVar, cast
-from urllib.parse import quote, urlsplit
-
-import httpx
+from urllib.parse import quote
 
 from videogate.errors import UpstreamError
 from videogate.media.sizes import RATIOS, RESOLUTIONS, output_size
@@ -25,8 +22,8 @@ from videogate.providers.base import (
     TaskContext,
     UpstreamStatus,
     attempt_marker,
-    call_timeout,
 )
+from videogate.providers.http import UpstreamHTTP
 
 log = logging.getLogger("videogate.providers.ark")
 
@@ -35,15 +32,6 @@ STATUSES: frozenset[str] = frozenset(
     {"queued", "running", "succeeded", "failed", "cancelled", "expired"}
 )
 # ``created_at`` is whole seconds on the upstream's clock: allow for truncation and skew.
-# Errors about the route (wrong upstream model, model not enabled for the account), not
-# about the request: the task may still be served by another route.
-_ROUTE_FAULT_CODES = (
-    "InvalidEndpointOrModel",
-    "ModelNotOpen",
-    "OperationDenied",
-    "AccountOverdueError",
-    "AccessDenied",
-)
 # The marker is exact, so a wide window costs only list pages, never a wrong adoption.
 RECOVER_SLACK_SECONDS = 120
 RECOVER_PAGE_SIZE = 500  # Ark's largest page
@@ -54,63 +42,6 @@ MARKER_FIELD = "safety_identifier"
 _SIZES = {(r, res) for r in RATIOS for res in RESOLUTIONS}
 
 
-def _request_error(route: Route, exc: httpx.TransportError) -> UpstreamError:
-    """A transport failure (no HTTP status): always worth retrying, maybe elsewhere."""
-    host = urlsplit(route.base_url).netloc or route.base_url
-    detail = str(exc) or type(exc).__name__
-    # Failed before the request left (no connection, or none free): nothing was sent.
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return UpstreamError(
-            f"could not connect to {host} (route {route.name}): {detail}",
-            code="upstream_unreachable",
-            retryable=True,
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamError(
-            f"{host} (route {route.name}) did not answer within {route.timeout_seconds:g} s",
-            code="upstream_timeout",
-            retryable=True,
-            maybe_submitted=True,  # the request was sent; the answer never came
-        )
-    return UpstreamError(
-        f"the connection to {host} (route {route.name}) failed: {detail}",
-        code="upstream_unreachable",
-        retryable=True,
-        maybe_submitted=True,  # lost after connecting: the upstream may have acted
-    )
-
-
-def _status_error(route: Route, response: httpx.Response) -> UpstreamError:
-    """A non-2xx answer. Ark's envelope is ``{"error": {"code", "message", …}}``."""
-    status = response.status_code
-    code, message = f"upstream_http_{status}", f"HTTP {status}: {response.text[:300]}"
-    try:
-        error = response.json().get("error")
-        if isinstance(error, dict) and isinstance(error.get("code"), str):
-            code, message = error["code"], str(error.get("message") or code)
-    except (ValueError, AttributeError):
-        pass  # not JSON, or not an object: keep the generic code
-    if status == 429 or status >= 500:
-        return UpstreamError(message, code=code, retryable=True, status=status)
-    if status in (401, 403):
-        # Our configuration is wrong, not the request: another route may serve it.
-        message = f"the upstream rejected route {route.name}'s key ({code}: {message})"
-        return UpstreamError(message, code=code, status=status, route_fault=True)
-    if code.startswith(_ROUTE_FAULT_CODES):
-        message = f"route {route.name} is misconfigured upstream ({code}: {message})"
-        return UpstreamError(message, code=code, status=status, route_fault=True)
-    return UpstreamError(message, code=code, retryable=False, status=status)
-
-
-def _malformed(route: Route, what: str, status: int) -> UpstreamError:
-    return UpstreamError(
-        f"route {route.name}: the upstream sent {what}",
-        code="upstream_malformed",
-        retryable=True,
-        status=status,
-    )
-
-
 class ArkProvider:
     """Submits, polls, cancels and recovers Ark tasks over ``deps.http``."""
 
@@ -118,62 +49,14 @@ class ArkProvider:
 
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route
-        self._http = deps.http
-        self._timeout = call_timeout(route, deps.settings)
-        self._total = deps.settings.upstream_total_timeout_seconds
+        self._http = UpstreamHTTP(route, deps)
         self._tasks_url = route.base_url.rstrip("/") + TASKS_PATH
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: dict[str, Any] | None = None,
-        params: dict[str, str | int] | None = None,
-    ) -> dict[str, Any]:
-        """One call; returns the JSON object or raises a mapped :class:`UpstreamError`."""
-        route = self._route
-        try:
-            async with asyncio.timeout(self._total):
-                response = await self._http.request(
-                    method,
-                    url,
-                    json=json,
-                    params=params,
-                    headers={"Authorization": f"Bearer {route.api_key}"},
-                    timeout=self._timeout,
-                )
-        except httpx.TransportError as exc:
-            raise _request_error(route, exc) from exc
-        except TimeoutError:  # answering too slowly in total (a trickle): as a read timeout
-            raise UpstreamError(
-                f"route {route.name}: the upstream call took over {self._total:g} s in total",
-                code="upstream_timeout",
-                retryable=True,
-                maybe_submitted=True,
-            ) from None
-        if not response.is_success:
-            raise _status_error(route, response)
-        try:
-            body = response.json()
-        except ValueError:
-            raise _malformed(route, "a body that is not JSON", response.status_code) from None
-        if not isinstance(body, dict):
-            raise _malformed(route, "JSON that is not an object", response.status_code)
-        return cast(dict[str, Any], body)
 
     def _task_url(self, upstream_id: str) -> str:
         return f"{self._tasks_url}/{quote(upstream_id, safe='')}"
 
     async def submit(self, ctx: TaskContext) -> str:
         route, req = self._route, ctx.request
-        if not route.api_key:
-            raise UpstreamError(
-                f"route {route.name} has no API key: set the environment variable "
-                f"{route.api_key_env or '(api_key_env is not configured)'}",
-                code="upstream_key_missing",
-                route_fault=True,
-            )
         content: list[dict[str, Any]] = [{"type": "text", "text": req.prompt}]
         for ref in req.references:
             kind = f"{ref.kind}_url"
@@ -200,26 +83,21 @@ class ArkProvider:
         if req.operation in ("edit", "extend"):
             fields["omni_reference_task_type"] = req.operation
         # The SDK sends nulls and Ark tolerates them; we send only what is set.
-        try:
-            body = await self._request(
-                "POST", self._tasks_url, json={k: v for k, v in fields.items() if v is not None}
-            )
-            upstream_id = body.get("id")
-            if not isinstance(upstream_id, str) or not upstream_id:
-                raise _malformed(route, "a create answer without an id", 200)
-        except UpstreamError as exc:
-            if exc.status is not None and 200 <= exc.status < 300:
-                # A 2xx we cannot read: the job was most likely created. Sending it again
-                # would pay twice; recovery finds it by its marker instead.
-                exc.maybe_submitted = True
-            raise
+        body = await self._http.send_json(
+            "POST", self._tasks_url, json={k: v for k, v in fields.items() if v is not None}
+        )
+        upstream_id = body.get("id")
+        if not isinstance(upstream_id, str) or not upstream_id:
+            # A 2xx we cannot use: the job was most likely created (looked up by its
+            # marker, never sent again).
+            raise self._http.malformed("a create answer without an id")
         return upstream_id
 
     async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
-        task = await self._request("GET", self._task_url(upstream_id))
+        task = await self._http.send_json("GET", self._task_url(upstream_id))
         status = task.get("status")
         if not isinstance(status, str):
-            raise _malformed(self._route, f"task {upstream_id} without a status", 200)
+            raise self._http.malformed(f"task {upstream_id} without a status")
         if status not in STATUSES:
             # A new word must not lose the task: keep polling until its deadline.
             log.warning(
@@ -246,7 +124,7 @@ class ArkProvider:
         content, usage = task.get("content"), task.get("usage")
         video_url = content.get("video_url") if isinstance(content, dict) else None
         if not isinstance(video_url, str) or not video_url:
-            raise _malformed(self._route, f"succeeded task {upstream_id} without a video_url", 200)
+            raise self._http.malformed(f"succeeded task {upstream_id} without a video_url")
         last_frame = content.get("last_frame_url") if isinstance(content, dict) else None
         tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
         duration, seed = task.get("duration"), task.get("seed")
@@ -267,8 +145,8 @@ class ArkProvider:
 
     async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
         # Ark cancels queued tasks, deletes finished ones and refuses running ones with a
-        # 400: that surfaces as a non-retryable UpstreamError carrying Ark's code.
-        await self._request("DELETE", self._task_url(upstream_id))
+        # 400: that surfaces as a FAIL_TASK UpstreamError carrying Ark's code.
+        await self._http.send("DELETE", self._task_url(upstream_id))
 
     async def recover(
         self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
@@ -286,7 +164,7 @@ class ArkProvider:
         recent_items = 0
         echoes = False
         for page in range(1, RECOVER_MAX_PAGES + 1):
-            body = await self._request(
+            body = await self._http.send_json(
                 "GET",
                 self._tasks_url,
                 params={
@@ -302,7 +180,7 @@ class ArkProvider:
                 and isinstance(i.get("created_at"), int | float)
                 for i in items
             ):
-                raise _malformed(route, "a task list without items, ids or created_at", 200)
+                raise self._http.malformed("a task list without items, ids or created_at")
             for item in items:
                 if item.get(MARKER_FIELD) == marker:
                     return str(item["id"])

@@ -2,8 +2,9 @@
 
 A provider turns a :class:`~videogate.request.GenerationRequest` into an upstream job
 (``submit``), reports on it (``poll``) and stops it (``cancel``). It never touches the
-database: the engine records what it returns. Retryable failures raise
-:class:`~videogate.errors.UpstreamError` with ``retryable=True``.
+database: the engine records what it returns. Failures raise
+:class:`~videogate.errors.UpstreamError` whose ``disposition`` tells the engine whether to
+retry, fail over or fail the task (HTTP providers get it from ``providers/http.py``).
 """
 
 from __future__ import annotations
@@ -164,6 +165,6 @@ class Provider(Protocol):
         task's job may share. ``exclude`` holds upstream ids known to belong to other
         tasks. Returns the job's upstream id, or None when the upstream shows for certain
         that no such job exists. Raises :class:`~videogate.errors.UpstreamError` when it
-        cannot tell (``retryable`` when asking again later may help).
+        cannot tell (``Disposition.RETRY`` when asking again later may help).
         """
         ...

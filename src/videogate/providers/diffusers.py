@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from videogate.catalog import ModelSpec, ReferenceLimits
-from videogate.errors import UpstreamError
+from videogate.errors import Disposition, UpstreamError
 from videogate.media.diffusion import GenerationJob, PipelineSpec, serve
 from videogate.media.sizes import RATIOS, RESOLUTIONS
 from videogate.providers.base import Capabilities, PollResult, ProviderDeps, Route, TaskContext
@@ -275,7 +275,9 @@ class DiffusersProvider:
         problem = route_problem(self._route)
         if problem is not None:
             raise UpstreamError(
-                f"route {self._route.name}: {problem}", code="model_unavailable", route_fault=True
+                f"route {self._route.name}: {problem}",
+                code="model_unavailable",
+                disposition=Disposition.FAIL_OVER,
             )
         return f"local-{ctx.task_id}"
 

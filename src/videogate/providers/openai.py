@@ -15,13 +15,10 @@ import logging
 import mimetypes
 import os
 import re
-from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
-
-from videogate.errors import UpstreamError
+from videogate.errors import Disposition, UpstreamError
 from videogate.media.probe import MediaError, probe
 from videogate.providers.base import (
     Capabilities,
@@ -30,8 +27,8 @@ from videogate.providers.base import (
     Route,
     TaskContext,
     UpstreamStatus,
-    call_timeout,
 )
+from videogate.providers.http import UpstreamHTTP
 from videogate.request import resolve_output
 
 log = logging.getLogger("videogate.providers.openai")
@@ -45,20 +42,9 @@ STATUSES: dict[str, UpstreamStatus] = {
 }
 # fmt: on
 RECOVER_SLACK = 5.0  # seconds of clock difference tolerated between us and the relay
-CHUNK = 1 << 20
 # Upstream ids become file names: anything else is hashed (no "../" from a relay).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SIZE = re.compile(r"(\d+)x(\d+)")
-# Transport errors raised before the request left: the upstream cannot have acted on it.
-_NOT_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-)
-# 4xx codes that blame the route (model name, account), not the request.
-_ROUTE_FAULT_CODES = frozenset({"model_not_found", "insufficient_quota", "insufficient_balance"})
 
 
 class OpenAIVideosProvider:
@@ -69,27 +55,27 @@ class OpenAIVideosProvider:
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route
         self._deps = deps
+        self._http = UpstreamHTTP(route, deps)
         self._base = route.base_url.rstrip("/")
-        self._timeout = call_timeout(route, deps.settings)
-        self._total = deps.settings.upstream_total_timeout_seconds
 
     async def submit(self, ctx: TaskContext) -> str:
+        self._http.headers()  # a route without its key fails over before files are read
         if self._route.request_format == "multipart":
             fields, files = await self._form(ctx)
-            resp = await self._call("POST", self._url(), data=fields, files=files)
+            body = await self._http.send_json("POST", self._url(), data=fields, files=files)
         else:
-            resp = await self._call("POST", self._url(), json=self._body(ctx))
-        upstream_id = self._json(resp).get("id")
+            body = await self._http.send_json("POST", self._url(), json=self._body(ctx))
+        upstream_id = body.get("id")
         if not isinstance(upstream_id, str) or not upstream_id.strip():
-            raise _upstream_error(self._route, resp, malformed="the create answer has no 'id'")
+            # A 2xx we cannot use: the job may exist (looked up, never sent again).
+            raise self._http.malformed("a create answer without an 'id'")
         return upstream_id
 
     async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
-        resp = await self._call("GET", self._url(upstream_id))
-        obj = self._json(resp)
+        obj = await self._http.send_json("GET", self._url(upstream_id))
         word = obj.get("status")
         if not isinstance(word, str):
-            raise _upstream_error(self._route, resp, malformed="the video has no 'status'")
+            raise self._http.malformed(f"video {upstream_id} without a 'status'")
         status = STATUSES.get(word.lower())
         if status is None:  # a new word must not lose the task: keep polling until the deadline
             log.warning("route %s: unknown status %r of %s", self._route.name, word, upstream_id)
@@ -123,10 +109,7 @@ class OpenAIVideosProvider:
         )
 
     async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
-        try:
-            await self._call("DELETE", self._url(upstream_id))
-        except UpstreamError as exc:  # nothing to retry: the engine only logs it
-            raise UpstreamError(exc.message, code=exc.code, status=exc.status) from None
+        await self._http.send("DELETE", self._url(upstream_id))
 
     async def recover(
         self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
@@ -136,7 +119,9 @@ class OpenAIVideosProvider:
         # never adopts. It only proves absence (then submitting again is safe); a possible
         # match fails the task (refunded) rather than guess whose job it is.
         try:
-            resp = await self._call("GET", self._url(), params={"limit": "100", "order": "desc"})
+            page = await self._http.send_json(
+                "GET", self._url(), params={"limit": "100", "order": "desc"}
+            )
         except UpstreamError as exc:
             if exc.status not in (404, 405):
                 raise
@@ -146,7 +131,6 @@ class OpenAIVideosProvider:
                 code="submit_uncertain",
                 status=exc.status,
             ) from None
-        page = self._json(resp)
         items = [i for i in page.get("data") or [] if isinstance(i, dict)]
         cutoff = submitted_after - RECOVER_SLACK
         # Items without a usable created_at count as recent: doubt must not mean "absent".
@@ -234,45 +218,6 @@ class OpenAIVideosProvider:
             return f"{self._base}/videos"
         return f"{self._base}/videos/{quote(upstream_id, safe='')}{suffix}"
 
-    def _headers(self) -> dict[str, str]:
-        if not self._route.api_key:
-            env = self._route.api_key_env or "(api_key_env is not set)"
-            raise UpstreamError(
-                f"route {self._route.name} has no API key: set the environment variable {env}",
-                code="upstream_key_missing",
-                route_fault=True,
-            )
-        return {"Authorization": f"Bearer {self._route.api_key}"}
-
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request; any failure comes out as an UpstreamError. Redirects are not
-        followed: our key must only ever go to ``base_url``."""
-        headers = self._headers()
-        try:
-            async with asyncio.timeout(self._total):
-                resp = await self._deps.http.request(
-                    method,
-                    url,
-                    headers=headers,
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                    **kwargs,
-                )
-        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
-            raise _upstream_error(self._route, exc) from None
-        if not resp.is_success:
-            raise _upstream_error(self._route, resp)
-        return resp
-
-    def _json(self, resp: httpx.Response) -> dict[str, Any]:
-        try:
-            body = resp.json()
-        except ValueError:  # also UnicodeDecodeError
-            body = None
-        if not isinstance(body, dict):
-            raise _upstream_error(self._route, resp, malformed="the answer is not a JSON object")
-        return body
-
     def _may_be_ours(self, ctx: TaskContext, item: dict[str, Any]) -> bool:
         # Missing fields count as "could be": doubt ends in submit_uncertain, not a resubmit.
         model, prompt = item.get("model"), item.get("prompt")
@@ -291,119 +236,38 @@ class OpenAIVideosProvider:
         name = upstream_id if _SAFE_NAME.fullmatch(upstream_id) else _hashed(upstream_id)
         # Inside work_dir/<upstream id>/, which the engine removes once the task completes.
         dest = ctx.work_dir / name / "video.mp4"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():  # complete: written under another name and renamed
+        if await asyncio.to_thread(dest.exists):  # complete: written under another name
             return dest.resolve().as_uri()
         part = dest.with_name(f"{dest.name}.part")
         settings = self._deps.settings
         try:
-            async with asyncio.timeout(settings.result_timeout_seconds):
-                await self._stream_to(self._url(upstream_id, "/content"), part)
+            try:
+                await self._http.download(
+                    self._url(upstream_id, "/content"),
+                    part,
+                    max_bytes=settings.max_result_bytes,
+                    timeout=settings.result_timeout_seconds,
+                )
+            except UpstreamError as exc:
+                if exc.status is None:
+                    raise
+                # The video said it succeeded: an error status on its content (not ready
+                # yet, gone for a moment) is asked again at the next poll, within the
+                # engine's poll window.
+                exc.disposition = Disposition.RETRY
+                raise
             info = await asyncio.to_thread(probe, part)
             if info.kind != "video":
                 raise MediaError(f"it holds {info.kind} content")
             await asyncio.to_thread(os.replace, part, dest)
-        except TimeoutError:
-            raise _upstream_error(self._route, TimeoutError()) from None
         except MediaError as exc:
             raise UpstreamError(
                 f"route {self._route.name}: the downloaded video is not a readable video ({exc})",
                 code="result_invalid",
             ) from None
         finally:
-            part.unlink(missing_ok=True)
+            await asyncio.to_thread(part.unlink, missing_ok=True)
         return dest.resolve().as_uri()
-
-    async def _stream_to(self, url: str, part: Path) -> None:
-        cap = self._deps.settings.max_result_bytes
-        too_large = UpstreamError(
-            f"route {self._route.name}: the result is over the {cap / 1e6:.0f} MB limit",
-            code="result_invalid",
-        )
-        await asyncio.to_thread(part.parent.mkdir, parents=True, exist_ok=True)
-        out: IO[bytes] = await asyncio.to_thread(part.open, "wb")
-        try:
-            async with self._deps.http.stream(
-                "GET",
-                url,
-                headers=self._headers(),
-                timeout=self._route.timeout_seconds,
-                follow_redirects=False,
-            ) as resp:
-                if not resp.is_success:
-                    await resp.aread()
-                    err = _upstream_error(self._route, resp)
-                    # Not ready yet, gone for a moment: the next poll tries again.
-                    raise UpstreamError(
-                        err.message, code=err.code, retryable=True, status=err.status
-                    )
-                length = resp.headers.get("content-length", "")
-                if length.isdigit() and int(length) > cap:
-                    raise too_large
-                written = 0
-                async for chunk in resp.aiter_bytes(CHUNK):
-                    written += len(chunk)
-                    if written > cap:
-                        raise too_large
-                    await asyncio.to_thread(out.write, chunk)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise _upstream_error(self._route, exc) from None
-        finally:
-            await asyncio.to_thread(out.close)
-
-
-def _upstream_error(
-    route: Route, failure: httpx.Response | Exception, *, malformed: str | None = None
-) -> UpstreamError:
-    """The one place that turns a failed exchange with the upstream into an UpstreamError.
-
-    ``maybe_submitted``: the request may have reached the upstream (only the answer was
-    lost), so the engine looks a create up instead of sending it again. ``route_fault``: the
-    route's key, account, model name or URL is wrong; another route may serve the task.
-    """
-    where = f"route {route.name}"
-    if isinstance(failure, Exception):
-        sent = not isinstance(failure, _NOT_SENT)
-        if sent and isinstance(failure, httpx.TimeoutException | TimeoutError):
-            message = f"{where}: the upstream did not answer in time"
-            return UpstreamError(
-                message, code="upstream_timeout", retryable=True, maybe_submitted=True
-            )
-        message = f"{where}: cannot reach the upstream ({type(failure).__name__}: {failure})"
-        return UpstreamError(
-            message, code="upstream_unreachable", retryable=True, maybe_submitted=sent
-        )
-    status = failure.status_code
-    if malformed is not None:  # a 2xx we cannot read: after a create, the job likely exists
-        message = f"{where}: malformed answer from the upstream: {malformed}"
-        return UpstreamError(
-            message, code="upstream_malformed", retryable=True, status=status, maybe_submitted=True
-        )
-    code, message = _error_fields(failure)
-    code = code or f"upstream_http_{status}"
-    if status == 429 or status >= 500:
-        return UpstreamError(message, code=code, retryable=True, status=status)
-    if status in (401, 403):
-        message = f"the upstream rejected route {route.name}'s API key: {message}"
-    elif status < 400:  # our key must not follow a redirect, and base_url is wrong anyway
-        where_to = failure.headers.get("location", "?")
-        message = f"{where}: the upstream redirects to {where_to}; fix the route's base_url"
-    route_fault = status < 400 or status in (401, 402, 403) or code in _ROUTE_FAULT_CODES
-    return UpstreamError(message, code=code, status=status, route_fault=route_fault)
-
-
-def _error_fields(resp: httpx.Response) -> tuple[str | None, str]:
-    """``(code, message)`` from OpenAI's ``{"error": {"code", "message", …}}`` envelope
-    (or a bare ``{"code", "message"}``), else the start of the body."""
-    try:
-        body = _dict(resp.json())
-    except ValueError:
-        body = {}
-    error = _dict(body.get("error")) or body
-    code = error.get("code")
-    code = str(code) if type(code) is int else _text(code)
-    fallback = f"HTTP {resp.status_code}: {resp.text[:200].strip() or resp.reason_phrase}"
-    return code, _text(error.get("message")) or _text(body.get("error")) or fallback
 
 
 def _dict(value: Any) -> dict[str, Any]:

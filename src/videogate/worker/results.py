@@ -15,7 +15,7 @@ from urllib.request import url2pathname
 from videogate.billing import charge
 from videogate.blobs.keys import result_key
 from videogate.context import AppContext
-from videogate.errors import InvalidRequest, ReferenceUnreachable, UpstreamError
+from videogate.errors import Disposition, InvalidRequest, ReferenceUnreachable, UpstreamError
 from videogate.fetch import fetch_url
 from videogate.logs import log_transition
 from videogate.media.probe import SNIFF_BYTES, sniff_kind
@@ -57,7 +57,9 @@ async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
                 timeout=ctx.settings.result_timeout_seconds,
             )
         except ReferenceUnreachable as exc:
-            raise UpstreamError(exc.message, code="result_fetch_failed", retryable=True) from None
+            raise UpstreamError(
+                exc.message, code="result_fetch_failed", disposition=Disposition.RETRY
+            ) from None
         except InvalidRequest as exc:  # too large, unsafe address, bad URL
             raise UpstreamError(exc.message, code="result_invalid") from None
         _check_kind(field, fetched.path, fetched.content_type)
