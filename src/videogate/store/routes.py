@@ -40,9 +40,17 @@ class RouteStateStore:
             await s.execute(stmt)
 
     async def failure(
-        self, name: str, error: str, now: float, *, threshold: int, cooldown: float
+        self,
+        name: str,
+        error: str,
+        now: float,
+        *,
+        threshold: int,
+        cooldown: float,
+        retry_after: float | None = None,
     ) -> bool:
-        """Count a failure; bench the route once ``threshold`` are in a row. True if benched."""
+        """Count a failure; bench the route once ``threshold`` are in a row, and at least
+        ``retry_after`` seconds when the upstream asked for that. True if benched."""
         await self.ensure(name)
         async with self._sessions.begin() as s:
             await s.execute(
@@ -60,5 +68,12 @@ class RouteStateStore:
                 state.benched_until = now + cooldown
                 # Half-open after the cool-down: one more failure benches it again.
                 state.consecutive_failures = threshold - 1
-                return True
-            return False
+                benched = True
+            else:
+                benched = False
+            if retry_after:
+                until = now + retry_after
+                if state.benched_until is None or state.benched_until < until:
+                    state.benched_until = until
+                    benched = True
+            return benched

@@ -23,7 +23,7 @@ from videogate.errors import UpstreamError
 from videogate.providers.base import PollResult
 from videogate.store.tables import Task
 from videogate.worker.results import remove_scratch
-from videogate.worker.retry import describe, gives_up, is_infrastructure, retry_delay
+from videogate.worker.retry import asks_again, describe, gives_up, is_infrastructure, retry_delay
 
 if TYPE_CHECKING:
     from videogate.worker.loop import Worker
@@ -79,7 +79,7 @@ class Aftercare:
         try:
             result = await provider.poll(tctx, row.upstream_id)
         except UpstreamError as exc:
-            if exc.retryable:
+            if asks_again(exc):
                 await self._again(row, exc.message)
             else:  # the upstream no longer knows the job: nothing left to stop
                 log.info("task %s: upstream job %s: %s", row.id, row.upstream_id, exc.message)
@@ -95,7 +95,7 @@ class Aftercare:
         try:
             await provider.cancel(tctx, row.upstream_id)
         except UpstreamError as exc:
-            if exc.retryable:
+            if asks_again(exc):
                 await self._again(row, exc.message)
                 return
             # Refused (Ark does not stop a running job): follow it until it ends.

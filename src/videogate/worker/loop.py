@@ -29,11 +29,13 @@ from videogate.worker.reference_files import drop_reference_files, reference_fil
 from videogate.worker.retention import run_sweeper
 from videogate.worker.retry import (
     INFRA_RETRY_SECONDS,
+    asks_again,
     backoff,
     describe,
     gives_up,
+    honoured_retry_after,
     is_infrastructure,
-    poll_delay,
+    resubmit_delay,
     retry_delay,
 )
 from videogate.worker.submit import Submitter
@@ -325,10 +327,13 @@ class Worker:
             self.ctx.metrics.count_money(row.currency or "USD", "refunded", row.hold_micros)
 
     async def retry_later(self, row: Task, exc: VideogateError) -> None:
-        """Count an error against the task and look again after a backoff."""
+        """Count an error against the task and look again after a backoff (never sooner
+        than the upstream's ``Retry-After``)."""
         errors = row.poll_errors + 1
         now = self.clock.now()
-        delay = poll_delay(errors) if row.status == "queued" else retry_delay(errors)
+        after = honoured_retry_after(exc)
+        queued = row.status == "queued"
+        delay = resubmit_delay(errors, after) if queued else retry_delay(errors, after)
         await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
@@ -343,7 +348,7 @@ class Worker:
         retryable = (
             not isinstance(exc, VideogateError)
             or isinstance(exc, StorageUnavailable)  # the store comes back; the task waits
-            or (isinstance(exc, UpstreamError) and exc.retryable)
+            or (isinstance(exc, UpstreamError) and asks_again(exc))
         )
         message = exc.message if isinstance(exc, VideogateError) else f"{type(exc).__name__}: {exc}"
         code = exc.code if isinstance(exc, VideogateError) else "internal_error"

@@ -1,15 +1,43 @@
-"""How the engine waits after errors: bounded exponential backoff, and the poll-failure
-window after which a running task is given up (docs/reliability.md)."""
+"""How the engine waits: the poll cadence, bounded exponential backoff after errors, the
+upstream's ``Retry-After``, and the poll-failure window after which a running task is given
+up (docs/reliability.md). The one retry policy: every wait after an error comes from here."""
 
 from __future__ import annotations
 
+from videogate.errors import Disposition, UpstreamError
 from videogate.store.db import is_infrastructure
 
-__all__ = ["backoff", "describe", "gives_up", "is_infrastructure", "poll_delay", "retry_delay"]
+__all__ = [
+    "asks_again",
+    "backoff",
+    "describe",
+    "gives_up",
+    "honoured_retry_after",
+    "is_infrastructure",
+    "poll_delay",
+    "resubmit_delay",
+    "retry_delay",
+]
 
 INFRA_RETRY_SECONDS = 2.0  # a step that hit a database/storage error is tried again then
-MAX_RETRY_DELAY = 60.0  # the longest wait between two polls of a failing upstream
+MAX_RETRY_DELAY = 60.0  # the longest backoff between two polls of a failing upstream
 MAX_POLL_DELAY = 10.0  # the longest wait between two polls of a healthy upstream
+# The longest upstream ``Retry-After`` obeyed: a longer one (a misconfigured upstream, an
+# hour-long quota window) is cut to this, so a task is never parked past what its poll
+# window and deadline can absorb.
+MAX_RETRY_AFTER = 300.0
+
+
+def asks_again(exc: UpstreamError) -> bool:
+    """Whether asking the same upstream again later may help: ``RETRY``, and
+    ``MAYBE_SUBMITTED`` outside a create (a read whose answer was lost)."""
+    return exc.disposition in (Disposition.RETRY, Disposition.MAYBE_SUBMITTED)
+
+
+def honoured_retry_after(exc: BaseException) -> float | None:
+    """The upstream's ``Retry-After`` for this error, cut to :data:`MAX_RETRY_AFTER`."""
+    after = exc.retry_after if isinstance(exc, UpstreamError) else None
+    return None if after is None else min(after, MAX_RETRY_AFTER)
 
 
 def poll_delay(polls: int) -> float:
@@ -25,17 +53,29 @@ def backoff(failures: int, cap: float) -> float:
     return float(min(0.5 * 2 ** max(failures - 1, 0), cap))
 
 
-def retry_delay(errors: int) -> float:
-    """2 s, 4 s, 8 s … capped at 60 s: the wait after the n-th failed poll in a row."""
-    return float(min(2.0 * 2 ** max(errors - 1, 0), MAX_RETRY_DELAY))
+def retry_delay(errors: int, retry_after: float | None = None) -> float:
+    """2 s, 4 s, 8 s … capped at 60 s: the wait after the n-th failed poll in a row, and
+    never shorter than the upstream asked (``retry_after``, see
+    :func:`honoured_retry_after`)."""
+    delay = float(min(2.0 * 2 ** max(errors - 1, 0), MAX_RETRY_DELAY))
+    return delay if retry_after is None else max(delay, retry_after)
+
+
+def resubmit_delay(rounds: int, retry_after: float | None = None) -> float:
+    """The poll cadence (1.5 s, 2.25 s … capped at 10 s): the wait of a queued task after
+    its n-th round in which every route failed (or its n-th failed step), and never
+    shorter than the upstream asked."""
+    delay = poll_delay(rounds)
+    return delay if retry_after is None else max(delay, retry_after)
 
 
 def gives_up(errors: int, window: float) -> bool:
     """True once ``errors`` failures in a row span ``window`` seconds of backing off.
 
-    Each retry waits at least ``retry_delay`` after the previous failure, so when the n-th
-    failure arrives, at least the sum of the first n-1 delays has passed since the first:
-    a task is never failed for an upstream blip shorter than the window.
+    Each retry waits at least ``retry_delay`` after the previous failure (a ``Retry-After``
+    only lengthens it), so when the n-th failure arrives, at least the sum of the first
+    n-1 delays has passed since the first: a task is never failed for an upstream blip
+    shorter than the window.
     """
     return sum(retry_delay(n) for n in range(1, errors)) >= window
 

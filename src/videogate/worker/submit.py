@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from videogate.errors import UpstreamError
+from videogate.errors import Disposition, UpstreamError
 from videogate.logs import log_transition
 from videogate.providers.base import Route
 from videogate.store.tables import Attempt, RouteState, Task
-from videogate.worker.retry import poll_delay
+from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
 
 if TYPE_CHECKING:
     from videogate.worker.loop import Worker
@@ -117,7 +117,9 @@ class Submitter:
 
     async def try_route(self, row: Task, route: Route) -> str | None:
         """Submit to one route. None when done (submitted or failed for good), else the
-        retryable error that sends us to the next candidate."""
+        error that sends us to the next candidate. What happens is decided by the error's
+        disposition alone: MAYBE_SUBMITTED is looked up, RETRY and FAIL_OVER fail over,
+        FAIL_TASK fails the task."""
         store = self.ctx.store
         provider = self.w.provider(route)
         # Everything before the reservation: from the attempt's commit to the end of the
@@ -146,10 +148,9 @@ class Submitter:
                 self.w.clock.monotonic() - started
             )
             now = self.w.clock.now()
-            metrics.route_submits.labels(
-                route.name, "failed" if exc.retryable or exc.route_fault else "rejected"
-            ).inc()
-            if exc.maybe_submitted:
+            final = exc.disposition is Disposition.FAIL_TASK
+            metrics.route_submits.labels(route.name, "rejected" if final else "failed").inc()
+            if exc.disposition is Disposition.MAYBE_SUBMITTED:
                 # The upstream may have created the job and only the answer was lost (a
                 # timeout after sending, a 2xx we could not read): look for it by the
                 # attempt's marker before anything else, so nothing is paid twice.
@@ -168,13 +169,15 @@ class Submitter:
                 error_message=exc.message,
                 http_status=exc.status,
             )
-            if exc.retryable or exc.route_fault:
+            if not final:  # RETRY or FAIL_OVER: this route failed, another may not
                 benched = await store.route_state.failure(
                     route.name,
                     f"{exc.code}: {exc.message}",
                     now,
                     threshold=self.w.settings.breaker_failures,
                     cooldown=self.w.settings.breaker_cooldown_seconds,
+                    # An upstream that said when to come back gets nothing from us before.
+                    retry_after=honoured_retry_after(exc),
                 )
                 if benched:
                     log.warning(
@@ -205,7 +208,7 @@ class Submitter:
             known = await store.attempts.known_upstream_ids(route.name, attempt.created_at)
             found = await self.w.provider(route).recover(tctx, attempt.created_at, frozenset(known))
         except UpstreamError as why:
-            if why.retryable:
+            if asks_again(why):
                 # The upstream cannot say now: the attempt stays `submitting` and the next
                 # step looks again (recover); it is never sent blind.
                 await self.w.retry_later(row, exc)
@@ -286,7 +289,7 @@ class Submitter:
             "queued",
             poll_errors=rounds,
             updated_at=now,
-            next_run_at=min(now + poll_delay(rounds), row.deadline_at),
+            next_run_at=min(now + resubmit_delay(rounds), row.deadline_at),
         )
 
     async def recover(self, row: Task, attempt: Attempt) -> None:
@@ -310,7 +313,7 @@ class Submitter:
                 tctx, attempt.created_at, frozenset(known)
             )
         except UpstreamError as exc:
-            if exc.retryable and row.poll_errors + 1 < MAX_SUBMIT_ROUNDS:
+            if asks_again(exc) and row.poll_errors + 1 < MAX_SUBMIT_ROUNDS:
                 await self.w.retry_later(row, exc)
                 return
             await self.uncertain(row, route, attempt, exc)

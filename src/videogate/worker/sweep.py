@@ -23,6 +23,7 @@ from videogate.errors import UpstreamError
 from videogate.logs import bound
 from videogate.statuses import TERMINAL
 from videogate.store.tables import Attempt, Task
+from videogate.worker.retry import asks_again
 
 if TYPE_CHECKING:
     from videogate.worker.loop import Worker
@@ -83,7 +84,7 @@ class AttemptSweeper:
             known = await store.attempts.known_upstream_ids(route.name, attempt.created_at)
             found = await self.w.provider(route).recover(tctx, attempt.created_at, frozenset(known))
         except UpstreamError as exc:
-            if exc.retryable and now - attempt.created_at < GIVE_UP_AFTER:
+            if asks_again(exc) and now - attempt.created_at < GIVE_UP_AFTER:
                 raise
             await store.attempts.finish(
                 attempt.id, "uncertain", error_code=exc.code, error_message=exc.message
