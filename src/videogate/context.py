@@ -145,7 +145,9 @@ async def open_context(
     pool = PoolOptions(
         settings.db_pool_size, settings.db_max_overflow, settings.db_statement_cache_size
     )
-    store = Store.open(settings.effective_database_url, pool, secret_key=settings.secret_key)
+    store = Store.open(
+        settings.effective_database_url, pool, secret_key=settings.secret_key, clock=clock
+    )
     try:
         secret = await _patiently(
             "reading the service secret", settings, clock, store.service_secret

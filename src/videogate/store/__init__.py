@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from videogate.clock import Clock, SystemClock
 from videogate.store.attempts import AttemptStore
 from videogate.store.db import PoolOptions, create_engine, session_factory
 from videogate.store.files import FileStore
@@ -28,16 +29,21 @@ SERVICE_SECRET = "url_signing_secret"
 class Store:
     """The database, by concern: ``tasks``, ``keys``, ``files``."""
 
-    def __init__(self, engine: AsyncEngine, *, secret_key: str = "") -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, secret_key: str = "", clock: Clock | None = None
+    ) -> None:
         self.engine = engine
+        # Times the store stamps itself (an attempt's start and end, a transition without
+        # ``updated_at``) come from the engine's clock, like the times it is given.
+        self.clock = clock or SystemClock()
         self.sessions = session_factory(engine)
         self.dialect = engine.dialect.name
         self._secret_key = secret_key
         self._box: SecretBox | None = None
-        self.tasks = TaskStore(engine, self.sessions, dialect=self.dialect)
+        self.tasks = TaskStore(engine, self.sessions, dialect=self.dialect, clock=self.clock)
         self.keys = KeyStore(self.sessions, self.secret_box)
         self.files = FileStore(self.sessions)
-        self.attempts = AttemptStore(self.sessions)
+        self.attempts = AttemptStore(self.sessions, self.clock)
         self.ledger = LedgerStore(self.sessions)
         self.route_state = RouteStateStore(self.sessions)
         self.webhooks = WebhookStore(self.sessions, dialect=self.dialect)
@@ -45,11 +51,18 @@ class Store:
         self.reports = ReportStore(self.sessions, dialect=self.dialect)
 
     @classmethod
-    def open(cls, url: str, pool: PoolOptions | None = None, *, secret_key: str = "") -> Store:
+    def open(
+        cls,
+        url: str,
+        pool: PoolOptions | None = None,
+        *,
+        secret_key: str = "",
+        clock: Clock | None = None,
+    ) -> Store:
         """``pool``: the PostgreSQL pool (``PoolOptions``); ``secret_key``: the configured
         service secret (``VIDEOGATE_SECRET_KEY``); empty means the one generated into this
-        database."""
-        return cls(create_engine(url, pool), secret_key=secret_key)
+        database; ``clock``: the engine's (the system clock by default)."""
+        return cls(create_engine(url, pool), secret_key=secret_key, clock=clock)
 
     async def service_secret(self) -> str:
         """Signs URLs and seals secrets at rest: the configured one, else the generated."""

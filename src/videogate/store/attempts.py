@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from videogate.clock import Clock
 from videogate.ids import new_id
 from videogate.store.tables import Attempt, RouteState, Task
 
 
 class AttemptStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
+        self._clock = clock
 
     async def reserve(
         self,
@@ -35,7 +35,7 @@ class AttemptStore:
         is in the same transaction: a worker whose lease lapsed (a database outage
         stopped its renewals) must not send a create while the task's new holder, seeing
         no attempt, sends its own — one task, two paid jobs. ``now`` is the engine's clock
-        (the wall clock when not given).
+        (the store's clock when not given).
         """
         async with self._sessions.begin() as s:
             # A write first: on PostgreSQL a row lock, on SQLite the database write lock.
@@ -69,7 +69,7 @@ class AttemptStore:
                 route=route,
                 provider=provider,
                 state="submitting",
-                created_at=time.time() if now is None else now,
+                created_at=self._clock.now() if now is None else now,
             )
             s.add(row)
         return row
@@ -95,7 +95,7 @@ class AttemptStore:
                 error_code=error_code,
                 error_message=error_message,
                 http_status=http_status,
-                finished_at=time.time(),
+                finished_at=self._clock.now(),
             )
         )
         async with self._sessions.begin() as s:

@@ -4,13 +4,13 @@ so a step that lost its lease, or a task cancelled meanwhile, changes nothing.""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import case, delete, event, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from videogate.clock import Clock, SystemClock
 from videogate.errors import VideogateError
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
@@ -73,9 +73,15 @@ def _outbox_row(task: Task) -> TaskEvent:
 
 class TaskStore:
     def __init__(
-        self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], *, dialect: str
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        dialect: str,
+        clock: Clock | None = None,
     ) -> None:
         self._engine = engine
+        self._clock = clock or SystemClock()
         self._sessions = sessions
         self._dialect = dialect
         self._fast: SqliteTaskReader | None = None
@@ -423,7 +429,7 @@ class TaskStore:
                     new_status,
                     row,
                     charged=charged,
-                    now=float(values.get("updated_at") or time.time()),
+                    now=float(values.get("updated_at") or self._clock.now()),
                 )
             return True
 
