@@ -9,7 +9,7 @@ status and ``Retry-After``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,7 @@ class Answer:
     status: int | None
     retry_after: float | None = None
     on_poll: Disposition | None = None  # when a poll differs (never: only a create looks up)
+    total_timeout: float | None = None  # upstream_total_timeout_seconds, if not the default
 
 
 POLICY = [
@@ -155,7 +156,9 @@ POLICY = [
     Answer("200 unreadable", Fault.malformed_json(), MAYBE, 200),
     Answer("200 HTML", Fault.wrong_content_type(), MAYBE, 200),
     Answer("broken mid-answer", Fault.disconnect(), MAYBE, None),
-    Answer("timeout after sending", Fault.hang(5), MAYBE, None),
+    # Over the total timeout: a slow connect on a loaded machine is past it too, and the
+    # total timeout never tells whether the request left, so it is MAYBE_SUBMITTED either way.
+    Answer("timeout after sending", Fault.hang(10), MAYBE, None, total_timeout=1.0),
     Answer("refused before sending", None, RETRY, None),
 ]
 
@@ -184,7 +187,7 @@ def _route(kind: str, fake: FakeArk | FakeRelay, **kw: Any) -> Route:
         "base_url": fake.base_url,
         "api_key_env": "UPSTREAM_KEY",
         "api_key": fake.api_key,
-        "timeout_seconds": 0.5,
+        "timeout_seconds": 5.0,  # a loaded machine may take a while to connect
         **kw,
     }
     return Route(**fields)
@@ -218,6 +221,11 @@ async def _answer_to(
     provider: Provider = load_provider(kind, route, deps)
     ctx = _ctx(route, tmp)
     upstream_id = await provider.submit(ctx) if call == "get" else ""
+    if answer.total_timeout is not None:
+        settings = deps.settings.model_copy(
+            update={"upstream_total_timeout_seconds": answer.total_timeout}
+        )
+        provider = load_provider(kind, route, replace(deps, settings=settings))
     with pytest.raises(UpstreamError) as info:
         if answer.fault is None:
             with fake.offline():
