@@ -23,6 +23,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from typer.testing import CliRunner
 
+from clocks import FakeClock
 from conftest import TEST_BASE, free_port, wait_for_status
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
@@ -164,8 +165,10 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def open_api(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Api]:
-    app = create_app(settings, run_worker=run_worker)
+async def open_api(
+    settings: Settings, *, run_worker: bool = True, clock: FakeClock | None = None
+) -> AsyncIterator[Api]:
+    app = create_app(settings, run_worker=run_worker, clock=clock)
     async with app.router.lifespan_context(app):
         state: ApiState = app.state.api
         key = await create_key(state.ctx.store, name="hooks")
@@ -422,18 +425,26 @@ async def test_a_url_refused_at_delivery_is_given_up_at_once(settings: Settings)
     assert receiver.got == []
 
 
-async def test_connection_errors_are_retried_with_backoff(settings: Settings) -> None:
+async def test_connection_errors_are_retried_with_backoff(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, webhook_retry_base_seconds=5)
+    clock = FakeClock(start=float(round(time.time())))  # whole seconds: exact sums
     port = free_port()  # nothing listens yet
-    async with open_api(settings, run_worker=False) as api:
+    async with open_api(settings, run_worker=False, clock=clock) as api:
         task_id = (await create(api, f"http://127.0.0.1:{port}/hook")).json()["id"]
         deliverer = WebhookDeliverer(api.state.ctx)
         assert await deliverer.deliver_due() == 1
-        assert await deliverer.deliver_due() == 0  # not due before the backoff
         [event] = await api.state.ctx.store.webhooks.events(task_id)
         [logged] = await api.state.ctx.store.webhooks.attempts(task_id=task_id)
+        clock.advance(4.5)
+        assert await deliverer.deliver_due() == 0  # not due before the backoff
+        clock.advance(0.5)
+        assert await deliverer.deliver_due() == 1  # due when it ends
+        [again] = await api.state.ctx.store.webhooks.events(task_id)
     assert event.state == "pending" and event.attempts == 1 and event.lease_until is None
-    assert event.next_attempt_at is not None and event.next_attempt_at > logged.attempt.created_at
+    assert event.next_attempt_at == logged.attempt.created_at + retry_delay(5, 1)
     assert logged.attempt.error == "connection refused"
+    assert again.state == "pending" and again.attempts == 2
+    assert again.next_attempt_at == clock.now() + retry_delay(5, 2)
     assert retry_delay(5, 1) == 5 and retry_delay(5, 3) == 20 and retry_delay(5, 30) == 3600
 
 
