@@ -78,6 +78,9 @@ def test_two_apis_two_workers_postgres_s3_redis(
         "VIDEOGATE_BLOB_URL": f"s3://{bucket}/videogate",
         "VIDEOGATE_RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379/0",
         "VIDEOGATE_RENDER_PROCESSES": "1",
+        # A real render, encode and upload of a 4 s clip, at a third of the frames: the
+        # renders were most of this test's time.
+        "VIDEOGATE_SANDBOX_FPS": "8",
         "VIDEOGATE_WORKER_CONCURRENCY": "8",
         # Long enough that a loaded machine does not lapse leases; the takeover after the
         # kill waits this long.
@@ -89,11 +92,12 @@ def test_two_apis_two_workers_postgres_s3_redis(
     # Behind a load balancer every API process names the balancer's address; here the
     # first API stands in for it. URLs signed by one API are then known to the other.
     shared["VIDEOGATE_PUBLIC_URL"] = bases[0]
-    apis = []
-    for i, port in enumerate(ports):
-        env = process_env(tmp_path / f"api{i}", port, **shared)
-        apis.append(launcher.start(f"api-{i}", "api", env=env))
-        wait_healthy(apis[-1], bases[i])  # the first one migrates the database
+    # Everything starts at once on the new database (concurrent migrations are safe:
+    # test_processes_starting_together_on_a_new_database_all_migrate).
+    apis = [
+        launcher.start(f"api-{i}", "api", env=process_env(tmp_path / f"api{i}", port, **shared))
+        for i, port in enumerate(ports)
+    ]
     metrics_ports = [free_port(), free_port()]
     workers = [
         launcher.start(
@@ -107,6 +111,8 @@ def test_two_apis_two_workers_postgres_s3_redis(
     ]
     everyone = [*apis, *workers]
     key = create_key(process_env(tmp_path / "cli", None, **shared), tmp_path)["key"]
+    for api, base in zip(apis, bases, strict=True):
+        wait_healthy(api, base)
     clients = [Client(base, key) for base in bases]
 
     # Create through both APIs: an upload on one API is a reference on the other; every

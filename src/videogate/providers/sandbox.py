@@ -117,6 +117,7 @@ class SandboxProvider:
             seed=_seed_for(ctx),
             generate_audio=req.generate_audio,
             model=req.model,
+            fps=self._deps.settings.sandbox_fps,
             first_frame=first[0] if first else None,
             last_frame=last[0] if last else None,
             reference_images=of_role("reference_image"),

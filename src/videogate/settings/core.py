@@ -196,6 +196,13 @@ class Settings(BaseSettings):
     render_processes: int = Field(
         default=0, ge=0, description="Sandbox render processes; 0 = number of CPUs"
     )
+    sandbox_fps: int = Field(
+        default=24,
+        ge=1,
+        le=60,
+        description="Frame rate of the sandbox's clips; fewer frames render faster (a load "
+        "test of a deployment); the clip's length is the same",
+    )
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_json_body_bytes: int = Field(
         default=96 * 1024 * 1024,
