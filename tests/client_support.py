@@ -4,6 +4,7 @@ response mid-body."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -133,6 +134,23 @@ def png(path: Path, color: tuple[int, int, int] = (200, 40, 40)) -> Path:
 
 def wav(path: Path, seconds: float = 3.0) -> Path:
     return wav_file(path, seconds)
+
+
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every ``asyncio.sleep`` delay from now on in this thread (the fakes' servers run in
+    their own), in order; the sleeps still happen. Tests assert what the client chose to
+    wait, never how long the wall clock says it took."""
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+    thread = threading.get_ident()
+
+    async def sleep(delay: float, result: Any = None) -> Any:
+        if threading.get_ident() == thread:
+            delays.append(delay)
+        return await real_sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return delays
 
 
 # ---- the CLI as a process -------------------------------------------------------------

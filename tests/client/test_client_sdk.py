@@ -21,6 +21,7 @@ from client_support import (
     Videogate,
     cutting_server,
     png,
+    record_sleeps,
     relay,
     shared_ark,
     shared_relay,
@@ -186,8 +187,10 @@ async def test_an_expired_signed_url_is_refreshed(vg: Videogate, tmp_path: Path)
 # ---- relay ----------------------------------------------------------------------------
 
 
-async def test_relay_create_wait_download_with_data_urls(relay: FakeRelay, tmp_path: Path) -> None:
-    relay.poll_after_ms = 30
+async def test_relay_create_wait_download_with_data_urls(
+    relay: FakeRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay.poll_after_ms = 80
     async with AsyncClient(relay.base_url, relay.api_key, api="relay") as client:
         task = await client.create(
             "the cat in image 1",
@@ -204,9 +207,12 @@ async def test_relay_create_wait_download_with_data_urls(relay: FakeRelay, tmp_p
         assert body["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
         assert body["content"][2]["audio_url"]["url"].startswith("data:audio/wav;base64,")
         assert task.status == "queued"  # "submitted" normalized
+        sleeps = record_sleeps(monkeypatch)
         state = await task.wait(timeout=10)
-        # The 30 ms hint was followed: several polls during the ~0.4 s schedule.
-        assert len(relay.requests_to("get")) >= 5
+        # The 80 ms hint was followed: every wait between two polls is the hint (not the
+        # 1 s default back-off), and each one is followed by one poll.
+        assert sleeps and all(s == pytest.approx(0.08) for s in sleeps), sleeps
+        assert len(relay.requests_to("get")) == len(sleeps) + 1
         path = await task.download(tmp_path / "r.mp4")
         assert path.read_bytes() == sample_mp4(True)
         assert state.duration == 5
@@ -241,7 +247,9 @@ async def test_relay_failures_and_cancel(relay: FakeRelay) -> None:
         assert relay.requests_to("delete")[0].path.endswith(other.id)
 
 
-async def test_gets_retry_5xx_429_and_refused_connections(relay: FakeRelay) -> None:
+async def test_gets_retry_5xx_429_and_refused_connections(
+    relay: FakeRelay, monkeypatch: pytest.MonkeyPatch
+) -> None:
     relay.auto_advance = False
     async with AsyncClient(relay.base_url, relay.api_key, api="relay") as client:
         quick(client)
@@ -250,9 +258,10 @@ async def test_gets_retry_5xx_429_and_refused_connections(relay: FakeRelay) -> N
         assert (await task.refresh()).status == "queued"
         assert [r.status for r in relay.requests_to("get")] == [500, 500, 200]
         relay.inject(Fault.rate_limited(retry_after="0.3"), on="get", times=1)
-        started = time.monotonic()
+        sleeps = record_sleeps(monkeypatch)
         await task.refresh()
-        assert time.monotonic() - started >= 0.3  # Retry-After honoured
+        assert len(sleeps) == 1 and sleeps[0] >= 0.3, sleeps  # Retry-After honoured
+        monkeypatch.undo()
         relay.offline_for(0.15)
         assert (await task.refresh()).id == task.id
         relay.inject(Fault.server_error(), on="get", times=None)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -162,12 +163,45 @@ def test_rendered_mp4(rendered: Path) -> None:
     )
 
 
-def test_probe_reads_metadata_only(rendered: Path) -> None:
-    probe(rendered)  # warm caches
-    started = time.perf_counter()
-    for _ in range(10):
-        probe(rendered)
-    assert (time.perf_counter() - started) / 10 < 0.1
+class _Counted:
+    """A PyAV container (or packet) seen through a counter of demuxed packets and decodes."""
+
+    def __init__(self, inner: Any, counts: dict[str, int]) -> None:
+        self._inner, self._counts = inner, counts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __enter__(self) -> _Counted:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._inner.__exit__(*exc)
+
+    def demux(self, *args: Any, **kwargs: Any) -> Iterator[_Counted]:
+        for packet in self._inner.demux(*args, **kwargs):
+            self._counts["demuxed"] += 1
+            yield _Counted(packet, self._counts)
+
+    def decode(self, *args: Any, **kwargs: Any) -> Any:
+        self._counts["decoded"] += 1
+        return self._inner.decode(*args, **kwargs)
+
+
+def test_probe_reads_metadata_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long clip is probed by its headers, one decoded frame and its last second of packets:
+    counted, not timed."""
+    clip = _video(tmp_path / "long.mp4", "mp4", seconds=10.0)
+    counts = {"demuxed": 0, "decoded": 0}
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **kw: _Counted(real_open(*a, **kw), counts))
+    info = probe(clip)
+    assert info.duration == pytest.approx(10.0, abs=0.1)
+    # Of 240 frames: the decoder's few packets up to the first frame, and a demux of about
+    # the last second (the truncation check).
+    assert 0 < counts["decoded"] < 24, counts
+    assert 0 < counts["demuxed"] <= 3 * 24, counts
 
 
 def test_video_without_audio(tmp_path: Path) -> None:

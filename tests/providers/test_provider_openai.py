@@ -305,10 +305,10 @@ async def test_hanging_relay_times_out(
 ) -> None:
     relay.inject(Fault.hang(10), "create")
     route = make_route(relay, timeout_seconds=0.3)
-    started = time.monotonic()
+    # No wall-clock bound: had the 0.3 s limit not cut the 10 s hang, the relay would answer
+    # normally afterwards and the submit would succeed.
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
     assert (err.code, err.retryable, err.maybe_submitted) == ("upstream_timeout", True, True)
-    assert time.monotonic() - started < 3
 
 
 async def test_rejected_key_names_the_route(
