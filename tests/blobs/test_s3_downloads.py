@@ -125,3 +125,23 @@ async def test_task_with_upload_and_reference_is_served_from_the_bucket(
         forged = video_url.replace("sig=", "sig=0") if "sig=" in video_url else None
         if forged:
             assert (await client.get(forged.removeprefix(TEST_BASE))).status_code == 403
+
+
+async def test_presigned_urls_name_the_public_endpoint(tmp_path: Path, s3_server: S3Server) -> None:
+    # videogate reaches the store at one address (127.0.0.1 here, http://minio:9000 in
+    # compose), clients at another (localhost here, the host's port outside compose).
+    public = s3_server.endpoint.replace("127.0.0.1", "localhost")
+    assert public != s3_server.endpoint
+    settings = s3_app_settings(tmp_path, s3_server, "presigned").model_copy(
+        update={"s3_public_endpoint_url": public}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        blobs = app.state.api.ctx.blobs
+        await blobs.put_bytes("results/k/t/video.mp4", b"0123456789" * 100)
+        url = blobs.presign_get("results/k/t/video.mp4", 300)
+        assert url is not None and url.startswith(public + "/"), url
+        async with httpx.AsyncClient() as direct:
+            got = await direct.get(url, headers={"Range": "bytes=10-19"})
+        # Clients fetch it there, Range and all.
+        assert got.status_code == 206 and got.content == b"0123456789", got.text

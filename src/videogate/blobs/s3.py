@@ -43,42 +43,24 @@ class S3BlobStore:
 
     scheme = "s3"
 
-    def __init__(self, store: S3Store, where: str) -> None:
+    def __init__(self, store: S3Store, where: str, *, signing: S3Store | None = None) -> None:
         self._store = store
         self._where = where
+        # Presigned URLs name the host they were signed for: the public one, if it differs.
+        self._signing = signing or store
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3BlobStore:
         parts = urlsplit(settings.effective_blob_url)
         if not parts.netloc:
             raise ValueError("VIDEOGATE_BLOB_URL: name the bucket, as in s3://bucket/prefix")
-        config: dict[str, Any] = {}
-        if settings.s3_endpoint_url:
-            config["endpoint"] = settings.s3_endpoint_url
-        if settings.s3_region:
-            config["region"] = settings.s3_region
-        if settings.s3_access_key_id:
-            config["access_key_id"] = settings.s3_access_key_id
-            config["secret_access_key"] = settings.s3_secret_access_key
-        if settings.s3_session_token:
-            config["token"] = settings.s3_session_token
-        config["virtual_hosted_style_request"] = settings.s3_virtual_hosted_style
-        store = S3Store(
-            parts.netloc,
-            prefix=parts.path.strip("/") or None,
-            client_options={
-                "allow_http": settings.s3_endpoint_url.startswith("http://"),
-                "connect_timeout": "5s",
-                "timeout": f"{int(settings.result_timeout_seconds)}s",
-            },
-            retry_config={
-                "max_retries": 3,
-                "backoff": {"init_backoff": timedelta(milliseconds=100)},
-                "retry_timeout": timedelta(seconds=30),
-            },
-            **config,
-        )
-        return cls(store, settings.effective_blob_url)
+        store = _open(settings, parts.netloc, parts.path, settings.s3_endpoint_url)
+        signing = None
+        public = settings.s3_public_endpoint_url
+        if public and public != settings.s3_endpoint_url:
+            # Signing is local arithmetic: this store is never sent a request.
+            signing = _open(settings, parts.netloc, parts.path, public)
+        return cls(store, settings.effective_blob_url, signing=signing)
 
     async def _call(self, key: str, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -175,7 +157,7 @@ class S3BlobStore:
     def presign_get(self, key: str, ttl_seconds: int) -> str | None:
         ttl = timedelta(seconds=max(1, min(ttl_seconds, MAX_PRESIGN_SECONDS)))
         try:
-            return obstore.sign(self._store, "GET", key, ttl)
+            return obstore.sign(self._signing, "GET", key, ttl)
         except ObstoreError as exc:
             raise StorageUnavailable(f"cannot presign {key!r} for {self._where}: {exc}") from None
 
@@ -191,3 +173,33 @@ class S3BlobStore:
 def _attributes(key: str) -> Attributes:
     """Content-Type from the key's extension, so presigned downloads play in a browser."""
     return {"Content-Type": mimetypes.guess_type(key)[0] or "application/octet-stream"}
+
+
+def _open(settings: Settings, bucket: str, prefix: str, endpoint: str) -> S3Store:
+    """The bucket at ``endpoint`` (empty: AWS), with the settings' region and credentials."""
+    config: dict[str, Any] = {}
+    if endpoint:
+        config["endpoint"] = endpoint
+    if settings.s3_region:
+        config["region"] = settings.s3_region
+    if settings.s3_access_key_id:
+        config["access_key_id"] = settings.s3_access_key_id
+        config["secret_access_key"] = settings.s3_secret_access_key
+    if settings.s3_session_token:
+        config["token"] = settings.s3_session_token
+    config["virtual_hosted_style_request"] = settings.s3_virtual_hosted_style
+    return S3Store(
+        bucket,
+        prefix=prefix.strip("/") or None,
+        client_options={
+            "allow_http": endpoint.startswith("http://"),
+            "connect_timeout": "5s",
+            "timeout": f"{int(settings.result_timeout_seconds)}s",
+        },
+        retry_config={
+            "max_retries": 3,
+            "backoff": {"init_backoff": timedelta(milliseconds=100)},
+            "retry_timeout": timedelta(seconds=30),
+        },
+        **config,
+    )

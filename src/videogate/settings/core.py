@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         validation_alias=_aws("s3_endpoint_url", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
         description="S3 endpoint (R2, MinIO…); empty: AWS. Default AWS_ENDPOINT_URL",
     )
+    s3_public_endpoint_url: str = Field(
+        default="",
+        validation_alias=_aws("s3_public_endpoint_url"),
+        description="The store's address as clients reach it, for presigned download URLs, "
+        "when it differs from the endpoint videogate uses (http://minio:9000 inside compose, "
+        "http://localhost:9000 outside); empty: the same",
+    )
     s3_region: str = Field(
         default="",
         validation_alias=_aws("s3_region", "AWS_REGION", "AWS_DEFAULT_REGION"),
