@@ -5,6 +5,14 @@ and back (~0.2 ms each, more under load); here the whole transaction (take the h
 count the key's unfinished tasks, insert the task, its ledger row and webhook outbox row)
 runs in-thread in well under a millisecond.
 
+Creates are **group-committed**: every create that reaches :meth:`SqliteTaskWriter.insert`
+in one turn of the loop joins one transaction, each inside its own savepoint (so one that
+is refused or collides is undone alone). A commit writes every page it touched to the WAL
+(the task, its five indexes, the ledger and its two, the key: ~200 µs of ``write`` calls
+here); one commit for a batch is most of the create's database cost saved under load,
+and adds no wait when creates come one at a time (the batch is written on the loop's next
+turn).
+
 ``BEGIN IMMEDIATE`` takes SQLite's single write lock up front, so the unfinished-task
 count and the insert it allows are exact across every process on the file. The lock is
 never waited for on the loop: with a zero busy timeout a held lock answers at once and
@@ -18,6 +26,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect
@@ -61,6 +70,17 @@ class _Insert:
         return tuple(out)
 
 
+@dataclass
+class _Pending:
+    """A create waiting for the next group commit."""
+
+    task: dict[str, Any]
+    hold: dict[str, Any]
+    event: dict[str, Any] | None
+    max_unfinished: int | None
+    done: asyncio.Future[int | None]
+
+
 class SqliteTaskWriter:
     """Creates tasks in one short ``BEGIN IMMEDIATE`` transaction (see the module doc)."""
 
@@ -70,6 +90,8 @@ class SqliteTaskWriter:
         self._task = _Insert(Task)
         self._ledger = _Insert(LedgerEntry)
         self._event = _Insert(TaskEvent)
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Future[None] | None = None
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -118,38 +140,94 @@ class SqliteTaskWriter:
         taking the hold from the key's balance. Returns None when done; else nothing is
         written and the result says why: -1 the balance is short, n ≥ 0 the key already
         has n ≥ ``max_unfinished`` unfinished tasks."""
-        await self._begin()
-        conn = self._conn
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(task, hold, event, max_unfinished, done))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        """Write what is queued, one transaction per turn, until nothing is left."""
         try:
-            taken = conn.execute(
-                "UPDATE api_keys SET balance_micros = balance_micros - ?"
-                " WHERE id = ? AND (balance_micros IS NULL OR balance_micros >= ?)",
-                (hold["amount_micros"], task["key_id"], hold["amount_micros"]),
-            )
-            if taken.rowcount == 0:
-                conn.execute("ROLLBACK")
-                return -1
-            if max_unfinished is not None:
-                (unfinished,) = conn.execute(
-                    f"SELECT count(*) FROM tasks WHERE key_id = ? AND status IN {UNFINISHED_SQL}",
-                    (task["key_id"],),
-                ).fetchone()
-                if unfinished >= max_unfinished:
-                    conn.execute("ROLLBACK")
-                    return int(unfinished)
-            conn.execute(self._task.sql, self._task.values(task))
-            conn.execute(self._ledger.sql, self._ledger.values(hold))
-            if event is not None:
-                conn.execute(self._event.sql, self._event.values(event))
+            while self._queue:
+                await self._begin()
+                # Taken once the lock is held: creates queued while it was busy join too.
+                batch, self._queue = self._queue, []
+                self._write(batch)
+        except BaseException as exc:
+            batch, self._queue = self._queue, []
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._flusher = None
+
+    def _write(self, batch: list[_Pending]) -> None:
+        conn = self._conn
+        outcomes: list[int | BaseException | None] = []
+        try:
+            for item in batch:
+                conn.execute("SAVEPOINT one_create")
+                outcome: int | BaseException | None
+                try:
+                    outcome = self._one(conn, item)
+                except sqlite3.IntegrityError as exc:
+                    # A concurrent retry with the same Idempotency-Key won the race.
+                    outcome = IntegrityError(self._task.sql, None, exc)
+                if outcome is not None:
+                    conn.execute("ROLLBACK TO one_create")
+                conn.execute("RELEASE one_create")
+                outcomes.append(outcome)
             conn.execute("COMMIT")
-        except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK")
-            raise IntegrityError(self._task.sql, None, exc) from exc
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item, result in zip(batch, outcomes, strict=True):
+            if item.done.done():  # its request was cancelled meanwhile
+                continue
+            if isinstance(result, BaseException):
+                item.done.set_exception(result)
+            else:
+                item.done.set_result(result)
+
+    def _one(self, conn: sqlite3.Connection, item: _Pending) -> int | None:
+        """One create inside the open transaction; None when written (see :meth:`insert`)."""
+        task, hold = item.task, item.hold
+        taken = conn.execute(
+            "UPDATE api_keys SET balance_micros = balance_micros - ?"
+            " WHERE id = ? AND (balance_micros IS NULL OR balance_micros >= ?)",
+            (hold["amount_micros"], task["key_id"], hold["amount_micros"]),
+        )
+        if taken.rowcount == 0:
+            return -1
+        if item.max_unfinished is not None:
+            # Counts the creates written earlier in this same transaction too: exact.
+            (unfinished,) = conn.execute(
+                f"SELECT count(*) FROM tasks WHERE key_id = ? AND status IN {UNFINISHED_SQL}",
+                (task["key_id"],),
+            ).fetchone()
+            if unfinished >= item.max_unfinished:
+                return int(unfinished)
+        conn.execute(self._task.sql, self._task.values(task))
+        conn.execute(self._ledger.sql, self._ledger.values(hold))
+        if item.event is not None:
+            conn.execute(self._event.sql, self._event.values(item.event))
         return None
 
     def close(self) -> None:
         self.reset()
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    """Every create of ``batch`` still waiting gets ``exc`` (nothing of it was written)."""
+    for item in batch:
+        if item.done.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            item.done.cancel()
+        else:
+            item.done.set_exception(exc)
