@@ -35,45 +35,59 @@ The same fields also come as a JSON body (:func:`json_to_form`).
 
 from __future__ import annotations
 
-import math
-import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
+from videogate.api.openai_fields import (
+    REF_KEYS,
+    REFERENCE_HELP,
+    RefSpec,
+    boolean_field,
+    callback_url_field,
+    integer_field,
+    reference_field,
+    text_field,
+    upload_field,
+)
+from videogate.api.openai_reference import reference_url, store_input_reference
+from videogate.api.openai_sizes import (
+    DEFAULT_SECONDS,
+    DEFAULT_SIZE,
+    SIZE_FRAMES,
+    SUPPORTED_SIZES,
+    parse_seconds,
+    parse_size,
+    size_to_frame,
+)
 from videogate.catalog import OPENAI_DEFAULT_MODEL, ModelSpec
 from videogate.context import AppContext
 from videogate.errors import InvalidRequest, VideogateError
-from videogate.media.sizes import OPENAI_SIZES, OUTPUT_SIZES, nearest_resolution
 from videogate.request import MAX_PROMPT_CHARS, GenerationRequest, Reference
 from videogate.service.keys import Caller
-from videogate.service.uploads import UploadRules, get_upload, store_upload
 from videogate.settings import Settings
 
+__all__ = [
+    "DEFAULT_MODEL",
+    "FORM_SCHEMA",
+    "SIZE_FRAMES",
+    "SUPPORTED_SIZES",
+    "OpenAIForm",
+    "as_form_error",
+    "form_body_limit",
+    "json_to_form",
+    "parse_form",
+    "read_openai_form",
+    "read_openai_json",
+]
+
 DEFAULT_MODEL = OPENAI_DEFAULT_MODEL
-DEFAULT_SECONDS = 4
-DEFAULT_SIZE = "720x1280"
 # With an input_reference and no size, the frame follows the image at this resolution.
 DEFAULT_REFERENCE_RESOLUTION = "720p"
-
-_OPENAI_SIZES = ("1280x720", "720x1280", "1792x1024", "1024x1792")
-# Every accepted size and its (ratio, resolution): the Seedance output sizes, plus the above.
-SIZE_FRAMES: dict[str, tuple[str, str]] = {
-    f"{w}x{h}": (ratio, resolution)
-    for ratio, by_res in OUTPUT_SIZES.items()
-    for resolution, (w, h) in by_res.items()
-}
-SIZE_FRAMES.update(OPENAI_SIZES)
-# As error messages list them: the OpenAI sizes first.
-SUPPORTED_SIZES: tuple[str, ...] = (
-    *_OPENAI_SIZES,
-    *(s for s in SIZE_FRAMES if s not in _OPENAI_SIZES),
-)
 
 # A data: URL in input_reference[image_url] is a text part; OpenAI caps it at 20 MiB.
 MAX_TEXT_PART = 32 * 1024 * 1024
@@ -83,23 +97,14 @@ _OPENAI_FIELDS = ("prompt", "model", "seconds", "size", "input_reference")
 _EXTRA_FIELDS = ("seed", *_BOOL_FIELDS, "callback_url")
 # OpenAI fields without a Seedance meaning: accepted, ignored.
 IGNORED_FIELDS = ("user", "quality", "metadata", "safety_identifier")
-_REF_KEYS = ("image_url", "file_id")
 _KNOWN_FIELDS = frozenset(
     (
         *_OPENAI_FIELDS,
         *_EXTRA_FIELDS,
         *IGNORED_FIELDS,
-        *(f"input_reference[{k}]" for k in _REF_KEYS),
+        *(f"input_reference[{k}]" for k in REF_KEYS),
     )
 )
-_SECONDS = re.compile(r"-?\d{1,4}")
-_INTEGER = re.compile(r"-?\d{1,20}")
-_REFERENCE_HELP = (
-    'an image file upload, or a JSON object {"image_url": "https://… or data:image/…"} '
-    'or {"file_id": "file_…"}'
-)
-
-RefSpec = tuple[Literal["image_url", "file_id"], str]
 
 
 @dataclass(frozen=True)
@@ -146,17 +151,6 @@ class OpenAIForm:
             alias=self.alias,
             size=self.size,
         )
-
-
-def size_to_frame(size: str) -> tuple[str, str]:
-    """``"1280x720"`` → ``("16:9", "720p")``; the OpenAI-only sizes map to the nearest frame."""
-    mapped = SIZE_FRAMES.get(size)
-    if mapped is None:
-        raise InvalidRequest(
-            f"size '{size[:40]}' is not supported; use one of: {', '.join(SUPPORTED_SIZES)}",
-            param="size",
-        )
-    return mapped
 
 
 def form_body_limit(settings: Settings) -> int:
@@ -221,9 +215,9 @@ async def _build(
         precheck(fields.to_request("data:," if has_reference else None))
     url: str | None = None
     if fields.upload is not None:
-        url = await _store_upload(ctx, caller, fields.upload)
+        url = await store_input_reference(ctx, caller, fields.upload)
     elif fields.reference is not None:
-        url = await _reference_url(ctx, caller, fields.reference)
+        url = await reference_url(ctx, caller, fields.reference)
     return fields.to_request(url)
 
 
@@ -243,7 +237,7 @@ def json_to_form(data: Mapping[str, Any]) -> FormData:
         else:
             raise InvalidRequest(
                 f"'{str(key)[:60]}' must be a string, a number or a boolean"
-                + (f", or {_REFERENCE_HELP}" if key == "input_reference" else ""),
+                + (f", or {REFERENCE_HELP}" if key == "input_reference" else ""),
                 param=str(key)[:60],
             )
     return FormData(items)
@@ -260,7 +254,7 @@ def parse_form(
             f"{', '.join(_OPENAI_FIELDS)} (and {', '.join(_EXTRA_FIELDS)})",
             param=unknown[0][:60],
         )
-    prompt = _text(form, "prompt")
+    prompt = text_field(form, "prompt")
     if prompt is None:
         raise InvalidRequest(
             "the form needs a 'prompt' field: the text that describes the video", param="prompt"
@@ -270,7 +264,7 @@ def parse_form(
             f"prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed",
             param="prompt",
         )
-    model = _text(form, "model")
+    model = text_field(form, "model")
     if model is None:
         model = DEFAULT_MODEL
     elif not model.strip() or len(model) > 200:
@@ -282,63 +276,22 @@ def parse_form(
         model, alias = aliases[model], model
     # An unknown model is reported by the task service (404 model_not_found).
     spec = models.get(model)
-    size = _text(form, "size")
+    size = text_field(form, "size")
     return OpenAIForm(
         model=model,
         alias=alias,
         size=size.strip().lower() if size is not None else None,
         prompt=prompt,
-        duration=parse_seconds(_text(form, "seconds"), spec),
+        duration=parse_seconds(text_field(form, "seconds"), spec),
         frame=parse_size(size, spec),
-        upload=_upload(form),
-        reference=_reference(form),
-        seed=_integer(form, "seed"),
-        generate_audio=_boolean(form, "generate_audio", default=True),
-        watermark=_boolean(form, "watermark", default=False),
-        return_last_frame=_boolean(form, "return_last_frame", default=False),
-        callback_url=_callback_url(form),
+        upload=upload_field(form),
+        reference=reference_field(form),
+        seed=integer_field(form, "seed"),
+        generate_audio=boolean_field(form, "generate_audio", default=True),
+        watermark=boolean_field(form, "watermark", default=False),
+        return_last_frame=boolean_field(form, "return_last_frame", default=False),
+        callback_url=callback_url_field(form),
     )
-
-
-def parse_seconds(value: str | None, spec: ModelSpec | None) -> int:
-    if value is None:
-        return DEFAULT_SECONDS
-    allowed = (
-        f"{spec.name} accepts {spec.min_duration}-{spec.max_duration} seconds, "
-        'or "-1" to let the model choose'
-        if spec is not None
-        else 'for example "4", "8" or "12"'
-    )
-    text = value.strip()
-    if not _SECONDS.fullmatch(text):
-        raise InvalidRequest(
-            f"seconds '{value[:20]}' is not a whole number of seconds; {allowed}",
-            param="seconds",
-        )
-    seconds = int(text)
-    if spec is not None and seconds != -1 and not spec.min_duration <= seconds <= spec.max_duration:
-        raise InvalidRequest(f"seconds {seconds} is out of range: {allowed}", param="seconds")
-    return seconds
-
-
-def parse_size(value: str | None, spec: ModelSpec | None) -> tuple[str, str] | None:
-    if value is None:
-        return None
-    size = value.strip().lower()
-    ratio, resolution = size_to_frame(size)
-    if spec is not None and size in OPENAI_SIZES and ratio in spec.ratios:
-        # OpenAI's own sizes are never refused: the nearest resolution the model offers.
-        return ratio, nearest_resolution(resolution, spec.resolutions)
-    if spec is not None and (resolution not in spec.resolutions or ratio not in spec.ratios):
-        offered = [
-            s for s, (r, res) in SIZE_FRAMES.items() if res in spec.resolutions and r in spec.ratios
-        ]
-        raise InvalidRequest(
-            f"size '{size}' is {ratio} at {resolution}, which {spec.name} does not offer; "
-            f"use one of: {', '.join(offered)} (or a model with {resolution})",
-            param="size",
-        )
-    return ratio, resolution
 
 
 def as_form_error(exc: InvalidRequest) -> InvalidRequest:
@@ -348,167 +301,6 @@ def as_form_error(exc: InvalidRequest) -> InvalidRequest:
             f"input_reference:{exc.message.removeprefix('image 1:')}", param="input_reference"
         )
     return exc
-
-
-# --- fields ---------------------------------------------------------------------------------
-
-
-def _text(form: FormData, name: str) -> str | None:
-    values = form.getlist(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise InvalidRequest(f"'{name}' was sent {len(values)} times; send it once", param=name)
-    value = values[0]
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{name}' must be a text field, not a file upload", param=name)
-    return value
-
-
-def _integer(form: FormData, name: str) -> int | None:
-    value = _text(form, name)
-    if value is None:
-        return None
-    if not _INTEGER.fullmatch(value.strip()):
-        raise InvalidRequest(f"'{name}' must be an integer, not '{value[:20]}'", param=name)
-    return int(value.strip())
-
-
-def _boolean(form: FormData, name: str, *, default: bool) -> bool:
-    value = _text(form, name)
-    if value is None:
-        return default
-    text = value.strip().lower()
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise InvalidRequest(f"'{name}' must be true or false, not '{value[:20]}'", param=name)
-
-
-def _callback_url(form: FormData) -> str | None:
-    value = _text(form, "callback_url")
-    if value is not None and len(value) > 2048:
-        raise InvalidRequest("'callback_url' is longer than 2048 characters", param="callback_url")
-    return value
-
-
-def _upload(form: FormData) -> UploadFile | None:
-    values = form.getlist("input_reference")
-    files = [v for v in values if isinstance(v, UploadFile)]
-    if len(values) > 1:
-        raise InvalidRequest(
-            f"'input_reference' was sent {len(values)} times; send one image",
-            param="input_reference",
-        )
-    return files[0] if files else None
-
-
-def _reference(form: FormData) -> RefSpec | None:
-    """The non-file forms of ``input_reference`` (JSON string or bracketed fields)."""
-    given: list[RefSpec] = []
-    values = form.getlist("input_reference")
-    if values and isinstance(values[0], str):
-        given.append(_reference_text(values[0]))
-    for key in _REF_KEYS:
-        value = _text(form, f"input_reference[{key}]")
-        if value is not None:
-            given.append(_reference_value(key, value))
-    if len(given) > 1 or (given and values and isinstance(values[0], UploadFile)):
-        raise InvalidRequest(
-            f"input_reference must be exactly one of {_REFERENCE_HELP}", param="input_reference"
-        )
-    return given[0] if given else None
-
-
-def _reference_text(text: str) -> RefSpec:
-    stripped = text.strip()
-    if stripped.startswith(("http://", "https://", "data:")):
-        return "image_url", stripped
-    if not stripped.startswith("{"):
-        raise InvalidRequest(f"input_reference must be {_REFERENCE_HELP}", param="input_reference")
-    try:
-        obj: Any = orjson.loads(stripped)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest(
-            f"input_reference is not valid JSON; send {_REFERENCE_HELP}", param="input_reference"
-        ) from None
-    if not isinstance(obj, dict) or len(obj) != 1 or next(iter(obj)) not in _REF_KEYS:
-        raise InvalidRequest(
-            f"input_reference must be exactly one of {_REFERENCE_HELP}", param="input_reference"
-        )
-    key, value = next(iter(obj.items()))
-    if not isinstance(value, str):
-        raise InvalidRequest(f"input_reference.{key} must be a string", param="input_reference")
-    return _reference_value(key, value)
-
-
-def _reference_value(key: str, value: str) -> RefSpec:
-    value = value.strip()
-    if key == "file_id":
-        if not value or len(value) > 40:
-            raise InvalidRequest(
-                "input_reference.file_id must be the id of a file uploaded with POST /v1/files",
-                param="input_reference",
-            )
-        return "file_id", value
-    if not value.startswith(("http://", "https://", "data:")):
-        raise InvalidRequest(
-            "input_reference.image_url must be an http(s):// URL or a data:image/… URL",
-            param="input_reference",
-        )
-    return "image_url", value
-
-
-# --- the reference ----------------------------------------------------------------------------
-
-
-async def _reference_url(ctx: AppContext, caller: Caller, ref: RefSpec) -> str:
-    kind, value = ref
-    if kind == "image_url":
-        return value
-    row = await get_upload(ctx, caller.key_id, value)
-    if row is None:
-        raise InvalidRequest(
-            f"input_reference.file_id '{value}' is not a file of this API key; "
-            "upload the image with POST /v1/files (or send it as the input_reference file)",
-            param="input_reference",
-        )
-    if not row.mime_type.startswith("image/"):
-        raise InvalidRequest(
-            f"input_reference.file_id '{value}' is {row.mime_type}; it must be an image",
-            param="input_reference",
-        )
-    return _sign_upload(ctx, row.blob_key)
-
-
-#: What the form's ``input_reference`` may be: an image, stored once per key per content, so
-#: that a retried create with an ``Idempotency-Key`` builds the same request.
-INPUT_REFERENCE = UploadRules(
-    param="input_reference",
-    name="input_reference",
-    prefix="input_reference: ",
-    readable_as="an image",
-    kinds=("image",),
-    kinds_text="an image (PNG, JPEG or WebP)",
-    content_addressed=True,
-)
-
-
-async def _store_upload(ctx: AppContext, caller: Caller, upload: UploadFile) -> str:
-    """Store the image as an upload of the caller's key; return a URL this server issued."""
-    stored = await store_upload(ctx, caller.key_id, upload, INPUT_REFERENCE)
-    return _sign_upload(ctx, stored.blob_key)
-
-
-def _sign_upload(ctx: AppContext, blob_key: str) -> str:
-    # Signed from a rounded clock so that the same upload gives the same URL for a while
-    # (request fingerprints, hence Idempotency-Key retries, depend on it).
-    ttl = ctx.settings.upload_ttl_seconds
-    bucket = max(1, min(3600, ttl // 4))
-    now = math.floor(time.time() / bucket) * bucket
-    url, _ = ctx.signer.sign(blob_key, ttl, now=now)
-    return url
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------
