@@ -60,6 +60,8 @@ class ModelSpec:
     requires_image: bool = False  # image-to-video: one first-frame image is required
     limits: ReferenceLimits = field(default_factory=ReferenceLimits)
     task_types: tuple[str, ...] = GENERATE_TYPES
+    #: Containers the video may be asked in (Ark's ``output_format``); the first is the default.
+    output_formats: tuple[str, ...] = ("mp4",)
     price: Price = FREE
     source: str = ""
     aliases: tuple[str, ...] = ()
@@ -83,6 +85,7 @@ class ModelSpec:
                 "audio": self.audio,
                 "fps": 24,
                 "task_types": list(self.task_types),
+                "output_formats": list(self.output_formats),
                 "references": {
                     "images": self.limits.max_images,
                     "videos": self.limits.max_videos,

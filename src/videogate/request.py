@@ -6,7 +6,7 @@ Surfaces (relay JSON, OpenAI form, Ark) parse their own shapes and build a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,10 @@ Surface = Literal["relay", "openai", "ark"]
 # What to do: generate from scratch, or rework a finished task's video (the source).
 Operation = Literal["generate", "remix", "edit", "extend"]
 IMAGE_ROLES = ("first_frame", "last_frame", "reference_image")
+#: An upstream asset library's reference (Ark: ``asset://<id>``): never fetched here, only
+#: passed to an upstream that resolves it (see ``Capabilities.resolves_assets``).
+ASSET_SCHEME = "asset://"
+DEFAULT_OUTPUT_FORMAT = "mp4"
 ROLE_OF_KIND: dict[str, str] = {"video": "reference_video", "audio": "reference_audio"}
 
 
@@ -48,6 +52,10 @@ class Reference(BaseModel):
     def label(self) -> str:
         """How the prompt and error messages name it: "image 2", "video 1"."""
         return f"{self.kind} {self.index}"
+
+    @property
+    def is_asset(self) -> bool:
+        return self.url.startswith(ASSET_SCHEME)
 
 
 class GenerationRequest(BaseModel):
@@ -86,11 +94,29 @@ class GenerationRequest(BaseModel):
         """The model name the client sees: the alias it used, else the served model."""
         return self.alias or self.model
 
+    @property
+    def output_format(self) -> str:
+        """The container asked for (Ark's ``output_format``), kept with the surface fields."""
+        value = self.extras.get("output_format")
+        return value if isinstance(value, str) else DEFAULT_OUTPUT_FORMAT
+
+    def assets(self) -> list[Reference]:
+        """The references an upstream's asset library must resolve (``asset://…``)."""
+        return [r for r in self.references if r.is_asset]
+
     def of_kind(self, kind: RefKind) -> list[Reference]:
         return [r for r in self.references if r.kind == kind]
 
     def with_role(self, role: str) -> Reference | None:
         return next((r for r in self.references if r.role == role), None)
+
+
+def stored_output_format(request: Mapping[str, Any]) -> str:
+    """:attr:`GenerationRequest.output_format` of a stored request, without validating it
+    all (the engine reads it on every completion)."""
+    extras = request.get("extras")
+    value = extras.get("output_format") if isinstance(extras, Mapping) else None
+    return value if isinstance(value, str) else DEFAULT_OUTPUT_FORMAT
 
 
 def assign_image_roles(images: Sequence[tuple[str, str | None]]) -> list[str]:
@@ -124,6 +150,13 @@ def check_request(req: GenerationRequest, spec: ModelSpec) -> None:
             f"include {req.operation!r} (GET /v1/models lists them)",
             param="model",
         )
+    if req.output_format not in spec.output_formats:
+        raise InvalidRequest(
+            f"output_format '{req.output_format}' is not offered by model {req.public_model}; "
+            f"it delivers {', '.join(spec.output_formats)} (GET /v1/models lists each "
+            "model's output_formats)",
+            param="output_format",
+        )
     if req.resolution not in spec.resolutions:
         raise InvalidRequest(
             f"resolution '{req.resolution}' is not supported by {spec.name}; "
@@ -150,6 +183,13 @@ def check_request(req: GenerationRequest, spec: ModelSpec) -> None:
             param="generate_audio",
         )
     _check_reference_counts(req, spec)
+    for ref in req.assets():
+        asset_id = ref.url[len(ASSET_SCHEME) :]
+        if not asset_id or len(asset_id) > 256 or not asset_id.isprintable() or " " in asset_id:
+            raise InvalidRequest(
+                f"{ref.label}: '{ref.url[:80]}' is not an asset reference; use asset://<asset id>",
+                param="content",
+            )
     if spec.requires_image and not req.of_kind("image"):
         raise InvalidRequest(
             f"{spec.name} turns an image into a video: add one image (role first_frame)",

@@ -314,7 +314,8 @@ BAD_BODIES: list[tuple[dict[str, Any], int, str, str]] = [
     ({"execution_expires_after": 60}, 400, "InvalidParameter", "execution_expires_after"),
     ({"priority": 10}, 400, "InvalidParameter", "priority"),
     ({"tools": [{"type": "code_interpreter"}]}, 400, "InvalidParameter", "tools[0].type"),
-    ({"output_format": "mov"}, 400, "InvalidParameter.UnsupportedParameter", "output_format"),
+    ({"output_format": "mov"}, 400, "InvalidParameter", "output_format"),  # 2.0 fast: mp4
+    ({"omni_reference_task_type": "edit"}, 400, "InvalidParameter", "omni_reference_task_type"),
     ({"callback_url": "ftp://example.com/x"}, 400, "InvalidParameter", "callback_url"),
     ({"prompt": "a fox"}, 400, "InvalidParameter", "prompt"),
     ({"aspect_ratio": "16:9"}, 400, "InvalidParameter", "aspect_ratio"),

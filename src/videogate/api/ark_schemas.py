@@ -2,10 +2,12 @@
 
 Ark's Python SDK sends every optional field, the unset ones as JSON ``null``: nulls mean
 "not given". Known Ark fields that videogate does not use (``priority``, ``tools``,
-``safety_identifier``, …) are checked and accepted; values that ask for something videogate
-cannot do (``frames``, ``draft``, ``service_tier: flex``, …) are refused, as Ark refuses them
-for Seedance 2.0. Errors use Ark's codes and wording: ``MissingParameter`` /
-``InvalidParameter`` naming the parameter.
+``safety_identifier``, …) are checked, kept and passed on to Ark routes; values that ask for
+something videogate cannot do (``frames``, ``draft``, ``service_tier: flex``, …) are refused,
+as Ark refuses them for Seedance 2.0. ``omni_reference_task_type`` ``edit``/``extend`` and
+``output_format`` ``mov`` are honoured where the model offers them (the catalog) and the
+serving upstream can deliver them (checked by the task service). Errors use Ark's codes and
+wording: ``MissingParameter`` / ``InvalidParameter`` naming the parameter.
 """
 
 from __future__ import annotations
@@ -188,13 +190,15 @@ def _check_unsupported(body: ArkCreate) -> None:
         raise invalid(f"content[{i}].type", "draft_task items are not supported", UNSUPPORTED)
     if body.service_tier == "flex":
         raise invalid("service_tier", "Seedance 2.0 models do not support flex; use default")
-    if body.output_format == "mov":
-        raise invalid("output_format", "only mp4 output is supported", UNSUPPORTED)
-    if body.omni_reference_task_type in ("edit", "extend"):
+    task_type = body.omni_reference_task_type
+    if task_type in ("edit", "extend") and not any(
+        isinstance(i, ArkVideoItem) for i in body.content
+    ):
         raise invalid(
             "omni_reference_task_type",
-            f"{body.omni_reference_task_type!r} is not supported; use auto or reference",
-            UNSUPPORTED,
+            f"an {task_type} task works on a video: add the video to {task_type} as a "
+            '{"type": "video_url", "video_url": {"url": …}, "role": "reference_video"} item '
+            "(the first video item is the one worked on)",
         )
     if body.callback_url is not None and not body.callback_url.startswith(("http://", "https://")):
         raise invalid("callback_url", "it must be an http(s) URL")
@@ -239,8 +243,11 @@ def to_generation_request(body: ArkCreate) -> GenerationRequest:
             if isinstance(i, ArkImageItem | ArkVideoItem | ArkAudioItem)
         ]
     )
+    task_type = body.omni_reference_task_type
     return GenerationRequest(
         surface="ark",
+        # Seedance's edit / extend of video 1 (Ark passes them on; the sandbox does them).
+        operation=task_type if task_type in ("edit", "extend") else "generate",
         extras=ark_extras(body),
         model=body.model,
         prompt="\n".join(texts),

@@ -168,6 +168,7 @@ class ArkCreated(_Doc):
 class ArkContent(_Doc):
     video_url: str | None
     last_frame_url: str | None
+    file_url: None  # Ark's non-video generations; declared by the SDK
 
 
 class ArkUsage(_Doc):
@@ -190,19 +191,26 @@ class ArkTask(_Doc):
     resolution: str
     ratio: str
     duration: int
+    frames: int | None
     framespersecond: int
     generate_audio: bool
     service_tier: Literal["default"]
     execution_expires_after: int
     draft: bool
+    fileformat: Literal["mp4", "mov"]
+    output_format: Literal["mp4", "mov"]
     billing_detail: BillingDetail
+    # What the create sent (Ark echoes them), else null.
+    priority: int | None
+    safety_identifier: str | None
+    tools: list[dict[str, Any]] | None
+    # Declared by the Ark SDK, without meaning for a video task: always null.
+    revised_prompt: None
+    subdivisionlevel: None
+    draft_task_id: None
     # Echoed when the create sent them (Ark does the same).
-    priority: int | SkipJsonSchema[None] = None
     camera_fixed: bool | SkipJsonSchema[None] = None
-    safety_identifier: str | SkipJsonSchema[None] = None
-    tools: list[dict[str, Any]] | SkipJsonSchema[None] = None
     omni_reference_task_type: str | SkipJsonSchema[None] = None
-    output_format: str | SkipJsonSchema[None] = None
 
 
 class ArkTaskList(_Doc):

@@ -393,6 +393,8 @@ async def video_content(task_id: str, request: Request) -> Response:
         )
     if not key:
         raise NotFound(f"task {task.id} has no {variant} (it was not requested)")
+    if variant == "video" and key.endswith(".mov"):  # asked for as output_format mov
+        media_type, filename = "video/quicktime", "video.mov"
     if variant == "spritesheet" or (
         variant == "thumbnail" and not wants_jpeg(request.headers.get("accept", ""))
     ):

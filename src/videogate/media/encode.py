@@ -113,3 +113,27 @@ class _AudioMuxer:
     def finish(self) -> None:
         self.feed_until(self.samples.shape[1])
         self.container.mux(self.stream.encode(None))
+
+
+def remux(source: Path, dest: Path, container_format: str) -> None:
+    """Copy ``source``'s streams unchanged into a new ``container_format`` file (mp4 → mov:
+    the same H.264/AAC packets in a QuickTime container, nothing re-encoded)."""
+    with (
+        av.open(str(source)) as src,
+        av.open(
+            str(dest),
+            mode="w",
+            format=container_format,
+            options={"movflags": "+faststart", "fflags": "+bitexact"},
+        ) as out,
+    ):
+        streams = {
+            s.index: out.add_stream_from_template(s)
+            for s in src.streams
+            if s.type in ("video", "audio")
+        }
+        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
+            if packet.dts is None:  # the demuxer's flush packet
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)

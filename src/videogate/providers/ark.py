@@ -45,7 +45,10 @@ _SIZES = {(r, res) for r in RATIOS for res in RESOLUTIONS}
 class ArkProvider:
     """Submits, polls, cancels and recovers Ark tasks over ``deps.http``."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts_callbacks=True)
+    # Ark resolves its own asset library and renders mov itself: both are passed through.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        accepts_callbacks=True, resolves_assets=True, output_formats=("mp4", "mov")
+    )
 
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
         self._route = route

@@ -39,6 +39,11 @@ class Capabilities:
     #: Its routes name a model on this machine (``local = {…}``) and run one generation
     #: at a time; the class may offer ``model_spec(route)`` and ``route_problem(route)``.
     local_model: bool = False
+    #: The upstream resolves ``asset://`` references from its own asset library: they are
+    #: sent to it as they are and never fetched here. Elsewhere they are refused at create.
+    resolves_assets: bool = False
+    #: The containers it can deliver the video in (a request's ``output_format``).
+    output_formats: tuple[str, ...] = ("mp4",)
 
 
 @dataclass(frozen=True)

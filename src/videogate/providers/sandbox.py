@@ -1,5 +1,7 @@
 """The built-in offline provider: renders real mp4 previews locally (no key, no network).
 
+A request for ``output_format: mov`` gets the same clip remuxed into a QuickTime container.
+
 ``submit`` only names the job; the render happens on the first ``poll``, in the worker's
 render process pool, so the API stays responsive. A crash mid-render is harmless: the
 render is deterministic and simply runs again when another worker takes the task over.
@@ -12,6 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import ClassVar
 
+from videogate.media.encode import remux
 from videogate.media.render import RenderResult, RenderSpec, render
 from videogate.media.rework import Mode, rework
 from videogate.providers.base import Capabilities, PollResult, ProviderDeps, Route, TaskContext
@@ -92,7 +95,11 @@ class SandboxProvider:
     """Renders locally with :func:`videogate.media.render.render`."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        free=True, needs_base_url=False, needs_api_key=False, local=True
+        free=True,
+        needs_base_url=False,
+        needs_api_key=False,
+        local=True,
+        output_formats=("mp4", "mov"),
     )
 
     def __init__(self, route: Route, deps: ProviderDeps) -> None:
@@ -158,10 +165,14 @@ class SandboxProvider:
                 last = progress
                 await ctx.report_progress(min(max(progress, 5), 98))
         result: RenderResult = job.result()
+        video = out_dir / "video.mp4"
+        if req.output_format != "mp4":
+            video = out_dir / f"video.{req.output_format}"
+            await asyncio.to_thread(remux, out_dir / "video.mp4", video, req.output_format)
         return PollResult(
             status="succeeded",
             progress=100,
-            video_url=(out_dir / "video.mp4").resolve().as_uri(),
+            video_url=video.resolve().as_uri(),
             thumbnail_url=(out_dir / "thumbnail.jpg").resolve().as_uri(),
             last_frame_url=(
                 (out_dir / "last_frame.png").resolve().as_uri()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,33 @@ from videogate.context import AppContext
 from videogate.errors import InvalidRequest, NotFound, ReferenceUnreachable, SignatureInvalid
 from videogate.fetch import fetch_url
 from videogate.media.probe import MediaError, MediaInfo, probe
+from videogate.providers import Route
 from videogate.request import GenerationRequest, Reference
 from videogate.service.keys import Caller
+
+
+def check_routes_can_serve(req: GenerationRequest, routes: Sequence[Route]) -> None:
+    """Refuse at create what the upstreams that may serve the task cannot do, as their
+    providers declare it: ``asset://`` references (only an upstream with that asset
+    library resolves them) and the container asked for. Every candidate must be able to,
+    since a failover may hand the task to any of them."""
+    assets = req.assets()
+    if assets and not all(r.capabilities.resolves_assets for r in routes):
+        ref = assets[0]
+        raise InvalidRequest(
+            f"{ref.label} ('{ref.url[:80]}') is an asset library reference, which model "
+            f"{req.public_model} cannot resolve here: it is not served by an upstream with "
+            "an asset library. Send the media as an http(s) or data: URL instead",
+            param="content",
+        )
+    fmt = req.output_format
+    if not all(fmt in r.capabilities.output_formats for r in routes):
+        offered = sorted(set.intersection(*(set(r.capabilities.output_formats) for r in routes)))
+        raise InvalidRequest(
+            f"output_format '{fmt}' cannot be delivered for model {req.public_model} here; "
+            f"it is delivered as {', '.join(offered) or 'mp4'}",
+            param="output_format",
+        )
 
 
 @dataclass(frozen=True)
@@ -47,10 +73,18 @@ async def resolve_references(
             raise result
         else:
             resolved.append(result)
-    return Resolved(req.model_copy(update={"references": tuple(resolved)}), unreachable)
+    req = req.model_copy(update={"references": tuple(resolved)})
+    if req.operation == "extend" and req.source_seconds is None:
+        # An extend asked for on the Ark surface: the clip extended is video 1.
+        video = next(iter(req.of_kind("video")), None)
+        if video is not None and video.duration:
+            req = req.model_copy(update={"source_seconds": video.duration})
+    return Resolved(req, unreachable)
 
 
 async def _resolve_one(ctx: AppContext, caller: Caller, task_id: str, ref: Reference) -> Reference:
+    if ref.is_asset:
+        return ref  # the upstream's asset library resolves it (check_routes_can_serve)
     own = ctx.signer.parse_own_url(ref.url)
     if own is not None:
         blob_key, exp, sig = own

@@ -38,7 +38,7 @@ from videogate.service.limits import (
     max_unfinished_tasks,
     unfinished_cap_error,
 )
-from videogate.service.references import resolve_references
+from videogate.service.references import check_routes_can_serve, resolve_references
 from videogate.statuses import UNFINISHED
 from videogate.store.rows import detached
 from videogate.store.tables import Task
@@ -86,9 +86,15 @@ class TaskService:
             )
         problems = [(r.name, route_problem(r)) for r in candidates]
         if all(problem is not None for _, problem in problems):
+            # Route names are the operator's: they go to the log, the client gets the why.
+            log.warning(
+                "model %s cannot run: %s",
+                model,
+                "; ".join(f"route {name}: {problem}" for name, problem in problems),
+            )
             raise NoAvailableRoute(
                 f"model {model} cannot run here: "
-                + "; ".join(f"route {name}: {problem}" for name, problem in problems)
+                + "; ".join(sorted({str(problem) for _, problem in problems}))
             )
 
     async def create(
@@ -106,6 +112,7 @@ class TaskService:
         self.check_model(caller, req.model)
         spec = ctx.models[req.model]
         check_request(req, spec)
+        check_routes_can_serve(req, ctx.router.candidates(req.model, caller.group))
         fingerprint = request_fingerprint(req)
         if idempotency_key is not None:
             if len(idempotency_key) > 255:

@@ -91,6 +91,9 @@ class ModelConfig(BaseModel):
     default_resolution: str | None = None
     audio: bool | None = None
     task_types: tuple[TaskType, ...] | None = None
+    output_formats: tuple[Literal["mp4", "mov"], ...] | None = Field(
+        default=None, min_length=1, description="containers it delivers (`output_format`)"
+    )
     references: ReferenceLimitsConfig | None = None
     price: PriceConfig | None = None
     source: str | None = Field(default=None, description="where the facts come from")

@@ -59,13 +59,19 @@ def ark_task(task: Task, signer: UrlSigner, ttl: int) -> dict[str, Any]:
         if not task.media_deleted:
             video_url, _ = signed_url(signer, task.video_key, ttl)
             last_frame_url, _ = signed_url(signer, task.last_frame_key, ttl)
-        obj["content"] = {"video_url": video_url, "last_frame_url": last_frame_url}
+        # file_url is for Ark's non-video generations: declared by the SDK, null here.
+        obj["content"] = {
+            "video_url": video_url,
+            "last_frame_url": last_frame_url,
+            "file_url": None,
+        }
         if task.completion_tokens is not None:
             obj["usage"] = {
                 "completion_tokens": task.completion_tokens,
                 "total_tokens": task.completion_tokens,
             }
     seconds = task.seconds if task.seconds is not None else req.duration
+    duration = int(seconds) if seconds and seconds > 0 else req.duration
     obj.update(
         {
             "created_at": int(task.created_at),
@@ -73,12 +79,23 @@ def ark_task(task: Task, signer: UrlSigner, ttl: int) -> dict[str, Any]:
             "seed": task.seed,
             "resolution": req.resolution,
             "ratio": ratio,
-            "duration": int(seconds) if seconds and seconds > 0 else req.duration,
+            "duration": duration,
+            "frames": duration * FPS if duration > 0 else None,
             "framespersecond": FPS,
             "generate_audio": req.generate_audio,
             "service_tier": "default",
             "execution_expires_after": round(task.deadline_at - task.created_at),
             "draft": False,
+            "fileformat": req.output_format,
+            "output_format": req.output_format,
+            # Every other field the Ark SDK's task declares: null where it has no meaning
+            # for a video task (3D subdivision, image prompt rewriting, drafts) or was not sent.
+            "safety_identifier": None,
+            "priority": None,
+            "tools": None,
+            "revised_prompt": None,
+            "subdivisionlevel": None,
+            "draft_task_id": None,
             "billing_detail": billing_detail(task),
         }
     )

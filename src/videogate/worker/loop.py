@@ -41,6 +41,7 @@ from videogate.worker.retry import (
 from videogate.worker.submit import Submitter
 from videogate.worker.sweep import AttemptSweeper
 from videogate.worker.webhooks import WebhookDeliverer
+from videogate.worker.wording import PUBLIC_WORDING, public_message
 
 log = logging.getLogger("videogate.worker")
 
@@ -294,10 +295,8 @@ class Worker:
     def route_of(self, row: Task) -> Route:
         route = self.ctx.router.get(row.route or "")
         if route is None:
-            raise UpstreamError(
-                f"route {row.route!r} is no longer configured; the task cannot be followed",
-                code="route_removed",
-            )
+            log.warning("task %s: route %r is no longer configured", row.id, row.route)
+            raise UpstreamError(PUBLIC_WORDING["route_removed"], code="route_removed")
         return route
 
     # Failure paths ------------------------------------------------------------------------
@@ -309,13 +308,15 @@ class Worker:
         aftercare, which stops it or follows it to its end."""
         now = self.clock.now()
         live_upstream = row.status == "running" and bool(row.upstream_id)
+        # The client reads the task's message; the operator's detail stays in the log.
+        public = public_message(code, message, self._route_names())
         done = await self.ctx.store.tasks.transition(
             row.id,
             self.owner,
             row.status,
             status=status,
             error_code=code,
-            error_message=message,
+            error_message=public,
             updated_at=now,
             completed_at=now,
             next_run_at=now if live_upstream else None,
@@ -325,6 +326,9 @@ class Worker:
             log_transition(log, row.id, status, f"{code}: {message}", error_code=code)
             self.ctx.metrics.tasks_finished.labels(row.model, status).inc()
             self.ctx.metrics.count_money(row.currency or "USD", "refunded", row.hold_micros)
+
+    def _route_names(self) -> list[str]:
+        return [r.name for r in self.ctx.router.routes]
 
     async def retry_later(self, row: Task, exc: VideogateError) -> None:
         """Count an error against the task and look again after a backoff (never sooner
@@ -358,10 +362,12 @@ class Worker:
         else:
             exhausted = errors >= MAX_STEP_ERRORS
         if retryable and exhausted:
+            last = public_message(code, message, self._route_names())
             code = {"running": "upstream_poll_failed", "fetching": "result_fetch_failed"}.get(
                 row.status, code
             )
-            message = f"gave up after {errors} errors in a row; the last: {message}"
+            log.warning("task %s: gave up after %d errors; the last: %s", row.id, errors, message)
+            message = f"gave up after {errors} errors in a row; the last: {last}"
         try:
             if not retryable or exhausted:
                 await self.finish_failed(row, code, message)

@@ -19,6 +19,7 @@ from videogate.errors import Disposition, InvalidRequest, ReferenceUnreachable, 
 from videogate.fetch import fetch_url
 from videogate.logs import log_transition
 from videogate.media.probe import SNIFF_BYTES, sniff_kind
+from videogate.request import stored_output_format
 from videogate.store.tables import Task
 from videogate.worker.reference_files import drop_reference_files
 
@@ -41,7 +42,8 @@ async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
         # Only our own providers hand out file:// URLs, and only inside work_dir.
         path = Path(url2pathname(parts.path)).resolve()  # noqa: ASYNC240 - no I/O worth a thread
         if not path.is_relative_to(ctx.work_dir.resolve()):
-            raise UpstreamError(f"refusing to copy a result from {path}", code="result_invalid")
+            log.error("refusing to copy a result from %s (outside the work directory)", path)
+            raise UpstreamError("the result could not be stored", code="result_invalid")
         await ctx.blobs.put_file(key, path)
         return
     tmp = ctx.tmp_dir / f"result-{uuid.uuid4().hex}"
@@ -104,8 +106,12 @@ def _check_kind(field: str, path: Path, content_type: str | None) -> None:
 async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
     """Copy a ``fetching`` task's result into our storage, then complete and charge it."""
     result = row.upstream_result or {}
+    # The video is stored under the container it was asked in (video.mov is served as such).
+    fmt = stored_output_format(row.request)
     keys: dict[str, str | None] = {}
     for field, name in RESULT_NAMES.items():
+        if field == "video_url":
+            name = f"video.{fmt}"
         url = result.get(field)
         keys[field] = result_key(row.key_id, row.id, name) if url else None
         if url:

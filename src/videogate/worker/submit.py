@@ -18,6 +18,7 @@ from videogate.logs import log_transition
 from videogate.providers.base import Route
 from videogate.store.tables import Attempt, RouteState, Task
 from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
+from videogate.worker.wording import PUBLIC_WORDING
 
 if TYPE_CHECKING:
     from videogate.worker.loop import Worker
@@ -66,7 +67,7 @@ class Submitter:
             await self.w.finish_failed(
                 row,
                 "no_available_route",
-                f"No available route for model {row.model} under group {group}",
+                f"model {row.model} is no longer served for this key's group ({group})",
             )
             return
         choice = await self.choose(candidates)
@@ -237,13 +238,14 @@ class Submitter:
         await self.ctx.store.attempts.finish(
             attempt.id, "uncertain", error_code=exc.code, error_message=exc.message
         )
-        await self.w.finish_failed(
-            row,
-            "submit_interrupted",
-            f"submitting to route {route.name} was interrupted and the upstream could not "
-            f"say whether the job exists ({exc.message}); it was not submitted again, so "
-            "it is never paid twice: create the task again",
+        log.warning(
+            "task %s: submitting to route %s was interrupted and the upstream could not say "
+            "whether the job exists: %s",
+            row.id,
+            route.name,
+            exc.message,
         )
+        await self.w.finish_failed(row, "submit_interrupted", PUBLIC_WORDING["submit_interrupted"])
 
     async def adopt(self, row: Task, route: Route, upstream_id: str) -> None:
         now = self.w.clock.now()
@@ -276,10 +278,18 @@ class Submitter:
         rounds = row.poll_errors + 1
         detail = "; ".join(errors)
         if rounds >= MAX_SUBMIT_ROUNDS:
+            log.warning(
+                "task %s: every route for %s refused it %d times: %s",
+                row.id,
+                row.model,
+                rounds,
+                detail,
+            )
             await self.w.finish_failed(
                 row,
                 "upstream_error",
-                f"every route for {row.model} refused the task {rounds} times: {detail}",
+                f"the video generation service for {row.model} could not take the "
+                f"task ({rounds} tries in a row failed); it was not charged: try again later",
             )
             return
         now = self.w.clock.now()
@@ -298,12 +308,13 @@ class Submitter:
         route = self.ctx.router.get(attempt.route)
         if route is None:
             await store.attempts.finish(attempt.id, "uncertain", error_code="route_removed")
+            log.warning(
+                "task %s: interrupted submit to route %s, which is no longer configured",
+                row.id,
+                attempt.route,
+            )
             await self.w.finish_failed(
-                row,
-                "submit_interrupted",
-                f"a worker stopped while submitting to route {attempt.route}, which is no "
-                "longer configured, so whether the job exists upstream cannot be checked; "
-                "create the task again",
+                row, "submit_interrupted", PUBLIC_WORDING["submit_interrupted"]
             )
             return
         tctx = await self.w.task_context(row, route, attempt_id=attempt.id)
