@@ -342,6 +342,8 @@ async def test_models_and_health(client: httpx.AsyncClient, auth: dict[str, str]
     assert v25["capabilities"]["durations"] == {"min": 4, "max": 30, "auto": -1}
     assert v25["capabilities"]["references"]["images"] == 30
     assert "extend" in v25["capabilities"]["task_types"]
+    assert v25["capabilities"]["output_formats"] == ["mp4", "mov"]
+    assert fast["capabilities"]["output_formats"] == ["mp4"]
     assert (await client.get("/healthz")).json() == {"status": "ok", "database": "ok"}
     r = await client.post("/v1/videos", headers=auth, json={"model": "nope", "prompt": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"

@@ -28,6 +28,10 @@ def test_shipped_entries_and_a_deployment_override(tmp_path: Path) -> None:
     assert "4k" in models[SEEDANCE_2].resolutions
     assert models[SEEDANCE_2].price.for_resolution("1080p").per_million == Decimal("7.7")
     assert models[SEEDANCE_2].price.for_resolution("720p").per_million == Decimal("7.0")
+    assert models[SEEDANCE_2].output_formats == ("mp4",)  # the default: mov is 2.5's
+    assert models[SEEDANCE_2_5].output_formats == ("mp4", "mov")
+    mov = load_catalog([ModelConfig(name=SEEDANCE_2, output_formats=("mp4", "mov"))])[0]
+    assert mov[SEEDANCE_2].output_formats == ("mp4", "mov")  # a deployment may offer it
 
 
 def test_auto_duration_is_held_at_the_worst_case_and_charged_as_produced(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageOps
 
+from videogate.media.encode import remux
 from videogate.media.probe import MediaError, probe
 from videogate.media.render import (
     SAMPLE_RATE,
@@ -188,6 +189,20 @@ def test_fractional_duration_gives_matching_frames_and_audio(tmp_path: Path) -> 
     assert len(_frames(out)) == 36
     assert _audio(out).shape[1] == pytest.approx(1.5 * SAMPLE_RATE, abs=1024)
     assert probe(out).duration == pytest.approx(1.5)
+
+
+def test_remux_to_mov_keeps_every_packet(tmp_path: Path) -> None:
+    """output_format mov: the same H.264/AAC packets in a QuickTime container."""
+    out = tmp_path / "clip.mp4"
+    render(_spec(duration=1.5, generate_audio=True), out)
+    mov = tmp_path / "clip.mov"
+    remux(out, mov, "mov")
+    assert mov.read_bytes()[4:12] == b"ftypqt  "
+    info = probe(mov)
+    assert (info.kind, info.mime_type, info.has_audio) == ("video", "video/quicktime", True)
+    assert info.duration == pytest.approx(1.5)
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(mov), _frames(out), strict=True))
+    assert np.array_equal(_audio(mov), _audio(out))
 
 
 # --- determinism --------------------------------------------------------------------------
