@@ -99,7 +99,7 @@ class Metrics:
         self.tasks_finished = Counter(
             "videogate_tasks_finished",
             "Tasks that reached a final status",
-            ["model", "status"],
+            ["model", "surface", "status"],
             registry=r,
         )
         self.task_complete = Histogram(

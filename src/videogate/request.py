@@ -21,6 +21,8 @@ MAX_SEED = 2**32 - 1
 RefKind = Literal["image", "video", "audio"]
 # The API shape a request came in: it decides how the task is shown and what webhooks say.
 Surface = Literal["relay", "openai", "ark"]
+
+
 # What to do: generate from scratch, or rework a finished task's video (the source).
 Operation = Literal["generate", "remix", "edit", "extend"]
 IMAGE_ROLES = ("first_frame", "last_frame", "reference_image")
@@ -117,6 +119,13 @@ def stored_output_format(request: Mapping[str, Any]) -> str:
     extras = request.get("extras")
     value = extras.get("output_format") if isinstance(extras, Mapping) else None
     return value if isinstance(value, str) else DEFAULT_OUTPUT_FORMAT
+
+
+def stored_surface(request: Mapping[str, Any]) -> str:
+    """:attr:`GenerationRequest.surface` of a stored request (``Task.request``), without
+    validating it all (counted on every finish)."""
+    value = request.get("surface")
+    return value if isinstance(value, str) else "relay"
 
 
 def assign_image_roles(images: Sequence[tuple[str, str | None]]) -> list[str]:

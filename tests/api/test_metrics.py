@@ -20,6 +20,8 @@ from videogate.metrics import Metrics, render
 from videogate.service.keys import create_key
 from videogate.settings import Settings
 
+ARK_TASKS = "/api/v3/contents/generations/tasks"
+
 
 @pytest.fixture
 async def metered(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
@@ -58,7 +60,7 @@ async def test_metrics_count_requests_and_tasks_by_template(
     assert metric(text, "videogate_http_requests_total", status="4xx") >= 1
     assert metric(text, "videogate_http_request_seconds_count", route="/v1/videos") == 1
     assert metric(text, "videogate_tasks_created_total", model="sandbox", surface="relay") == 1
-    assert metric(text, "videogate_tasks_finished_total", status="succeeded") == 1
+    assert metric(text, "videogate_tasks_finished_total", surface="relay", status="succeeded") == 1
     assert metric(text, "videogate_task_complete_seconds_count", model="sandbox") == 1
     assert metric(text, "videogate_task_queue_wait_seconds_count", model="sandbox") == 1
     assert metric(text, "videogate_route_submits_total", outcome="submitted") == 1
@@ -102,3 +104,36 @@ def test_a_multiprocess_dir_nobody_writes_is_not_read(
     text = render(metrics)[0].decode()
     assert metric(text, "videogate_webhook_deliveries_total", outcome="delivered") == 1
     metrics.process_exited()  # nothing shared to clean up
+
+
+async def test_tasks_are_counted_by_the_surface_they_came_in_on(settings: Settings) -> None:
+    # No worker: every task is cancelled before it renders, on the surface it came from.
+    app = create_app(settings, run_worker=False)
+    async with app.router.lifespan_context(app):
+        ctx = app.state.api.ctx
+        auth = {"Authorization": f"Bearer {(await create_key(ctx.store, name='s')).key}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
+            openai_body = {"model": "sora-2", "prompt": "p", "seconds": "4"}
+            for ending in ("cancel", "delete"):  # OpenAI's POST …/cancel and its DELETE
+                openai = await client.post("/v1/videos", json=openai_body, headers=auth)
+                assert openai.status_code == 200, openai.text
+                path = f"/v1/videos/{openai.json()['id']}"
+                if ending == "cancel":
+                    r = await client.post(f"{path}/cancel", headers=auth)
+                else:
+                    r = await client.delete(path, headers=auth)
+                assert r.status_code == 200, r.text
+            ark_body = {"model": "sandbox", "content": [{"type": "text", "text": "p"}]}
+            ark = await client.post(ARK_TASKS, json=ark_body, headers=auth)
+            assert ark.status_code == 200, ark.text
+            r = await client.delete(f"{ARK_TASKS}/{ark.json()['id']}", headers=auth)
+            assert r.status_code == 200, r.text
+        text = render(ctx.metrics)[0].decode()
+    for surface, count in (("openai", 2), ("ark", 1)):
+        assert metric(text, "videogate_tasks_created_total", surface=surface) == count, surface
+        finished = metric(
+            text, "videogate_tasks_finished_total", surface=surface, status="cancelled"
+        )
+        assert finished == count, surface
+    assert metric(text, "videogate_tasks_created_total", surface="relay") == 0

@@ -71,7 +71,7 @@ async def create_task(request: Request) -> Response:
     body = parse_ark_body(await read_json_body(request))
     req = to_generation_request(body)
     task, _ = await state.tasks.create(
-        caller, req, idempotency_key=request.headers.get("idempotency-key"), surface="ark"
+        caller, req, idempotency_key=request.headers.get("idempotency-key")
     )
     created: dict[str, str] = {"id": task.id}
     if body.safety_identifier is not None:

@@ -188,9 +188,7 @@ async def create_video(request: Request) -> Response:
             assert isinstance(data, dict)
             req = await read_openai_json(data, state.ctx, caller, precheck)
         try:
-            task, _ = await state.tasks.create(
-                caller, req, idempotency_key=idempotency_key, surface="openai"
-            )
+            task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
         except InvalidRequest as exc:
             raise as_form_error(exc) from None
         # "queued", not the relay's "submitted": OpenAI clients loop

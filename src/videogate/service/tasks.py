@@ -30,6 +30,7 @@ from videogate.request import (
     check_probed_references,
     check_request,
     resolve_output,
+    stored_surface,
 )
 from videogate.service.finished_cache import FinishedTaskCache
 from videogate.service.keys import Caller
@@ -103,11 +104,10 @@ class TaskService:
         req: GenerationRequest,
         *,
         idempotency_key: str | None = None,
-        surface: str = "relay",
     ) -> tuple[Task, bool]:
-        """Accept a task; returns it and whether it was newly created. ``surface`` (relay,
-        openai, ark) is only counted in the metrics."""
+        """Accept a task; returns it and whether it was newly created."""
         ctx = self._ctx
+        surface = req.surface  # relay, openai or ark: in the log line and the metrics
         req = self.resolve_alias(req)
         self.check_model(caller, req.model)
         spec = ctx.models[req.model]
@@ -206,7 +206,7 @@ class TaskService:
             log_transition(log, task.id, "queued", f"created on the {surface} surface")
         ctx.metrics.tasks_created.labels(task.model, surface).inc()
         if failed:
-            ctx.metrics.tasks_finished.labels(task.model, task.status).inc()
+            ctx.metrics.tasks_finished.labels(task.model, surface, task.status).inc()
         else:
             ctx.metrics.count_money(task.currency or "USD", "held", hold_micros)
         ctx.wakeup.set()
@@ -299,12 +299,20 @@ class TaskService:
         )
         return rows[:limit], len(rows) > limit
 
+    def _cancelled(self, task: Task) -> None:
+        """The log line and the counts of an owner's cancel (the store refunded the hold)."""
+        log_transition(log, task.id, "cancelled", "cancelled by its owner")
+        metrics = self._ctx.metrics
+        metrics.tasks_finished.labels(task.model, stored_surface(task.request), "cancelled").inc()
+        metrics.count_money(task.currency or "USD", "refunded", task.hold_micros)
+
     async def cancel(self, caller: Caller, task_id: str) -> Task:
         """Cancel an unfinished task (its hold is refunded); a finished one is left as is."""
         task = await self.get(caller, task_id)
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, self._ctx.clock.now()
         ):
+            self._cancelled(task)
             self.finished.invalidate(task.id)
             await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
             return await self.get(caller, task_id)
@@ -319,8 +327,10 @@ class TaskService:
         """
         task = await self.get(caller, task_id)
         now = self._ctx.clock.now()
-        if task.status in UNFINISHED:
-            await self._ctx.store.tasks.cancel(task.id, caller.key_id, now)
+        if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
+            task.id, caller.key_id, now
+        ):
+            self._cancelled(task)
         deleted = await self._ctx.store.tasks.mark_deleted(task.id, now)
         self.finished.invalidate(task.id)  # after the write (see FinishedTaskCache.ticket)
         if not deleted:
@@ -336,8 +346,7 @@ class TaskService:
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
             task.id, caller.key_id, now
         ):
-            log_transition(log, task.id, "cancelled", "cancelled by its owner")
-            self._ctx.metrics.tasks_finished.labels(task.model, "cancelled").inc()
+            self._cancelled(task)
             self.finished.invalidate(task.id)
             await self._ctx.blobs.delete_prefix(reference_prefix(task.id))
             return await self.get(caller, task_id)

@@ -18,7 +18,7 @@ from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
 from videogate.logs import bind, log_transition
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import Provider, Route, TaskContext
-from videogate.request import GenerationRequest
+from videogate.request import GenerationRequest, stored_surface
 from videogate.statuses import TERMINAL
 from videogate.store.due_signal import listen_for_due
 from videogate.store.tables import Task
@@ -324,7 +324,9 @@ class Worker:
         drop_reference_files(self.ctx, row.id)
         if done:
             log_transition(log, row.id, status, f"{code}: {message}", error_code=code)
-            self.ctx.metrics.tasks_finished.labels(row.model, status).inc()
+            self.ctx.metrics.tasks_finished.labels(
+                row.model, stored_surface(row.request), status
+            ).inc()
             self.ctx.metrics.count_money(row.currency or "USD", "refunded", row.hold_micros)
 
     def _route_names(self) -> list[str]:

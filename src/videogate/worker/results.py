@@ -19,7 +19,7 @@ from videogate.errors import Disposition, InvalidRequest, ReferenceUnreachable, 
 from videogate.fetch import fetch_url
 from videogate.logs import log_transition
 from videogate.media.probe import SNIFF_BYTES, sniff_kind
-from videogate.request import stored_output_format
+from videogate.request import stored_output_format, stored_surface
 from videogate.store.tables import Task
 from videogate.worker.reference_files import drop_reference_files
 
@@ -140,7 +140,7 @@ async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
     if done:
         log_transition(log, row.id, "succeeded", "the result is stored", charged_micros=charged)
         metrics = ctx.metrics
-        metrics.tasks_finished.labels(row.model, "succeeded").inc()
+        metrics.tasks_finished.labels(row.model, stored_surface(row.request), "succeeded").inc()
         metrics.task_complete.labels(row.model).observe(now - row.created_at)
         currency = row.currency or "USD"
         settled = max(0, min(charged, row.hold_micros))
