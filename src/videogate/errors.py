@@ -137,20 +137,6 @@ class UpstreamError(VideogateError):
         self.status = status
         self.retry_after = retry_after
 
-    # Read-only views of the disposition, so no two flags can disagree.
-    @property
-    def retryable(self) -> bool:
-        """Asking again later may help (``RETRY`` or ``MAYBE_SUBMITTED``)."""
-        return self.disposition in (Disposition.RETRY, Disposition.MAYBE_SUBMITTED)
-
-    @property
-    def route_fault(self) -> bool:
-        return self.disposition is Disposition.FAIL_OVER
-
-    @property
-    def maybe_submitted(self) -> bool:
-        return self.disposition is Disposition.MAYBE_SUBMITTED
-
 
 class StorageUnavailable(ServiceUnavailable):
     """The blob store (directory or S3 bucket) cannot be reached: a 503, retry later."""

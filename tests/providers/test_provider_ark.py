@@ -11,12 +11,13 @@ import httpx
 import pytest
 
 from fakes import FakeArk, Fault
-from videogate.errors import UpstreamError
+from videogate.errors import Disposition, UpstreamError
 from videogate.providers import ark as ark_module
 from videogate.providers import load_provider
 from videogate.providers.base import Provider, ProviderDeps, Route, TaskContext
 from videogate.request import GenerationRequest, Reference
 from videogate.settings import Settings
+from videogate.worker.retry import asks_again
 
 V2 = "doubao-seedance-2-0-260128"
 V2_FAST = "doubao-seedance-2-0-fast-260128"
@@ -188,7 +189,7 @@ async def test_submit_without_a_key_never_calls(
     route = make_route(ark, api_key="", api_key_env="BYTEPLUS_API_KEY")
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).submit(make_ctx(route, tmp_path))
-    assert err.value.code == "upstream_key_missing" and not err.value.retryable
+    assert err.value.code == "upstream_key_missing" and not asks_again(err.value)
     assert "BYTEPLUS_API_KEY" in err.value.message
     assert ark.requests == []
 
@@ -306,7 +307,7 @@ async def test_poll_unknown_task_is_final(ark: FakeArk, deps: ProviderDeps, tmp_
     route = make_route(ark)
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).poll(make_ctx(route, tmp_path), "cgt-nope")
-    assert (err.value.code, err.value.retryable, err.value.status) == (
+    assert (err.value.code, asks_again(err.value), err.value.status) == (
         "ResourceNotFound",
         False,
         404,
@@ -336,7 +337,7 @@ async def test_poll_transient_failures_are_retryable(
     provider, ctx = provider_for(route, deps), make_ctx(route, tmp_path)
     with pytest.raises(UpstreamError) as err:
         await provider.poll(ctx, upstream_id)
-    assert (err.value.code, err.value.retryable, err.value.status) == (code, True, status)
+    assert (err.value.code, asks_again(err.value), err.value.status) == (code, True, status)
     assert (await provider.poll(ctx, upstream_id)).status == "queued"  # the next poll works
 
 
@@ -354,7 +355,7 @@ async def test_poll_succeeded_without_a_video_is_malformed(
     route = make_route(ark)
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).poll(make_ctx(route, tmp_path), upstream_id)
-    assert err.value.code == "upstream_malformed" and err.value.retryable
+    assert err.value.code == "upstream_malformed" and asks_again(err.value)
 
 
 # ---- error mapping on submit ------------------------------------------------------------
@@ -383,14 +384,14 @@ async def test_submit_transient_failures_are_retryable(
     ark.inject(fault, on="create")
     with pytest.raises(UpstreamError) as err:
         await submitted(ark, deps, tmp_path)
-    assert (err.value.code, err.value.retryable, err.value.status) == (code, True, status)
+    assert (err.value.code, asks_again(err.value), err.value.status) == (code, True, status)
 
 
 async def test_submit_connection_refused(ark: FakeArk, deps: ProviderDeps, tmp_path: Path) -> None:
     ark.go_offline()
     with pytest.raises(UpstreamError) as err:
         await submitted(ark, deps, tmp_path)
-    assert (err.value.code, err.value.retryable, err.value.status) == (
+    assert (err.value.code, asks_again(err.value), err.value.status) == (
         "upstream_unreachable",
         True,
         None,
@@ -403,7 +404,7 @@ async def test_submit_hang_times_out(ark: FakeArk, deps: ProviderDeps, tmp_path:
     route = make_route(ark, timeout_seconds=0.3)
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).submit(make_ctx(route, tmp_path))
-    assert (err.value.code, err.value.retryable, err.value.status) == (
+    assert (err.value.code, asks_again(err.value), err.value.status) == (
         "upstream_timeout",
         True,
         None,
@@ -418,7 +419,7 @@ async def test_submit_rejected_request_is_final_with_the_upstream_code(
     route = make_route(ark, model=V2_FAST, upstream_model=V2_FAST)
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).submit(make_ctx(route, tmp_path, resolution="1080p"))
-    assert (err.value.code, err.value.retryable, err.value.status) == (
+    assert (err.value.code, asks_again(err.value), err.value.status) == (
         "InvalidParameter",
         False,
         400,
@@ -428,7 +429,7 @@ async def test_submit_rejected_request_is_final_with_the_upstream_code(
     ark.inject(Fault.error(400, "InputTextSensitiveContentDetected", "no"), on="create")
     with pytest.raises(UpstreamError) as err:
         await submitted(ark, deps, tmp_path)
-    assert (err.value.code, err.value.retryable) == ("InputTextSensitiveContentDetected", False)
+    assert (err.value.code, asks_again(err.value)) == ("InputTextSensitiveContentDetected", False)
     assert err.value.message.startswith("no")
 
 
@@ -436,7 +437,7 @@ async def test_submit_with_a_wrong_key(ark: FakeArk, deps: ProviderDeps, tmp_pat
     route = make_route(ark, api_key="not-the-key")
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).submit(make_ctx(route, tmp_path))
-    assert (err.value.code, err.value.retryable, err.value.status) == (
+    assert (err.value.code, asks_again(err.value), err.value.status) == (
         "AuthenticationError",
         False,
         401,
@@ -464,7 +465,7 @@ async def test_cancel_queued_then_running_is_refused(
     ark.set_status(running, "running")
     with pytest.raises(UpstreamError) as err:
         await provider.cancel(ctx, running)
-    assert (err.value.code, err.value.retryable, err.value.status) == (
+    assert (err.value.code, asks_again(err.value), err.value.status) == (
         "InvalidParameter",
         False,
         400,
@@ -518,7 +519,7 @@ async def test_recover_never_adopts_by_the_body(
         await provider.recover(
             make_ctx(route, tmp_path, attempt_id="att_x"), submitted_after, frozenset()
         )
-    assert err.value.code == "submit_uncertain" and not err.value.retryable
+    assert err.value.code == "submit_uncertain" and not asks_again(err.value)
     assert lookalike not in err.value.message
 
 
@@ -552,7 +553,7 @@ async def test_recover_pages_while_items_are_recent(
     monkeypatch.setattr(ark_module, "RECOVER_MAX_PAGES", 1)
     with pytest.raises(UpstreamError) as err:
         await provider.recover(lost, submitted_after, frozenset())
-    assert err.value.code == "submit_uncertain" and not err.value.retryable
+    assert err.value.code == "submit_uncertain" and not asks_again(err.value)
 
 
 async def test_create_answered_2xx_but_unreadable_may_have_submitted(
@@ -562,7 +563,7 @@ async def test_create_answered_2xx_but_unreadable_may_have_submitted(
     ark.inject(Fault.malformed_json(process=True), on="create")
     with pytest.raises(UpstreamError) as err:
         await provider_for(route, deps).submit(make_ctx(route, tmp_path, attempt_id="att_2xx"))
-    assert err.value.maybe_submitted and err.value.status == 200
+    assert (err.value.disposition is Disposition.MAYBE_SUBMITTED) and err.value.status == 200
     assert len(ark.tasks) == 1  # created upstream: it must be recovered, not sent again
 
 
@@ -578,7 +579,7 @@ async def test_recover_refuses_to_guess_on_an_unexpected_order(
     monkeypatch.setattr(ark, "_tasks", dict(reversed(list(ark._tasks.items()))))
     with pytest.raises(UpstreamError) as err:
         await provider.recover(ctx, ark.now(), frozenset())
-    assert err.value.code == "submit_uncertain" and not err.value.retryable
+    assert err.value.code == "submit_uncertain" and not asks_again(err.value)
 
 
 @pytest.mark.parametrize("offline", [True, False])
@@ -593,7 +594,7 @@ async def test_recover_network_errors_are_retryable(
         ark.inject(Fault.server_error(), on="list")
     with pytest.raises(UpstreamError) as err:
         await provider.recover(ctx, ark.now(), frozenset())
-    assert err.value.retryable
+    assert asks_again(err.value)
     assert err.value.code == ("upstream_unreachable" if offline else "InternalServiceError")
 
 

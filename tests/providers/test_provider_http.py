@@ -104,20 +104,12 @@ def test_retry_after(headers: dict[str, str], seconds: float | None) -> None:
     assert retry_after(httpx.Response(429, headers=headers)) == seconds
 
 
-def test_dispositions_views() -> None:
-    """The old flags are views of the one value, so they can never disagree."""
-    views = {
-        d: (e.retryable, e.route_fault, e.maybe_submitted)
-        for d in Disposition
-        for e in [UpstreamError("x", disposition=d)]
-    }
-    assert views == {
-        RETRY: (True, False, False),
-        OVER: (False, True, False),
-        FAIL: (False, False, False),
-        MAYBE: (True, False, True),
-    }
-    assert UpstreamError("x").disposition is FAIL
+def test_the_disposition_is_the_one_value() -> None:
+    """No flag beside it that could disagree; a bare UpstreamError fails the task."""
+    err = UpstreamError("x")
+    assert err.disposition is FAIL and err.retry_after is None
+    assert not hasattr(err, "retryable") and not hasattr(err, "route_fault")
+    assert not hasattr(err, "maybe_submitted")
 
 
 # ---- both providers against both fakes ----------------------------------------------------

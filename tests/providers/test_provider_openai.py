@@ -21,6 +21,7 @@ from videogate.providers import load_provider
 from videogate.providers.base import Provider, ProviderDeps, Route, TaskContext
 from videogate.request import GenerationRequest, Reference
 from videogate.settings import Settings
+from videogate.worker.retry import asks_again
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 UPSTREAM_MODEL = "seedance-2-fast-on-relay"
@@ -241,7 +242,7 @@ async def test_multipart_refuses_what_the_form_cannot_carry(
     route = make_route(relay, "multipart")
     paths = {"image 1": png(tmp_path / "a.png"), "image 2": png(tmp_path / "b.png")}
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route, refs, paths)))
-    assert err.code == "unsupported_request" and not err.retryable
+    assert err.code == "unsupported_request" and not asks_again(err)
     assert named in err.message and 'request_format = "json"' in err.message
     assert relay.requests_to("create") == []
 
@@ -251,7 +252,11 @@ async def test_missing_key_is_not_sent(
 ) -> None:
     route = make_route(relay, api_key="")
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert err.code == "upstream_key_missing" and not err.retryable and err.route_fault
+    assert (
+        err.code == "upstream_key_missing"
+        and not asks_again(err)
+        and (err.disposition is Disposition.FAIL_OVER)
+    )
     assert "RELAY_API_KEY" in err.message
     assert relay.requests == []
 
@@ -284,8 +289,11 @@ async def test_submit_errors_are_mapped(
     relay.inject(fault, "create")
     route = make_route(relay)
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert (err.code, err.retryable, err.status) == (code, retryable, status)
-    assert (err.maybe_submitted, err.route_fault) == (maybe_submitted, False)
+    assert (err.code, asks_again(err), err.status) == (code, retryable, status)
+    assert (
+        (err.disposition is Disposition.MAYBE_SUBMITTED),
+        (err.disposition is Disposition.FAIL_OVER),
+    ) == (maybe_submitted, False)
     if code == "invalid_value":
         assert err.message == "Invalid 'ratio'."
 
@@ -296,8 +304,8 @@ async def test_offline_relay_is_unreachable(
     route = make_route(relay)
     with relay.offline():
         err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert (err.code, err.retryable, err.status) == ("upstream_unreachable", True, None)
-    assert not err.maybe_submitted  # nothing was sent
+    assert (err.code, asks_again(err), err.status) == ("upstream_unreachable", True, None)
+    assert err.disposition is not Disposition.MAYBE_SUBMITTED  # nothing was sent
 
 
 async def test_hanging_relay_times_out(
@@ -308,7 +316,11 @@ async def test_hanging_relay_times_out(
     # No wall-clock bound: had the 0.3 s limit not cut the 10 s hang, the relay would answer
     # normally afterwards and the submit would succeed.
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert (err.code, err.retryable, err.maybe_submitted) == ("upstream_timeout", True, True)
+    assert (err.code, asks_again(err), (err.disposition is Disposition.MAYBE_SUBMITTED)) == (
+        "upstream_timeout",
+        True,
+        True,
+    )
 
 
 async def test_rejected_key_names_the_route(
@@ -316,8 +328,8 @@ async def test_rejected_key_names_the_route(
 ) -> None:
     route = make_route(relay, api_key="wrong-key")
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert (err.code, err.retryable, err.status) == ("invalid_api_key", False, 401)
-    assert err.route_fault  # another route may serve the task
+    assert (err.code, asks_again(err), err.status) == ("invalid_api_key", False, 401)
+    assert err.disposition is Disposition.FAIL_OVER  # another route may serve the task
     assert "relay-fast" in err.message and "Incorrect API key" in err.message
 
 
@@ -332,7 +344,11 @@ async def test_create_without_id_is_malformed(
 
     monkeypatch.setattr(relay, "_task_object", no_id)
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert (err.code, err.retryable, err.maybe_submitted) == ("upstream_malformed", True, True)
+    assert (err.code, asks_again(err), (err.disposition is Disposition.MAYBE_SUBMITTED)) == (
+        "upstream_malformed",
+        True,
+        True,
+    )
 
 
 async def test_unknown_upstream_model_is_a_route_fault(
@@ -341,7 +357,11 @@ async def test_unknown_upstream_model_is_a_route_fault(
     relay.models = ["some-other-model"]
     route = make_route(relay)
     err = await failure(provider(route, deps).submit(make_ctx(tmp_path, route)))
-    assert (err.code, err.retryable, err.route_fault) == ("model_not_found", False, True)
+    assert (err.code, asks_again(err), (err.disposition is Disposition.FAIL_OVER)) == (
+        "model_not_found",
+        False,
+        True,
+    )
 
 
 # ---- poll ------------------------------------------------------------------------------
@@ -464,7 +484,7 @@ async def test_content_download_failures(
     relay.complete(upstream_id)
     relay.inject(fault, "content")
     err = await failure(prov.poll(ctx, upstream_id))
-    assert (err.code, err.retryable) == (code, retryable)
+    assert (err.code, asks_again(err)) == (code, retryable)
     assert list(ctx.work_dir.glob("*/*")) == []  # no partial file left
 
 
@@ -476,7 +496,7 @@ async def test_content_download_times_out(
     relay.complete(upstream_id)
     relay.inject(Fault.hang(10), "content")
     err = await failure(prov.poll(ctx, upstream_id))
-    assert (err.code, err.retryable) == ("upstream_timeout", True)
+    assert (err.code, asks_again(err)) == ("upstream_timeout", True)
     assert list(ctx.work_dir.glob("*/*")) == []
 
 
@@ -488,7 +508,7 @@ async def test_content_that_is_not_a_video_is_refused(
     prov, ctx, upstream_id = await submitted(relay, deps, tmp_path)
     relay.complete(upstream_id)
     err = await failure(prov.poll(ctx, upstream_id))
-    assert (err.code, err.retryable) == ("result_invalid", False)
+    assert (err.code, asks_again(err)) == ("result_invalid", False)
     assert list(ctx.work_dir.glob("*/*")) == []
 
 
@@ -526,7 +546,7 @@ async def test_poll_errors(
     prov, ctx, upstream_id = await submitted(relay, deps, tmp_path)
     relay.inject(fault, "get")
     err = await failure(prov.poll(ctx, upstream_id))
-    assert (err.code, err.retryable) == (code, retryable)
+    assert (err.code, asks_again(err)) == (code, retryable)
 
 
 # ---- cancel ----------------------------------------------------------------------------
@@ -575,7 +595,7 @@ async def test_recover_never_adopts_a_lookalike(
     started = time.time()
     prov, ctx, upstream_id = await submitted(relay, deps, tmp_path)
     err = await failure(prov.recover(ctx, started, frozenset()))
-    assert (err.code, err.retryable) == ("submit_uncertain", False)
+    assert (err.code, asks_again(err)) == ("submit_uncertain", False)
     assert upstream_id in err.message
     rec = relay.requests_to("list")[0]
     assert (rec.query_value("limit"), rec.query_value("order")) == ("100", "desc")
@@ -610,7 +630,7 @@ async def test_recover_refuses_to_guess(
     prov, ctx, first = await submitted(relay, deps, tmp_path)
     second = await prov.submit(ctx)
     err = await failure(prov.recover(ctx, started, frozenset()))
-    assert (err.code, err.retryable) == ("submit_uncertain", False)
+    assert (err.code, asks_again(err)) == ("submit_uncertain", False)
     assert first in err.message and second in err.message
 
 
@@ -621,7 +641,7 @@ async def test_recover_without_a_list_endpoint(
     relay.inject(Fault.error(status), "list")
     route = make_route(relay)
     err = await failure(provider(route, deps).recover(make_ctx(tmp_path, route), 0, frozenset()))
-    assert (err.code, err.retryable, err.status) == ("submit_uncertain", False, status)
+    assert (err.code, asks_again(err), err.status) == ("submit_uncertain", False, status)
     assert "cannot list its videos" in err.message
 
 
@@ -631,7 +651,7 @@ async def test_recover_list_outage_is_retryable(
     relay.inject(Fault.server_error(), "list")
     route = make_route(relay)
     err = await failure(provider(route, deps).recover(make_ctx(tmp_path, route), 0, frozenset()))
-    assert (err.code, err.retryable) == ("server_error", True)
+    assert (err.code, asks_again(err)) == ("server_error", True)
 
 
 async def test_recover_refuses_when_the_window_overflows_one_page(
@@ -642,5 +662,5 @@ async def test_recover_refuses_when_the_window_overflows_one_page(
     others = make_ctx(tmp_path, make_route(relay), prompt="someone else's video")
     await asyncio.gather(*(prov.submit(others) for _ in range(100)))
     err = await failure(prov.recover(ctx, started, frozenset()))
-    assert (err.code, err.retryable) == ("submit_uncertain", False)
+    assert (err.code, asks_again(err)) == ("submit_uncertain", False)
     assert "over 100 videos" in err.message

@@ -415,7 +415,9 @@ async def test_total_timeout_bounds_a_trickling_call(engine: Any, ark: FakeArk) 
         tctx = TaskContext("t", req, r, {}, {}, ctx.work_dir, attempt_id="att_t")
         with pytest.raises(UpstreamError) as err:
             await provider.submit(tctx)
-        assert err.value.code == "upstream_timeout" and err.value.maybe_submitted
+        assert err.value.code == "upstream_timeout" and (
+            err.value.disposition is Disposition.MAYBE_SUBMITTED
+        )
 
 
 # 7. and 11. Blips are ridden out; jobs we end are stopped or followed ----------------------

@@ -35,7 +35,7 @@ log = logging.getLogger("videogate.tasks")
 
 
 async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
-    """Put the result behind ``url`` at blob ``key``; raise a retryable UpstreamError when
+    """Put the result behind ``url`` at blob ``key``; raise an UpstreamError to retry when
     the download failed, a final one when the content is wrong."""
     parts = urlsplit(url)
     if parts.scheme == "file":
