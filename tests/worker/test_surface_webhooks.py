@@ -32,7 +32,7 @@ async def test_openai_tasks_send_openais_events(api: Api, receiver: Receiver) ->
     r = await api.client.post("/v1/videos", json=body, headers=api.auth)
     assert r.status_code == 200, r.text
     task_id = r.json()["id"]
-    await settled(api.state.ctx.store, task_id)
+    await settled(api, task_id)
     got = payloads(receiver)
     # Only the terminal event, in OpenAI's shape, signed like every webhook of ours.
     assert [p["type"] for p in got] == ["video.completed"]
@@ -59,7 +59,7 @@ async def test_ark_tasks_send_arks_task_object(api: Api, receiver: Receiver) -> 
     r = await api.client.post(ARK_TASKS, json=body, headers=api.auth)
     assert r.status_code == 200, r.text
     task_id = r.json()["id"]
-    await settled(api.state.ctx.store, task_id)
+    await settled(api, task_id)
     got = payloads(receiver)
     statuses = [p["status"] for p in got]
     assert (
