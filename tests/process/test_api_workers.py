@@ -3,11 +3,13 @@
 prometheus-client's multi-process mode: whichever process answers a scrape reports what
 both served; the gauges read from the database appear once, not once per process; a
 previous run's values are wiped at start; on exit each process drops its live gauges and
-a directory the command made for itself goes.
+a directory the command made for itself goes. The spawned processes log as the command
+was told to.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -69,7 +71,8 @@ def test_api_workers_report_every_process_on_one_port(
         shared.mkdir()
         leave_stale_values(shared)
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
-    env = process_env(data, port, **extra)
+    # JSON logs at info: the processes' start lines say who they are.
+    env = process_env(data, port, VIDEOGATE_LOG_FORMAT="json", VIDEOGATE_LOG_LEVEL="info", **extra)
     client = Client(base, create_key(env, tmp_path)["key"])
     api = launcher.start("api", "api", "--workers", "2", env=env)
     wait_healthy(api, base)
@@ -108,6 +111,11 @@ def test_api_workers_report_every_process_on_one_port(
     assert len(live) == 2, live  # one per process, each has read the database
 
     api.stop()
+    # Every process logs in the chosen format with its role, the spawned ones included.
+    lines = [json.loads(line) for line in api.stderr().splitlines() if line.strip()]
+    assert {r["role"] for r in lines} == {"api"}, lines
+    started = [r for r in lines if r["event"].startswith("Started server process")]
+    assert len(started) == 2, lines
     if directory == "made":
         assert not shared.exists()
     else:

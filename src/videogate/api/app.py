@@ -112,9 +112,13 @@ def create_app(
 def api_from_environment() -> FastAPI:
     """The API-only app with settings from the environment: what each process of
     ``videogate api --workers N`` serves (migrations already ran in the parent)."""
+    from videogate.logs import configure_logging
     from videogate.settings import load_settings
 
-    return create_app(load_settings(), run_worker=False, migrate=False, freeze_gc=True)
+    settings = load_settings()
+    # A fresh interpreter (uvicorn spawns its workers): nothing of the parent's logging.
+    configure_logging(settings, role="api")
+    return create_app(settings, run_worker=False, migrate=False, freeze_gc=True)
 
 
 def build_state(ctx: AppContext) -> ApiState:
