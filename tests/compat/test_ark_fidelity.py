@@ -203,7 +203,8 @@ def test_edit_extend_and_mov_pass_through_to_ark_routes(
             content=[text("make it night"), video_item("asset://asset-clip")],
             duration=5,
             resolution="720p",
-            extra_body={"omni_reference_task_type": "extend", "output_format": "mov"},
+            omni_reference_task_type="extend",
+            output_format="mov",
         )
         task = wait_done(ark, created.id)
     finally:
@@ -229,7 +230,8 @@ def test_sandbox_extends_into_a_real_mov(
             duration=4,
             resolution="480p",
             ratio="16:9",
-            extra_body={"omni_reference_task_type": "extend", "output_format": "mov"},
+            omni_reference_task_type="extend",
+            output_format="mov",
         )
         task = wait_done(ark, created.id)
     finally:
@@ -266,7 +268,7 @@ def test_sandbox_edits_the_reference_video(
             content=[text("sepia"), video_item(media_server.url("source.mp4"))],
             duration=-1,
             resolution="480p",
-            extra_body={"omni_reference_task_type": "edit"},
+            omni_reference_task_type="edit",
         )
         task = wait_done(ark, created.id)
     finally:
@@ -286,16 +288,14 @@ def test_edit_and_mov_are_refused_naming_the_model(live_server: LiveServer) -> N
             tasks.create(
                 model=MINI,
                 content=[text("x"), clip],
-                extra_body={"omni_reference_task_type": "edit"},
+                omni_reference_task_type="edit",
             )
         assert MINI in no_edit.value.message and "edit" in no_edit.value.message
         with pytest.raises(ArkBadRequestError) as no_mov:
-            tasks.create(model=FAST, content=[text("x")], extra_body={"output_format": "mov"})
+            tasks.create(model=FAST, content=[text("x")], output_format="mov")
         assert no_mov.value.param == "output_format" and FAST in no_mov.value.message
         with pytest.raises(ArkBadRequestError) as no_video:
-            tasks.create(
-                model=V25, content=[text("x")], extra_body={"omni_reference_task_type": "extend"}
-            )
+            tasks.create(model=V25, content=[text("x")], omni_reference_task_type="extend")
         assert no_video.value.param == "omni_reference_task_type"
     finally:
         ark.close()
@@ -360,7 +360,8 @@ def test_callbacks_parse_as_the_sdks_task(
                 resolution="480p",
                 callback_url=receiver.url,
                 return_last_frame=True,
-                extra_body={"priority": 4, "safety_identifier": "user-9"},
+                priority=4,
+                safety_identifier="user-9",
             )
             failed = ark.content_generation.tasks.create(
                 model=FAST,
