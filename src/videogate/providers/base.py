@@ -119,16 +119,6 @@ def attempt_marker(attempt_id: str) -> str:
     return f"videogate-{attempt_id}"
 
 
-def call_timeout(route: Route, settings: Settings) -> httpx.Timeout:
-    """Per-call limits: connect within ``upstream_connect_timeout_seconds``, then no
-    silence longer than the route's ``timeout_seconds`` (read/write). The whole call is
-    also bounded by ``upstream_total_timeout_seconds`` (see the providers' requests)."""
-    return httpx.Timeout(
-        route.timeout_seconds,
-        connect=min(settings.upstream_connect_timeout_seconds, route.timeout_seconds),
-    )
-
-
 @dataclass(frozen=True)
 class ProviderDeps:
     """Shared resources handed to providers (one per worker process)."""

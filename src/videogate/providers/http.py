@@ -43,7 +43,8 @@ import httpx
 
 from videogate.errors import Disposition, InvalidRequest, UpstreamError
 from videogate.fetch.download import save_response
-from videogate.providers.base import ProviderDeps, Route, call_timeout
+from videogate.providers.base import ProviderDeps, Route
+from videogate.settings import Settings
 
 #: Upstream error codes (prefixes) that blame the route, not the request, whichever API
 #: shape sent them (relays pass Ark's codes through): Ark's endpoint, model and account
@@ -65,6 +66,16 @@ ROUTE_STATUSES = frozenset({401, 402, 403, 404, 405})
 # Transport errors raised before the request left: the upstream cannot have acted on it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _BAD_URL = (httpx.UnsupportedProtocol, httpx.InvalidURL)
+
+
+def call_timeout(route: Route, settings: Settings) -> httpx.Timeout:
+    """Per-call limits: connect within ``upstream_connect_timeout_seconds``, then no
+    silence longer than the route's ``timeout_seconds`` (read/write). The whole call is
+    also bounded by ``upstream_total_timeout_seconds`` (:meth:`UpstreamHTTP.send`)."""
+    return httpx.Timeout(
+        route.timeout_seconds,
+        connect=min(settings.upstream_connect_timeout_seconds, route.timeout_seconds),
+    )
 
 
 def disposition_of(status: int, code: str | None = None) -> Disposition:
