@@ -4,7 +4,9 @@ Production passes :class:`SystemClock` through the process context (``AppContext
 tests pass a fake that only moves when told (``tests/clocks.py``), so a lease, backoff or
 breaker window is crossed by advancing the clock instead of sleeping through it.
 Timeouts of real I/O (an HTTP call, a download) stay on the event loop's own clock: they
-bound how long a socket may take, which a fake clock cannot speed up.
+bound how long a socket may take, which a fake clock cannot speed up. So do the expiries
+of signed URLs (``signing.py``): clients and object stores check them against their own
+real clocks.
 """
 
 from __future__ import annotations

@@ -242,7 +242,7 @@ async def test_recovery_never_adopts_another_tasks_job(engine: Any, ark: FakeArk
         for _ in range(100):
             if ark.tasks:
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # real I/O: the create reaching the fake upstream
         [b_job] = list(ark.tasks)
         # A is stepped by another worker while B's answer is in flight.
         worker_a = Worker(ctx, owner="w-a")
@@ -289,7 +289,7 @@ async def test_a_live_submitter_that_lost_its_lease_is_not_raced(engine: Any, ar
         for _ in range(500):
             if ark.requests_to("create"):
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # real I/O: the create reaching the fake upstream
         clock_of(ctx).advance(0.7)  # the first worker's lease lapses
         second = Worker(ctx, owner="w-second")
         await second.run_until_idle(timeout=10)  # takes the task over, looks, waits
