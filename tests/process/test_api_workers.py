@@ -20,12 +20,14 @@ import requests
 from test_processes import (
     HTTP_TIMEOUT,
     SHORT,
+    START_TIMEOUT,
     Client,
     Launcher,
     create_key,
     launcher,
     process_env,
     wait_healthy,
+    wait_until,
 )
 from test_scale_out import metric
 
@@ -122,3 +124,23 @@ def test_api_workers_report_every_process_on_one_port(
         # The counters stay (totals never go down); the live gauges went with their process.
         assert list(shared.glob("counter_*.db"))
         assert not list(shared.glob("gauge_live*.db"))
+        # A worker given the same environment keeps its values to itself: its metrics port
+        # is its own, and its counts in the API's directory would be counted twice.
+        metrics_port = free_port()
+        worker = launcher.start("worker", "worker", "--metrics-port", str(metrics_port), env=env)
+        scraped = wait_until(
+            lambda: _scrape(f"http://127.0.0.1:{metrics_port}/metrics"),
+            "the worker's /metrics",
+            START_TIMEOUT,
+            [worker],
+        )
+        assert "videogate_tasks_in_flight" in scraped
+        assert not list(shared.glob(f"*_{worker.pid}.db"))
+
+
+def _scrape(url: str) -> str | None:
+    try:
+        r = requests.get(url, timeout=HTTP_TIMEOUT)
+    except requests.RequestException:
+        return None
+    return r.text if r.status_code == 200 else None

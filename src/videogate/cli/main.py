@@ -52,7 +52,11 @@ app.command("mcp")(mcp_cmd.mcp_command)
 console = make_console()
 
 
-def _settings(host: str | None, port: int | None) -> Settings:
+def _settings(host: str | None, port: int | None, *, shared_metrics: bool = True) -> Settings:
+    """The settings, with prometheus-client's directory in the environment for a process
+    that shares its port's ``/metrics`` (``shared_metrics``: serve, api). Any other keeps
+    its values to itself: a worker's metrics port is its own, and its counts in an API's
+    directory would be counted twice. Call it before importing the server modules."""
     from videogate.settings import load_settings
 
     overrides: dict[str, object] = {}
@@ -63,6 +67,10 @@ def _settings(host: str | None, port: int | None) -> Settings:
     settings = load_settings(**overrides)
     # prometheus-client takes its directory from the environment once, when the server
     # modules first import it: one named in the settings file must be there by then.
+    if not shared_metrics:
+        os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(MULTIPROC_ENV.lower(), None)
+        return settings.model_copy(update={"prometheus_multiproc_dir": ""})
     if settings.prometheus_multiproc_dir and not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = settings.prometheus_multiproc_dir
     return settings
@@ -113,11 +121,10 @@ def worker(
     ),
 ) -> None:
     """Run a task worker alone (several may share one database)."""
+    settings = _settings(None, None, shared_metrics=False)
+    _logging(settings, role="worker")
     from videogate.context import open_context
     from videogate.worker import Worker
-
-    settings = _settings(None, None)
-    _logging(settings, role="worker")
 
     async def run() -> None:
         ctx = await open_context(settings)
@@ -156,10 +163,9 @@ def gc(
     """Remove what the retention settings say has expired (workers also do this)."""
     import time
 
+    settings = _settings(None, None, shared_metrics=False)
     from videogate.context import open_context
     from videogate.worker.retention import sweep
-
-    settings = _settings(None, None)
 
     async def run() -> None:
         ctx = await open_context(settings)
