@@ -239,6 +239,9 @@ class UpstreamHTTP:
             message = f"route {name}: the upstream redirects to {where_to}; fix its base_url"
         elif status in (401, 403):
             message = f"the upstream rejected route {name}'s key ({message})"
+        elif status in (404, 405) and not _names_route(code):
+            # A create's 404 is a wrong base_url; a poll's, a job the upstream forgot.
+            message = f"route {name}: the upstream knows no such endpoint or job ({message})"
         elif disposition is Disposition.FAIL_OVER:
             message = f"route {name} is misconfigured upstream ({message})"
         return UpstreamError(
