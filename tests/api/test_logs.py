@@ -113,6 +113,9 @@ async def test_worker_lines_carry_the_request_id_of_the_create(
     transitions = [r["status"] for r in mine if "reason" in r]
     assert transitions == ["queued", "running", "fetching", "succeeded"], mine
     assert any(r["logger"] == "videogate.webhooks" for r in mine), mine
+    # From the submit on, the engine's lines name the route too.
+    running = next(r for r in mine if r.get("status") == "running")
+    assert running["route"] == "sandbox:sandbox", running
     assert [r for r in mine if r.get("request_id") != "abc"] == []
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from videogate.errors import Disposition, UpstreamError
-from videogate.logs import log_transition
+from videogate.logs import bound, log_transition
 from videogate.providers.base import Route
 from videogate.store.tables import Attempt, RouteState, Task
 from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
@@ -51,14 +51,16 @@ class Submitter:
         attempts = await self.ctx.store.attempts.for_task(row.id)
         for attempt in reversed(attempts):
             if attempt.state == "submitting":
-                await self.recover(row, attempt)
+                with bound(route=attempt.route):
+                    await self.recover(row, attempt)
                 return
             if attempt.state == "submitted" and attempt.upstream_id:
                 # Created upstream, but the worker lost the task (its lease lapsed) before
                 # the task took the id: this job is the task's, never submit another.
                 route = self.ctx.router.get(attempt.route)
                 if route is not None:
-                    await self.adopt(row, route, attempt.upstream_id)
+                    with bound(route=route.name):
+                        await self.adopt(row, route, attempt.upstream_id)
                     return
         key = await self.ctx.store.keys.get(row.key_id)
         group = key.group if key is not None else "default"
@@ -84,7 +86,8 @@ class Submitter:
             return
         errors: list[str] = []
         for route in choice.routes:
-            outcome = await self.try_route(row, route)
+            with bound(route=route.name):  # the lines of this try name its route
+                outcome = await self.try_route(row, route)
             if outcome is None:
                 return  # submitted, or failed for good
             if outcome is not FULL:
