@@ -28,7 +28,7 @@ class Billing:
 
     def price(self, model: str, group: str) -> Price:
         """The model's price for this group; free when only free routes (the sandbox) serve it."""
-        routes = self._router.candidates(model, group)
+        routes = self._router.serving(model, group)
         if routes and all(r.capabilities.free for r in routes):
             return FREE
         return self._prices.get(model, FREE)

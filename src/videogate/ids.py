@@ -17,10 +17,16 @@ def _b32(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+# RFC 4648 base32 digits -> Crockford's: the 16 random chars are the base32 encoding of
+# 10 random bytes, in C (the loop above costs ~15 µs per id on this machine).
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+
+
 def new_id(prefix: str) -> str:
     """``prefix_`` + 10 chars of millisecond time + 16 random chars; sorts by creation time."""
     millis = int(time.time() * 1000)
-    return f"{prefix}_{_b32(millis, 10)}{_b32(secrets.randbits(80), 16)}"
+    noise = base64.b32encode(secrets.token_bytes(10)).translate(_TO_CROCKFORD).decode()
+    return f"{prefix}_{_b32(millis, 10)}{noise}"
 
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:

@@ -122,6 +122,8 @@ class Router:
         self._by_name = {r.name: r for r in self._routes}
         # One generator for the process: seeding a new one per choice costs ~10 µs.
         self._rng = random.Random()
+        # (model, group) -> the routes serving it: the routes never change after start-up.
+        self._serving: dict[tuple[str, str], tuple[Route, ...]] = {}
 
     @property
     def routes(self) -> list[Route]:
@@ -137,10 +139,23 @@ class Router:
             and ("*" in route.groups or group in route.groups)
         )
 
+    def serving(self, model: str, group: str) -> tuple[Route, ...]:
+        """The usable routes of ``model`` for ``group``, in configuration order (for
+        checks that need no choice between them: a create's, a price's)."""
+        found = self._serving.get((model, group))
+        if found is None:
+            if len(self._serving) >= 10_000:  # model names come from requests: stay bounded
+                self._serving.clear()
+            found = tuple(r for r in self._routes if self.serves(r, model, group))
+            self._serving[(model, group)] = found
+        return found
+
     def candidates(self, model: str, group: str, rng: random.Random | None = None) -> list[Route]:
         """Usable routes, lowest priority first, weighted-random order within a priority."""
         rng = rng or self._rng
-        usable = [r for r in self._routes if self.serves(r, model, group)]
+        usable = self.serving(model, group)
+        if len(usable) == 1:
+            return [usable[0]]
         ordered: list[Route] = []
         for priority in sorted({r.priority for r in usable}):
             tier = [r for r in usable if r.priority == priority]

@@ -54,19 +54,22 @@ class _Insert:
                 raise TypeError(f"{cls.__name__}.{attr.key}: callable defaults are not handled")
             is_json = column.type.__class__.__name__ == "JSON"
             self.columns.append((attr.key, column.name, default, is_json))
+        # Per-row work is precomputed: which positions have a default, which are JSON.
+        self.attrs = [attr for attr, _, _, _ in self.columns]
+        self.defaults = [(i, c[2]) for i, c in enumerate(self.columns) if c[2] is not None]
+        self.json_at = [i for i, c in enumerate(self.columns) if c[3]]
         names = ", ".join(f'"{name}"' for _, name, _, _ in self.columns)
         marks = ", ".join("?" for _ in self.columns)
         self.sql = f"INSERT INTO {cls.__tablename__} ({names}) VALUES ({marks})"
 
     def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        out: list[Any] = []
-        for attr, _, default, is_json in self.columns:
-            value = row.get(attr)
-            if value is None:
-                value = default
-            if is_json and value is not None:
-                value = json.dumps(value)
-            out.append(value)
+        out = [row.get(attr) for attr in self.attrs]
+        for i, default in self.defaults:
+            if out[i] is None:
+                out[i] = default
+        for i in self.json_at:
+            if out[i] is not None:
+                out[i] = json.dumps(out[i])
         return tuple(out)
 
 

@@ -9,6 +9,7 @@ instance from :func:`column_values`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 from sqlalchemy import inspect
@@ -25,7 +26,14 @@ def detached(cls: type[B], values: dict[str, Any]) -> B:
     return obj
 
 
+@functools.cache
+def _column_keys(cls: type[Base]) -> tuple[str, ...]:
+    """A mapped class's column attribute names (a pure function of the class: memoized,
+    as walking the mapper costs more than copying the values)."""
+    return tuple(a.key for a in inspect(cls).column_attrs)
+
+
 def column_values(obj: Base) -> dict[str, Any]:
     """The column attributes ``obj`` holds (attribute name → value)."""
-    attrs = inspect(type(obj)).column_attrs
-    return {a.key: obj.__dict__[a.key] for a in attrs if a.key in obj.__dict__}
+    held = obj.__dict__
+    return {k: held[k] for k in _column_keys(type(obj)) if k in held}
