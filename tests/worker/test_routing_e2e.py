@@ -104,6 +104,15 @@ class Harness:
         rows = await self.state.ctx.store.attempts.for_task(task_id)
         return [(a.route, a.state) for a in rows]
 
+    async def submitted(self, task_id: str) -> list[tuple[str, str]]:
+        """The task's attempts once it was submitted, the clock standing still meanwhile."""
+
+        async def done() -> bool:
+            return any(state == "submitted" for _, state in await self.attempts(task_id))
+
+        await self.until(done, advance=False)
+        return await self.attempts(task_id)
+
 
 @pytest.fixture
 def harness_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -251,7 +260,7 @@ async def test_tasks_wait_for_capacity_without_an_error(harness_factory: Any, ar
         assert len(ark.requests_to("create")) == 2
 
 
-async def test_circuit_breaker_benches_a_failing_route(
+async def test_circuit_breaker_benches_a_failing_route_for_its_cooldown(
     harness_factory: Any, ark: FakeArk, ark2: FakeArk
 ) -> None:
     async with harness_factory(
@@ -260,15 +269,23 @@ async def test_circuit_breaker_benches_a_failing_route(
         breaker_failures=2,
         breaker_cooldown_seconds=60,
     ) as h:
-        ark.inject(Fault.server_error(), on="create", times=None)
+        ark.inject(Fault.server_error(), on="create", times=2)  # then it recovers
         for _ in range(2):
             await h.wait(await h.create())
         third = await h.create()
         assert (await h.wait(third))["status"] == "completed"
         assert await h.attempts(third) == [("steady", "submitted")]  # flaky was skipped
         states = await h.state.ctx.store.route_state.all()
-        assert states["flaky"].benched_until is not None
-        assert states["flaky"].benched_until > h.clock.now() + 30
+        benched_until = states["flaky"].benched_until
+        assert benched_until is not None and benched_until > h.clock.now() + 30
+        # Still benched until the cooldown ends; then it is tried again, and serves.
+        h.clock.advance(benched_until - h.clock.now() - 1)
+        fourth = await h.create()  # the route is chosen at submit: no time needs to pass
+        assert await h.submitted(fourth) == [("steady", "submitted")]
+        h.clock.advance(1)
+        fifth = await h.create()
+        assert await h.submitted(fifth) == [("flaky", "submitted")]
+        assert (await h.state.ctx.store.route_state.all())["flaky"].benched_until is None
 
 
 async def test_no_route_for_the_group(harness_factory: Any, ark: FakeArk) -> None:
