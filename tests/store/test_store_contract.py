@@ -211,6 +211,52 @@ async def test_transition_is_compare_and_set(store: Store) -> None:
     assert (got.status, got.upstream_id, got.lease_owner) == ("running", "up-1", None)
 
 
+async def test_a_reschedule_is_compare_and_set_too(store: Store) -> None:
+    """A step that keeps the status (a poll's reschedule; SQLite writes it in one
+    statement): held by its owner, in the expected status, and not made due meanwhile."""
+    key = await make_key(store)
+    task = make_task(key.id)
+    task.price = {"per_second_micros": 5, "currency": "USD"}
+    await store.tasks.insert(task)
+    now = time.time()
+    (claimed,) = await store.tasks.claim_due("w1", 1, now, lease=30)
+    assert claimed.request == task.request and claimed.price == task.price  # JSON decoded
+    assert not await store.tasks.transition(task.id, "w2", "queued", next_run_at=now + 1)
+    assert not await store.tasks.transition(task.id, "w1", "running", next_run_at=now + 1)
+    # a callback moved next_run_at meanwhile: the poll's reschedule must not undo it
+    stale = claimed.next_run_at + 1 if claimed.next_run_at is not None else now
+    assert not await store.tasks.transition(
+        task.id, "w1", "queued", if_next_run_at=stale, next_run_at=now + 9
+    )
+    assert await store.tasks.transition(
+        task.id,
+        "w1",
+        "queued",
+        if_next_run_at=claimed.next_run_at,
+        release=False,
+        upstream_result={"video_url": "https://x/v.mp4"},
+        poll_errors=2,
+        next_run_at=now + 5,
+    )
+    got = await store.tasks.get(task.id)
+    assert got is not None
+    assert (got.status, got.lease_owner, got.poll_errors, got.next_run_at) == (
+        "queued",
+        "w1",
+        2,
+        now + 5,
+    )
+    assert got.upstream_result == {"video_url": "https://x/v.mp4"}
+    assert await store.tasks.transition(task.id, "w1", "queued", next_run_at=None)
+    got = await store.tasks.get(task.id)
+    assert got is not None and (got.lease_owner, got.lease_until, got.next_run_at) == (
+        None,
+        None,
+        None,
+    )
+    assert not await store.tasks.transition(task.id, "w1", "queued", next_run_at=now)  # released
+
+
 async def test_cancel_only_touches_unfinished_tasks(store: Store) -> None:
     key = await make_key(store)
     queued, finished = make_task(key.id), make_task(key.id, status="succeeded", due=None)

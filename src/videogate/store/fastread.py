@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from videogate.store.rows import detached
@@ -16,7 +17,7 @@ from videogate.store.tables import Task
 
 # Attribute names (the same as the column names on this table).
 _COLUMNS = [c.name for c in Task.__table__.columns]
-_JSON = {"request", "upstream_result"}
+_JSON = {c.name for c in Task.__table__.columns if c.type.__class__.__name__ == "JSON"}
 _BOOL = {"media_deleted"}
 _SQL_BY_ID = f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE id = ?"
 # A key's own reads never see a task it deleted (OpenAI's DELETE).
@@ -39,13 +40,22 @@ class SqliteTaskReader:
             row = self._conn.execute(_SQL_BY_ID_AND_KEY, (task_id, key_id)).fetchone()
         if row is None:
             return None
-        values: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
-        for name in _JSON:
-            if values[name] is not None:
-                values[name] = json.loads(values[name])
-        for name in _BOOL:
-            values[name] = bool(values[name])
-        return detached(Task, values)
+        return task_from_row(row)
 
     def close(self) -> None:
         self._conn.close()
+
+
+# Every column of ``tasks``, in the order ``task_from_row`` reads them.
+TASK_COLUMNS_SQL = ", ".join(_COLUMNS)
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A detached ``Task`` from a plain row of ``TASK_COLUMNS_SQL``."""
+    values: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
+    for name in _JSON:
+        if values[name] is not None:
+            values[name] = json.loads(values[name])
+    for name in _BOOL:
+        values[name] = bool(values[name])
+    return detached(Task, values)

@@ -26,14 +26,17 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ClauseElement
 
 from videogate.errors import ServiceUnavailable
 from videogate.statuses import UNFINISHED
+from videogate.store.fastread import TASK_COLUMNS_SQL, task_from_row
 from videogate.store.tables import Base, LedgerEntry, Task, TaskEvent
 
 UNFINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
@@ -221,6 +224,56 @@ class SqliteTaskWriter:
             conn.execute(self._event.sql, self._event.values(item.event))
         return None
 
+    # The engine's hot writes ----------------------------------------------------------
+    # Through the async driver a write transaction holds SQLite's one write lock from its
+    # first statement to its COMMIT, across hand-offs to the event loop; on a busy loop
+    # that is milliseconds, and every other writer sleeps in SQLite's busy handler (up to
+    # 100 ms a try). Here the statement runs to its commit in one go: the lock is held
+    # for microseconds.
+
+    async def _statement(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """One statement in its own (autocommit) transaction; its RETURNING rows."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        delay = 0.0005
+        while True:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise ServiceUnavailable(
+                        f"the database stayed locked for {LOCK_WAIT_SECONDS:.0f} s; retry shortly",
+                        retry_after=1,
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[Task]:
+        """``TaskStore.claim_due`` in one statement."""
+        rows = await self._statement(_CLAIM_SQL, (owner, now + lease, now, now, limit))
+        return [task_from_row(r) for r in rows]
+
+    async def update_held(
+        self,
+        task_id: str,
+        owner: str,
+        expected_status: str,
+        values: dict[str, Any],
+        if_next_run_at: Any,
+        check_next_run_at: bool,
+    ) -> bool:
+        """``TaskStore.transition`` without a change of status, in one statement."""
+        names = list(values)
+        params: list[Any] = [_encode(n, values[n]) for n in names]
+        sql = f"UPDATE tasks SET {', '.join(f'{_quoted(n)} = ?' for n in names)}"
+        sql += " WHERE id = ? AND lease_owner = ? AND status = ?"
+        params += [task_id, owner, expected_status]
+        if check_next_run_at:  # IS: also true for NULL = NULL
+            sql += " AND next_run_at IS ?"
+            params.append(if_next_run_at)
+        return bool(await self._statement(sql + " RETURNING id", params))
+
     def close(self) -> None:
         self.reset()
 
@@ -234,3 +287,30 @@ def _fail(batch: list[_Pending], exc: BaseException) -> None:
             item.done.cancel()
         else:
             item.done.set_exception(exc)
+
+
+_COLUMN_NAMES = {c.name for c in Task.__table__.columns}
+_JSON_COLUMNS = {c.name for c in Task.__table__.columns if c.type.__class__.__name__ == "JSON"}
+# Oldest due first; a task whose holder's lease lapsed is due again.
+_CLAIM_SQL = (
+    "UPDATE tasks SET lease_owner = ?, lease_until = ?, steps = steps + 1 WHERE id IN"
+    " (SELECT id FROM tasks WHERE next_run_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+    f" ORDER BY next_run_at LIMIT ?) RETURNING {TASK_COLUMNS_SQL}"
+)
+
+
+def _quoted(name: str) -> str:
+    if name not in _COLUMN_NAMES:  # never a caller's text in the SQL
+        raise ValueError(f"tasks has no column {name!r}")
+    return f'"{name}"'
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS and value is not None:
+        return json.dumps(value)
+    return value
+
+
+def plain(values: dict[str, Any]) -> bool:
+    """True when every value is a plain Python value (no SQL expression)."""
+    return not any(isinstance(v, ClauseElement) for v in values.values())

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from videogate.clock import Clock, SystemClock
 from videogate.errors import VideogateError
 from videogate.statuses import TERMINAL, UNFINISHED
-from videogate.store import ledger
+from videogate.store import fastwrite, ledger
 from videogate.store.db import retry_if_disconnected
 from videogate.store.due_signal import notify_due
 from videogate.store.fastread import SqliteTaskReader
@@ -359,6 +359,8 @@ class TaskStore:
 
     async def claim_due(self, owner: str, limit: int, now: float, lease: float) -> list[Task]:
         """Take up to ``limit`` due tasks that nobody holds (or whose holder's lease lapsed)."""
+        if self._writer is not None:
+            return await self._writer.claim(owner, limit, now, lease)
         due = (
             select(Task.id)
             .where(Task.next_run_at <= now, or_(Task.lease_until.is_(None), Task.lease_until < now))
@@ -408,6 +410,15 @@ class TaskStore:
         if release:
             values.setdefault("lease_owner", None)
             values.setdefault("lease_until", None)
+        new_status = values.get("status")
+        if (
+            self._writer is not None
+            and new_status in (None, expected_status)
+            and fastwrite.plain(values)
+        ):  # a reschedule (most steps): nothing else to record with it
+            return await self._writer.update_held(
+                task_id, owner, expected_status, values, if_next_run_at, if_next_run_at is not _ANY
+            )
         stmt = (
             update(Task)
             .where(Task.id == task_id, Task.lease_owner == owner, Task.status == expected_status)
@@ -416,7 +427,6 @@ class TaskStore:
         )
         if if_next_run_at is not _ANY:  # only if nobody rescheduled it meanwhile
             stmt = stmt.where(Task.next_run_at == if_next_run_at)
-        new_status = values.get("status")
         async with self._sessions.begin() as s:
             row = (await s.execute(stmt)).first()
             if row is None:
