@@ -52,13 +52,9 @@ MAX_STEP_ERRORS = 5
 class Worker:
     """Runs tasks until ``stop`` is set. Several workers may share one database."""
 
-    def __init__(
-        self,
-        ctx: AppContext,
-        *,
-        owner: str | None = None,
-    ) -> None:
+    def __init__(self, ctx: AppContext, *, owner: str | None = None) -> None:
         self.ctx = ctx
+        # Every time read and timed wait of the engine (tests pass a fake that they move).
         self.clock = ctx.clock
         self.settings = ctx.settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -178,7 +174,8 @@ class Worker:
         return len(claimed)
 
     async def run_until_idle(self, timeout: float = 60.0) -> None:
-        """Step tasks until none is due (for tests and one-shot runs)."""
+        """Step tasks until none is due (for tests and one-shot runs); ``timeout`` is on the
+        worker's clock (a fake one stands still: the test's own time limit applies)."""
         deadline = self.clock.monotonic() + timeout
         while self.clock.monotonic() < deadline:
             started = await self.claim_and_start()
