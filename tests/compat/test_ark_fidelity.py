@@ -246,6 +246,7 @@ def test_sandbox_extends_into_a_real_mov(
         assert round(float(c.duration or 0) / av.time_base) == 7
         stream = c.streams.video[0]
         assert (stream.codec_context.width, stream.codec_context.height) == (864, 496)
+        assert [a.codec_context.name for a in c.streams.audio] == ["aac"]  # generate_audio
     # The same file on /v1, and the stills made from it.
     auth = {"Authorization": f"Bearer {key}"}
     content = httpx.get(f"{live_server.base_url}/v1/videos/{task.id}/content", headers=auth)

@@ -25,6 +25,7 @@ from videogate.media.render import (
     RenderSpec,
     render,
 )
+from videogate.media.rework import Mode, rework
 from videogate.media.text import load_font, wrap
 
 RGB = NDArray[np.uint8]
@@ -203,6 +204,30 @@ def test_remux_to_mov_keeps_every_packet(tmp_path: Path) -> None:
     assert info.duration == pytest.approx(1.5)
     assert all(np.array_equal(a, b) for a, b in zip(_frames(mov), _frames(out), strict=True))
     assert np.array_equal(_audio(mov), _audio(out))
+
+
+@pytest.mark.parametrize("mode", ["remix", "edit", "extend"])
+def test_reworked_clips_keep_the_sources_sound(tmp_path: Path, mode: Mode) -> None:
+    """generate_audio on a remix, edit or extend: the source's own sound, as long as the new
+    clip (extend: looped on); none without it."""
+    source = tmp_path / "source.mp4"
+    render(_spec(duration=1.0, generate_audio=True), source)
+    out = tmp_path / f"{mode}.mp4"
+    result = rework(
+        mode, source, out, prompt="p", width=W, height=H, seconds=0.5, seed=3, generate_audio=True
+    )
+    seconds = 1.5 if mode == "extend" else 1.0
+    assert (result.duration, result.has_audio) == (seconds, True)
+    sound = _audio(out)
+    assert sound.shape[1] == pytest.approx(seconds * SAMPLE_RATE, abs=1024)
+    original = _audio(source)
+    head = min(original.shape[1], sound.shape[1]) // 2
+    # AAC twice over is not bit-exact, but it is the same sound.
+    assert np.corrcoef(original[0, 2048:head], sound[0, 2048:head])[0, 1] > 0.9
+    silent = rework(
+        mode, source, tmp_path / "silent.mp4", prompt="p", width=W, height=H, seconds=0.5, seed=3
+    )
+    assert not silent.has_audio and not probe(tmp_path / "silent.mp4").has_audio
 
 
 # --- determinism --------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class ClipEncoder:
         video.codec_context.color_trc = 6
         video.codec_context.color_range = 1  # MPEG / limited
         self.video = video
-        self.audio = _AudioMuxer(container, soundtrack) if soundtrack is not None else None
+        self.audio = AudioMuxer(container, soundtrack) if soundtrack is not None else None
 
     def write(self, packed: U8, index: int) -> None:
         """Encode frame ``index`` (a packed yuv420p buffer), then the audio up to its end."""
@@ -86,7 +86,7 @@ class ClipEncoder:
             self.audio.finish()
 
 
-class _AudioMuxer:
+class AudioMuxer:
     """Feeds the soundtrack to an AAC stream in step with the video (good interleaving)."""
 
     def __init__(self, container: av.container.OutputContainer, samples: F32) -> None:

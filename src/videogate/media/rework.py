@@ -14,6 +14,7 @@ Frames stream through (decode, change, encode) so long clips need little memory.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +24,10 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from videogate.media.encode import AudioMuxer, open_mp4
 from videogate.media.probe import MediaError
 from videogate.media.render import THUMBNAIL_WIDTH, RenderResult
+from videogate.media.soundtrack import SAMPLE_RATE, soundtrack
 
 FPS = 24
 Mode = Literal["remix", "edit", "extend"]
@@ -89,11 +92,14 @@ def rework(
     height: int,
     seconds: float,
     seed: int,
+    generate_audio: bool = False,
     out_thumbnail: Path | None = None,
     out_last_frame: Path | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> RenderResult:
-    """Write the reworked clip to ``out_video`` (atomically) and return what was written."""
+    """Write the reworked clip to ``out_video`` (atomically) and return what was written.
+    With ``generate_audio`` it has the source's sound (looped to its new length), or a
+    seeded chord when the source is silent."""
     label = f"{_LABEL[mode]}: {prompt}"
     frames = _frames(mode, source, width, height, seconds, seed, label)
     tmp = out_video.with_name(f".{out_video.name}.{os.getpid()}.tmp")
@@ -119,6 +125,8 @@ def rework(
     if last is None:
         tmp.unlink(missing_ok=True)
         raise MediaError("the source video has no frames")
+    if generate_audio:
+        _add_soundtrack(tmp, source, written, seed)
     tmp.replace(out_video)
     if out_thumbnail is not None:
         _save_thumbnail(thumb if thumb is not None else last, out_thumbnail)
@@ -127,8 +135,37 @@ def rework(
     if on_progress is not None:
         on_progress(1.0)
     return RenderResult(
-        width=width, height=height, duration=written / FPS, frames=written, has_audio=False
+        width=width,
+        height=height,
+        duration=written / FPS,
+        frames=written,
+        has_audio=generate_audio,
     )
+
+
+def _add_soundtrack(video: Path, source: Path, frames: int, seed: int) -> None:
+    """Give the silent clip at ``video`` a soundtrack of ``frames`` frames: the source's own
+    sound, else a chord from ``seed``. The video packets are copied, not re-encoded."""
+    try:
+        track = soundtrack(seed % 2**64, [source], frames, FPS)
+    except MediaError:  # the source has no (readable) sound
+        track = soundtrack(seed % 2**64, [], frames, FPS)
+    mixed = video.with_name(f"{video.name}.sound")
+    try:
+        with av.open(str(video)) as src, open_mp4(mixed) as out:
+            stream = out.add_stream_from_template(src.streams.video[0])
+            audio = AudioMuxer(out, track)
+            for packet in src.demux(src.streams.video[0]):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                end = (packet.pts or 0) * packet.time_base
+                packet.stream = stream
+                out.mux(packet)
+                audio.feed_until(math.ceil(end * SAMPLE_RATE))
+            audio.finish()
+        mixed.replace(video)
+    finally:
+        mixed.unlink(missing_ok=True)
 
 
 def _frames(

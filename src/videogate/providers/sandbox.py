@@ -60,6 +60,7 @@ def _rework_job(
     size: tuple[int, int],
     seconds: float,
     seed: int,
+    generate_audio: bool = False,
 ) -> RenderResult:
     """Remix, edit or extend the source clip in a render process (see ``media.rework``)."""
     out = Path(out_dir)
@@ -78,6 +79,7 @@ def _rework_job(
         height=size[1],
         seconds=seconds,
         seed=seed,
+        generate_audio=generate_audio,
         out_thumbnail=out / "thumbnail.jpg",
         out_last_frame=out / "last_frame.png",
         on_progress=on_progress,
@@ -153,6 +155,7 @@ class SandboxProvider:
                     (spec.width, spec.height),
                     spec.duration,
                     spec.seed,
+                    spec.generate_audio,
                 )
             )
         else:
