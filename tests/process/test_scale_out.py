@@ -3,12 +3,14 @@ own empty data directory, on one PostgreSQL, one S3 store (moto on loopback) and
 
 50 tasks with uploads and references go in through both API processes; one worker is
 killed with SIGKILL midway; every task completes and downloads from either API; each
-process's ``/metrics`` reports what it did.
+process's ``/metrics`` reports what it did; the ``X-Request-Id`` of each create is on the
+worker log lines of its task.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,7 +107,14 @@ def test_two_apis_two_workers_postgres_s3_redis(
             "worker",
             "--metrics-port",
             str(metrics_ports[i]),
-            env=process_env(tmp_path / f"worker{i}", None, **shared),
+            # JSON lines at info: each task's lines are checked for its request id.
+            env=process_env(
+                tmp_path / f"worker{i}",
+                None,
+                **shared,
+                VIDEOGATE_LOG_FORMAT="json",
+                VIDEOGATE_LOG_LEVEL="info",
+            ),
         )
         for i in (0, 1)
     ]
@@ -128,8 +137,15 @@ def test_two_apis_two_workers_postgres_s3_redis(
             content.append(
                 {"type": "image_url", "image_url": {"url": inline}, "role": "last_frame"}
             )
-        task = clients[i % 2].create(prompt=f"scale out {i}", content=content, **SHORT)
-        return str(task["id"])
+        body = {"prompt": f"scale out {i}", "content": content, **SHORT}
+        r = requests.post(
+            f"{bases[i % 2]}/v1/videos",
+            json=body,
+            headers={**clients[0].headers, "X-Request-Id": f"scale-{i}"},
+            timeout=HTTP_TIMEOUT,
+        )
+        assert r.status_code == 200 and r.headers["x-request-id"] == f"scale-{i}", r.text
+        return str(r.json()["id"])
 
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(create, range(TASKS)))
@@ -198,3 +214,18 @@ def test_two_apis_two_workers_postgres_s3_redis(
     assert metric(survivor_text, "videogate_task_complete_seconds_count") > 0
     for proc in alive:
         assert proc.alive(), proc.describe()
+
+    # The request id of each create is on the worker lines of its task, in either worker.
+    request_of = {task_id: f"scale-{n}" for n, task_id in enumerate(ids)}
+    seen = set()
+    for worker in workers:
+        for line in worker.stderr().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the killed worker's last line may be cut short
+                continue
+            task_id = record.get("task_id")
+            if task_id in request_of:
+                assert record.get("request_id") == request_of[task_id], record
+                seen.add(task_id)
+    assert seen == set(ids), f"{len(ids) - len(seen)} tasks have no worker line"
