@@ -90,3 +90,19 @@ def test_public_message_keeps_what_the_client_can_use() -> None:
     assert public_message("odd_code", f"route {ROUTE} broke") == (
         "the video could not be generated (odd_code)"
     )
+
+
+async def test_a_task_whose_route_was_removed(harness_factory: Any, ark: FakeArk) -> None:
+    """The deployment dropped the route a running task was on: the engine cannot follow it
+    and says so without naming the route."""
+    ark.set_schedule(auto_advance=False)  # the job stays queued upstream
+    async with harness_factory(route(ROUTE, ark)) as first:
+        task_id = await first.create()
+        await first.wait(task_id, "in_progress")
+        auth = first.auth
+    async with harness_factory() as second:  # same database, no route for the model
+        second.auth = auth
+        await second.wait(task_id, "failed", timeout=60)
+        messages = await shown_messages(second, task_id)
+    assert_public(messages, ark.root_url.split("//", 1)[1])
+    assert PUBLIC_WORDING["route_removed"] in messages[0]
