@@ -257,7 +257,9 @@ def test_a_missing_model_directory_is_a_clear_error_at_create(live: Live) -> Non
         )
     assert r.status_code == 503, r.text
     message = r.json()["error"]["message"]
-    assert "/nonexistent/wan-model does not exist" in message and "wan-missing" in message
+    assert "/nonexistent/wan-model does not exist" in message
+    # the route is the operator's word: the client's message names the model, the log the route
+    assert "wan-gone" in message and "wan-missing" not in message
 
 
 # ---- the provider itself -----------------------------------------------------------------
