@@ -16,7 +16,7 @@ from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import fastwrite, ledger
 from videogate.store.db import retry_if_disconnected
 from videogate.store.due_signal import notify_due
-from videogate.store.fastread import SqliteTaskReader
+from videogate.store.fastread import PostgresTaskReader, SqliteTaskReader
 from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.rows import column_values, detached
 from videogate.store.tables import Task, TaskEvent
@@ -86,6 +86,7 @@ class TaskStore:
         self._dialect = dialect
         self._fast: SqliteTaskReader | None = None
         self._writer: SqliteTaskWriter | None = None
+        self._pg_fast = PostgresTaskReader(engine) if dialect == "postgresql" else None
         database = engine.url.database
         if dialect == "sqlite" and database and database != ":memory:":
             self._fast = SqliteTaskReader(database)
@@ -181,6 +182,8 @@ class TaskStore:
         """
         if self._fast is not None:
             return self._fast.get(task_id, key_id)
+        if self._pg_fast is not None:
+            return await self._pg_fast.get(task_id, key_id)
         stmt = select(_TASK_TABLE).where(_TASK_TABLE.c.id == task_id)
         if key_id is not None:
             stmt = stmt.where(_TASK_TABLE.c.key_id == key_id, _TASK_TABLE.c.deleted_at.is_(None))
