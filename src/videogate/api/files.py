@@ -70,13 +70,13 @@ async def upload_file(request: Request) -> Response:
         raise  # the body grew over its cap while streaming (api/edge.py): a 413
     except Exception as exc:  # the multipart parser raises several unrelated types
         raise InvalidRequest(f"could not read the multipart body: {exc}", param="file") from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidRequest("the form needs a 'file' field holding the file", param="file")
-    try:
+    try:  # closes every part's temp file, also when the form is refused
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("the form needs a 'file' field holding the file", param="file")
         stored = await store_upload(ctx, caller.key_id, upload)
     finally:
-        await upload.close()
+        await form.close()
     url, expires = ctx.signer.sign(stored.blob_key, ctx.settings.upload_ttl_seconds)
     return json_response(file_object(stored, url, expires))
 
