@@ -32,11 +32,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-# The unit tier: everything but the slow end-to-end tests, in about a minute.
+# The unit tier: everything but the slow end-to-end tests and the PostgreSQL runs, in
+# parallel processes (pytest-xdist; a test file stays in one process, so a module's shared
+# fakes start once). `make test` runs every tier, in one process.
 test-fast: pytest-fast
 
 pytest-fast: $(STAMP)
-	$(BIN)/pytest -q -m 'not slow'
+	$(BIN)/pytest -q -m 'not slow and not postgres' -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py

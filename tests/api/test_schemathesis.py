@@ -43,6 +43,8 @@ from videogate.service.tasks import TaskService
 from videogate.settings import Settings
 
 FAST = "doubao-seedance-2-0-fast-260128"
+# Hypothesis-driven fuzzing of every documented operation: the slow tier (make test).
+pytestmark = pytest.mark.slow
 FUZZED = r"^/(v1/(videos|files|models)|api/v3/)"
 CHECKS = [
     not_a_server_error,

@@ -51,6 +51,8 @@ from videogate.client._transport import RetryPolicy
 __all__ = ["cutting_server", "relay", "shared_ark", "shared_relay", "vg"]  # fixtures
 
 FAST_RETRY = RetryPolicy(max_retries=6, backoff_base=0.05, backoff_max=0.4)
+# The SDK end to end against live servers: the slow tier (make test).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

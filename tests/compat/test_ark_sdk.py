@@ -37,6 +37,8 @@ from videogate.worker import Worker
 
 FAST = "doubao-seedance-2-0-fast-260128"
 FINISHED = ("succeeded", "failed", "cancelled", "expired")
+# The official SDK against a live server: end to end, so the slow tier (make test).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -127,7 +129,6 @@ def text(prompt: str) -> dict[str, str]:
     return {"type": "text", "text": prompt}
 
 
-@pytest.mark.slow
 def test_sdk_multimodal_task_renders_and_downloads(ark: Any, media_server: MediaServer) -> None:
     root = media_server.root
     (root / "a.png").write_bytes(png_bytes(800, 600, (250, 30, 30)))
