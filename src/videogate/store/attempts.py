@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import sqlite3
+from typing import Any
+
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videogate.clock import Clock
 from videogate.ids import new_id
+from videogate.store.fastwrite import SqliteTaskWriter
+from videogate.store.rows import detached
 from videogate.store.tables import Attempt, RouteState, Task
+
+_ATTEMPT_COLUMNS = [c.name for c in Attempt.__table__.columns]
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _ATTEMPT_COLUMNS)})"
+)
 
 
 class AttemptStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        writer: SqliteTaskWriter | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        # SQLite: the submit's writes run to their commit on the loop (store/fastwrite.py).
+        self._writer = writer
 
     async def reserve(
         self,
@@ -37,6 +55,14 @@ class AttemptStore:
         no attempt, sends its own — one task, two paid jobs. ``now`` is the engine's clock
         (the store's clock when not given).
         """
+        created_at = self._clock.now() if now is None else now
+        if self._writer is not None:
+            # BEGIN IMMEDIATE holds SQLite's one write lock: every process waits for it.
+            return await self._writer.transaction(
+                lambda conn: _reserve(
+                    conn, task_id, route, provider, max_in_flight, owner, created_at
+                )
+            )
         async with self._sessions.begin() as s:
             # A write first: on PostgreSQL a row lock, on SQLite the database write lock.
             await s.execute(
@@ -69,7 +95,7 @@ class AttemptStore:
                 route=route,
                 provider=provider,
                 state="submitting",
-                created_at=self._clock.now() if now is None else now,
+                created_at=created_at,
             )
             s.add(row)
         return row
@@ -86,6 +112,13 @@ class AttemptStore:
     ) -> bool:
         """Record the outcome of an attempt that is still ``submitting``; False (nothing
         changed) when someone else resolved it first."""
+        if self._writer is not None and error_code is None and error_message is None:
+            done = await self._writer.statement(
+                "UPDATE attempts SET state = ?, upstream_id = ?, http_status = ?,"
+                " finished_at = ? WHERE id = ? AND state = 'submitting' RETURNING id",
+                (state, upstream_id, http_status, self._clock.now(), attempt_id),
+            )
+            return bool(done)
         stmt = (
             update(Attempt)
             .where(Attempt.id == attempt_id, Attempt.state == "submitting")
@@ -157,3 +190,43 @@ class AttemptStore:
         )
         async with self._sessions() as s:
             return {str(r): int(n) for r, n in (await s.execute(stmt)).all()}
+
+
+def _reserve(
+    conn: sqlite3.Connection,
+    task_id: str,
+    route: str,
+    provider: str,
+    max_in_flight: int,
+    owner: str | None,
+    created_at: float,
+) -> Attempt | None:
+    """``AttemptStore.reserve`` inside a ``BEGIN IMMEDIATE`` of the in-loop connection."""
+    if owner is not None:
+        held = conn.execute(
+            "UPDATE tasks SET lease_owner = lease_owner"
+            " WHERE id = ? AND lease_owner = ? AND status = 'queued'",
+            (task_id, owner),
+        )
+        if held.rowcount == 0:
+            return None
+    (running,) = conn.execute(
+        "SELECT count(*) FROM tasks WHERE route = ? AND status IN ('running', 'fetching')",
+        (route,),
+    ).fetchone()
+    (submitting,) = conn.execute(
+        "SELECT count(*) FROM attempts WHERE route = ? AND state = 'submitting'", (route,)
+    ).fetchone()
+    if running + submitting >= max_in_flight:
+        return None
+    values: dict[str, Any] = dict.fromkeys(_ATTEMPT_COLUMNS)
+    values.update(
+        id=new_id("att"),
+        task_id=task_id,
+        route=route,
+        provider=provider,
+        state="submitting",
+        created_at=created_at,
+    )
+    conn.execute(_INSERT_ATTEMPT, [values[c] for c in _ATTEMPT_COLUMNS])
+    return detached(Attempt, values)

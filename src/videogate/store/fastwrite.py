@@ -26,9 +26,9 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
@@ -41,6 +41,7 @@ from videogate.store.tables import Base, LedgerEntry, Task, TaskEvent
 
 UNFINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
 LOCK_WAIT_SECONDS = 30.0
+T = TypeVar("T")
 
 
 class _Insert:
@@ -262,8 +263,10 @@ class SqliteTaskWriter:
         values: dict[str, Any],
         if_next_run_at: Any,
         check_next_run_at: bool,
+        event_at: float,
     ) -> bool:
-        """``TaskStore.transition`` without a change of status, in one statement."""
+        """``TaskStore.transition`` to an unfinished status (no money moves): the update
+        and, on a change of status of a task with a webhook, its outbox row."""
         names = list(values)
         params: list[Any] = [_encode(n, values[n]) for n in names]
         sql = f"UPDATE tasks SET {', '.join(f'{_quoted(n)} = ?' for n in names)}"
@@ -272,7 +275,39 @@ class SqliteTaskWriter:
         if check_next_run_at:  # IS: also true for NULL = NULL
             sql += " AND next_run_at IS ?"
             params.append(if_next_run_at)
-        return bool(await self._statement(sql + " RETURNING id", params))
+        status = values.get("status", expected_status)
+        if status == expected_status:
+            return bool(await self._statement(sql + " RETURNING id", params))
+
+        def change(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(sql + " RETURNING callback_url", params).fetchone()
+            if row is None:
+                return False
+            if row[0]:
+                event = {"task_id": task_id, "status": status, "created_at": event_at}
+                event.update(state="pending", attempts=0, next_attempt_at=event_at)
+                conn.execute(self._event.sql, self._event.values(event))
+            return True
+
+        return await self.transaction(change)
+
+    async def transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        """``write(conn)`` in one ``BEGIN IMMEDIATE`` transaction, run to its commit
+        without yielding to the loop (so no other write on this connection interleaves)."""
+        await self._begin()
+        conn = self._conn
+        try:
+            result = write(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def statement(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """One statement in its own transaction (see ``_statement``)."""
+        return await self._statement(sql, params)
 
     def close(self) -> None:
         self.reset()

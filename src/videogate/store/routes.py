@@ -6,12 +6,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.tables import RouteState
 
 
 class RouteStateStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], writer: SqliteTaskWriter | None = None
+    ) -> None:
         self._sessions = sessions
+        self._writer = writer  # SQLite: one short statement per success (store/fastwrite.py)
 
     async def all(self) -> dict[str, RouteState]:
         async with self._sessions() as s:
@@ -30,6 +34,12 @@ class RouteStateStore:
             pass  # created concurrently
 
     async def success(self, name: str, now: float) -> None:
+        if self._writer is not None and await self._writer.statement(
+            "UPDATE route_state SET consecutive_failures = 0, benched_until = NULL,"
+            " last_success_at = ? WHERE name = ? RETURNING name",
+            (now, name),
+        ):
+            return
         await self.ensure(name)
         stmt = (
             update(RouteState)

@@ -94,6 +94,11 @@ class TaskStore:
             # Disposing the engine (reconnect everything) applies to this connection too.
             event.listen(engine.sync_engine, "engine_disposed", lambda _: self._writer_reset())
 
+    @property
+    def writer(self) -> SqliteTaskWriter | None:
+        """The in-loop SQLite connection for short writes (None on PostgreSQL, in memory)."""
+        return self._writer
+
     def _writer_reset(self) -> None:
         if self._writer is not None:
             self._writer.reset()
@@ -415,12 +420,16 @@ class TaskStore:
             values.setdefault("lease_until", None)
         new_status = values.get("status")
         if (
-            self._writer is not None
-            and new_status in (None, expected_status)
-            and fastwrite.plain(values)
-        ):  # a reschedule (most steps): nothing else to record with it
+            self._writer is not None and new_status not in TERMINAL and fastwrite.plain(values)
+        ):  # most steps: a reschedule, or a status with no money to settle
             return await self._writer.update_held(
-                task_id, owner, expected_status, values, if_next_run_at, if_next_run_at is not _ANY
+                task_id,
+                owner,
+                expected_status,
+                values,
+                if_next_run_at,
+                if_next_run_at is not _ANY,
+                float(values.get("updated_at") or self._clock.now()),
             )
         stmt = (
             update(Task)
