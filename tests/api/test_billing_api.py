@@ -5,7 +5,7 @@ group multipliers in ``/v1/models``."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from conftest import TEST_BASE, wait_for_status
+from engine_support import ark
 from fakes import FakeArk
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
@@ -29,10 +30,7 @@ BODY: dict[str, Any] = {"model": MODEL, "prompt": "a fox", "duration": 4, "resol
 KEY_ENV = "KEY_BILLING_ARK"
 
 
-@pytest.fixture
-def ark() -> Iterator[FakeArk]:
-    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
-        yield fake
+__all__ = ["ark"]  # fixtures
 
 
 class Harness:

@@ -7,17 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import update
-from test_worker import FakeProvider, done_result, drive, fake_worker
-from test_worker import new_task as new_sandbox_task
 
 from clocks import FakeClock
+from engine_support import FakeProvider, ark, ark2, done_result, drive, fake_worker
+from engine_support import new_task as new_sandbox_task
 from fakes import FakeArk, Fault
 from videogate.context import AppContext, open_context
 from videogate.errors import Disposition, StorageUnavailable, UpstreamError
@@ -35,16 +35,7 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
 
-@pytest.fixture
-def ark() -> Iterator[FakeArk]:
-    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
-        yield fake
-
-
-@pytest.fixture
-def ark2() -> Iterator[FakeArk]:
-    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
-        yield fake
+__all__ = ["ark", "ark2"]  # fixtures
 
 
 def route(name: str, fake: FakeArk, **kw: Any) -> RouteConfig:

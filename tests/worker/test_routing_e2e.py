@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from clocks import FakeClock
 from conftest import TEST_BASE
+from engine_support import ark, ark2
 from fakes import FakeArk, Fault
 from fakes.server import sample_mp4, sample_png
 from videogate.api.app import create_app
@@ -26,16 +27,7 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 BODY: dict[str, Any] = {"model": MODEL, "prompt": "a fox", "duration": 4, "resolution": "480p"}
 
 
-@pytest.fixture
-def ark() -> Iterator[FakeArk]:
-    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
-        yield fake
-
-
-@pytest.fixture
-def ark2() -> Iterator[FakeArk]:
-    with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:
-        yield fake
+__all__ = ["ark", "ark2"]  # fixtures
 
 
 def route(name: str, fake: FakeArk, **kw: Any) -> RouteConfig:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from test_engine_faults import all_terminal, engine, new_task, route, run_until, task_row
-from test_worker import FakeProvider, drive, fake_worker
-from test_worker import new_task as new_sandbox_task
 
 from clocks import FakeClock
+from engine_support import FakeProvider, drive, fake_worker
+from engine_support import new_task as new_sandbox_task
 from fakes import FakeArk, FakeRelay, Fault
 from videogate.context import open_context
 from videogate.errors import Disposition, UpstreamError

@@ -3,54 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import pytest
 from sqlalchemy import update
 
 from clocks import FakeClock
+from engine_support import FakeProvider, done_result, drive, fake_worker, new_task
 from videogate.context import AppContext, open_context
 from videogate.errors import Disposition, UpstreamError
-from videogate.providers.base import Capabilities, PollResult, Route, TaskContext
-from videogate.request import GenerationRequest
-from videogate.routing import Router
-from videogate.service.keys import Caller, create_key
-from videogate.service.tasks import TaskService
+from videogate.providers.base import PollResult, TaskContext
 from videogate.settings import Settings
 from videogate.store.tables import Task
-from videogate.worker import Worker, poll_delay
-
-
-@dataclass
-class FakeProvider:
-    """Scripted upstream: ``polls`` are returned (or raised) in order."""
-
-    capabilities: ClassVar[Capabilities] = Capabilities()
-    polls: list[PollResult | Exception] = field(default_factory=list)
-    submitted: list[str] = field(default_factory=list)
-    submit_error: Exception | None = None
-
-    async def submit(self, ctx: TaskContext) -> str:
-        if self.submit_error is not None:
-            raise self.submit_error
-        self.submitted.append(ctx.task_id)
-        return f"up-{len(self.submitted)}"
-
-    async def poll(self, ctx: TaskContext, upstream_id: str) -> PollResult:
-        item = self.polls.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    async def cancel(self, ctx: TaskContext, upstream_id: str) -> None:
-        return None
-
-    async def recover(
-        self, ctx: TaskContext, submitted_after: float, exclude: frozenset[str]
-    ) -> str | None:
-        return None
+from videogate.worker import poll_delay
 
 
 @pytest.fixture
@@ -58,58 +24,6 @@ async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
     context = await open_context(settings, clock=FakeClock())
     yield context
     await context.close()
-
-
-ROUTE = Route(name="fake", model="sandbox", provider="fake", upstream_model="x", groups=("*",))
-
-
-def fake_worker(ctx: AppContext, provider: FakeProvider, owner: str = "w1") -> Worker:
-    ctx.router = Router([ROUTE])
-    worker = Worker(ctx, owner=owner)
-    worker._providers[ROUTE.name] = provider  # tests inject the upstream directly
-    return worker
-
-
-async def new_task(ctx: AppContext) -> str:
-    key = await create_key(ctx.store)
-    caller = Caller(key.id, "default")
-    task, _ = await TaskService(ctx).create(
-        caller, GenerationRequest(model="sandbox", prompt="p", duration=4, resolution="480p")
-    )
-    return task.id
-
-
-async def drive(worker: Worker, task_id: str, ctx: AppContext, steps: int = 20) -> str:
-    """Run steps until the task is terminal, moving the fake clock to each next step."""
-    clock = ctx.clock
-    assert isinstance(clock, FakeClock), "drive() moves time: the context needs a FakeClock"
-    for _ in range(steps):
-        row = await ctx.store.tasks.get(task_id)
-        assert row is not None
-        if row.status in ("succeeded", "failed", "cancelled", "expired"):
-            return row.status
-        if row.next_run_at is not None:
-            clock.advance(max(0.0, row.next_run_at - clock.now()))
-        await worker.run_until_idle(timeout=10)
-    row = await ctx.store.tasks.get(task_id)
-    assert row is not None
-    return row.status
-
-
-def done_result(tmp: Path) -> PollResult:
-    # providers hand out file:// results only from inside the work dir
-    video = tmp / "var" / "work" / "v.mp4"
-    video.parent.mkdir(parents=True, exist_ok=True)
-    video.write_bytes(b"\x00\x00\x00\x18ftypmp42 fake")
-    return PollResult(
-        status="succeeded",
-        video_url=video.as_uri(),
-        completion_tokens=123,
-        seconds=4.0,
-        width=864,
-        height=496,
-        seed=7,
-    )
 
 
 async def test_success_path_copies_the_result(ctx: AppContext, tmp_path: Path) -> None:
