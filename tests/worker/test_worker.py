@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import update
@@ -121,6 +122,75 @@ async def test_a_lapsed_lease_is_taken_over(ctx: AppContext, tmp_path: Path) -> 
     assert isinstance(ctx.clock, FakeClock)
     ctx.clock.advance(0.3)  # the dead worker's lease lapses
     assert await drive(survivor, task_id, ctx) == "succeeded"
+
+
+async def test_a_step_longer_than_the_lease_keeps_its_task(ctx: AppContext, tmp_path: Path) -> None:
+    """The worker renews the lease of a task it is stepping every third of the lease, so a
+    step that outlasts the lease many times over is never taken over by another worker.
+    (Its submit step, still recording the attempt when the task is claimed again for its
+    first poll, used to end the renewals of that poll.)"""
+    clock = ctx.clock
+    assert isinstance(clock, FakeClock)
+    lease = ctx.settings.lease_seconds
+    polling, release = asyncio.Event(), asyncio.Event()
+
+    class SlowPoll(FakeProvider):
+        async def poll(self, tctx: TaskContext, upstream_id: str) -> PollResult:
+            polling.set()
+            await release.wait()
+            return done_result(tmp_path)
+
+    worker = fake_worker(ctx, SlowPoll())
+    renewed: list[list[str]] = []
+    idle, done = asyncio.Event(), asyncio.Event()  # no renewal being written; one written
+    idle.set()
+    real_renew = ctx.store.tasks.renew
+
+    async def renew(owner: str, task_ids: Sequence[str], until: float) -> int:
+        idle.clear()
+        try:
+            return await real_renew(owner, task_ids, until)
+        finally:
+            renewed.append(list(task_ids))
+            idle.set()
+            done.set()
+
+    ctx.store.tasks.renew = renew  # type: ignore[method-assign]
+    real_finish = ctx.store.attempts.finish
+
+    async def finish(attempt_id: str, state: str, **values: Any) -> bool:
+        # The submit step records its attempt after handing the task on: keep it busy
+        # until the task's first poll has been claimed, as a slow database write would.
+        await polling.wait()
+        return await real_finish(attempt_id, state, **values)
+
+    ctx.store.attempts.finish = finish  # type: ignore[method-assign]
+
+    async def advance(seconds: float) -> None:
+        """Move time only while no renewal is being written (it measures from its end)."""
+        await idle.wait()
+        clock.advance(seconds)
+        await asyncio.sleep(0.02)  # real I/O: what the worker does at this time
+
+    task_id = await new_task(ctx)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    try:
+        while not polling.is_set():  # submitted; the first poll is due a second later
+            await advance(0.5)
+        for _ in range(6):  # three leases' worth of time while the poll hangs
+            done.clear()
+            await advance(lease / 2)  # past a renewal's time
+            await asyncio.wait_for(done.wait(), 30)  # real I/O: its database write
+            assert task_id in renewed[-1]
+            assert await ctx.store.tasks.claim_due("thief", 1, clock.now(), lease) == []
+        release.set()
+        while (row := await ctx.store.tasks.get(task_id)) and row.status != "succeeded":
+            await advance(0.5)
+    finally:
+        stop.set()
+        await runner
+    assert row is not None and row.status == "succeeded" and row.lease_owner is None
 
 
 async def test_cancel_during_a_step_wins(ctx: AppContext, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -58,7 +59,10 @@ class Worker:
         self.clock = ctx.clock
         self.settings = ctx.settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._held: set[str] = set()
+        # Tasks whose leases this worker renews, with how many of its steps hold each: a
+        # step may still be finishing (recording its attempt) when the task it released is
+        # claimed again, and that step's end must not stop the next one's renewals.
+        self._held: Counter[str] = Counter()
         self._active: set[asyncio.Task[None]] = set()
         self._pool: ProcessPoolExecutor | None = None
         self._providers: dict[str, Provider] = {}
@@ -167,7 +171,7 @@ class Worker:
             self.owner, free, now, self.settings.lease_seconds
         )
         for row in claimed:
-            self._held.add(row.id)
+            self._held[row.id] += 1
             job = asyncio.create_task(self._run_step(row))
             self._active.add(job)
             job.add_done_callback(self._active.discard)
@@ -217,7 +221,9 @@ class Worker:
                 log.exception("step of task %s failed", row.id)
             await self._step_error(row, exc)
         finally:
-            self._held.discard(row.id)
+            self._held[row.id] -= 1
+            if self._held[row.id] <= 0:
+                del self._held[row.id]
             self._slots_freed.set()
 
     async def _enough_free(self) -> None:
