@@ -36,6 +36,20 @@ def mp4_file(
     return path
 
 
+def probe_mp4(data: bytes) -> dict[str, object]:
+    """The facts of an mp4 that tests compare: size, fps, codec, duration, audio codecs."""
+    with av.open(io.BytesIO(data), "r") as c:
+        v = c.streams.video[0]
+        audio = [s.codec_context.name for s in c.streams.audio]
+        return {
+            "size": (v.codec_context.width, v.codec_context.height),
+            "fps": float(v.average_rate or 0),
+            "codec": v.codec_context.name,
+            "duration": round((c.duration or 0) / 1_000_000, 2),
+            "audio": audio,
+        }
+
+
 def wav_file(path: Path, seconds: float, rate: int = 48_000) -> Path:
     """A mono 16-bit WAV sine tone."""
     with av.open(str(path), "w", format="wav") as container:

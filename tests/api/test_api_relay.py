@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import av
 import httpx
 import pytest
 
 from conftest import wait_for_status
+from media_factory import probe_mp4
 
 FAST = "doubao-seedance-2-0-fast-260128"
-
-
-def probe_mp4(data: bytes) -> dict[str, object]:
-    with av.open(io.BytesIO(data), "r") as c:
-        v = c.streams.video[0]
-        audio = [s.codec_context.name for s in c.streams.audio]
-        return {
-            "size": (v.codec_context.width, v.codec_context.height),
-            "fps": float(v.average_rate or 0),
-            "codec": v.codec_context.name,
-            "duration": round((c.duration or 0) / 1_000_000, 2),
-            "audio": audio,
-        }
 
 
 async def create(

@@ -16,49 +16,19 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import test_openai_sdk as sdk
 from openai import OpenAI
 from openai.types import Video
-from openai.types.video_size import VideoSize
 from PIL import Image
-from test_openai_sdk import picture
 
 from conftest import LiveServer
+from openai_support import assert_openai_video, client, key, live, picture, raw_get
 
-# The live server, a key and an SDK client: the fixtures of the SDK tests.
-live = sdk.live
-key = sdk.key
-client = sdk.client
+__all__ = ["client", "key", "live"]  # fixtures: the live server, a key and an SDK client
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = pytest.mark.slow
 
 FAST = "doubao-seedance-2-0-fast-260128"
 STANDARD = "doubao-seedance-2-0-260128"
-OPENAI_SIZES = set(VideoSize.__args__)  # type: ignore[attr-defined]
-
-
-def assert_openai_video(obj: dict[str, Any], *, openai_shape: bool = True) -> Video:
-    """``obj`` is a valid ``openai.types.Video``: every declared field is present, and the
-    values validate (status, object and, for OpenAI-shaped requests, size literals)."""
-    missing = [name for name in Video.model_fields if name not in obj]
-    assert not missing, f"fields missing from the Video object: {missing}"
-    checked = dict(obj)
-    if not openai_shape:  # a relay-shaped task shows its real output size
-        assert isinstance(checked["size"], str)
-        checked["size"] = "1280x720"
-    video = Video.model_validate(checked)  # raises on a status/size/object outside the type
-    assert video.status in ("queued", "in_progress", "completed", "failed")
-    if openai_shape:
-        assert obj["size"] in OPENAI_SIZES
-    return video
-
-
-def raw_get(c: OpenAI, video_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = c.videos.with_raw_response.retrieve(video_id).http_response.json()
-    return body
 
 
 def wait_raw(c: OpenAI, video_id: str, *, openai_shape: bool = True) -> dict[str, Any]:

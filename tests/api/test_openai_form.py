@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from test_api_relay import probe_mp4
 
 from conftest import wait_for_status
-from media_factory import mp4_file, png_bytes
+from media_factory import mp4_file, png_bytes, probe_mp4
 from videogate.api.openai_form import DEFAULT_MODEL, SIZE_FRAMES, SUPPORTED_SIZES
 from videogate.api.state import ApiState
 from videogate.blobs.keys import upload_prefix

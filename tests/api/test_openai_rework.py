@@ -10,19 +10,14 @@ import av
 import numpy as np
 import openai
 import pytest
-import test_openai_sdk as sdk
 from openai import OpenAI
 from openai.types import Video
-from test_openai_fidelity import assert_openai_video, raw_get
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+from openai_support import assert_openai_video, client, key, live, raw_get
 
-live = sdk.live
-key = sdk.key
-client = sdk.client
+pytestmark = pytest.mark.slow
+
+__all__ = ["client", "key", "live"]  # fixtures: the live server, a key and an SDK client
 MINI = "dreamina-seedance-2-0-mini-260615"
 BAND = 0.15  # the caption band at the bottom of reworked frames is left out of comparisons
 

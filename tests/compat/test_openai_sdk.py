@@ -1,16 +1,13 @@
 """The real, unmodified ``openai`` SDK against a live server (API.md §1.3).
 
-Every ``client.videos`` method is marked deprecated by the SDK (Sora shuts down); those
-warnings are silenced here, the calls themselves are what existing clients run.
+Every ``client.videos`` method is marked deprecated by the SDK (Sora shuts down); that one
+warning is ignored in pyproject.toml, the calls themselves are what existing clients run.
 """
 
 from __future__ import annotations
 
 import base64
-import io
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,82 +15,21 @@ import av
 import numpy as np
 import openai
 import pytest
-import uvicorn
 from openai import AsyncOpenAI, OpenAI
 from openai.types import Video
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
-from conftest import LiveServer, free_port, make_live_key
-from videogate.api.app import create_app
+from conftest import LiveServer
+from openai_support import POLL_MS, client, key, live, picture
 from videogate.api.openai_form import DEFAULT_MODEL, SUPPORTED_SIZES
-from videogate.settings import Settings
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-]
+pytestmark = pytest.mark.slow
+__all__ = ["client", "key", "live"]  # fixtures
 
 FAST = "doubao-seedance-2-0-fast-260128"
-POLL_MS = 200  # the server's openai-poll-after-ms (its default is 2000; the SDK's 1000)
 # Values beyond the SDK's Literal types (Seedance sizes and durations) pass through at runtime.
 SMALL: Any = "864x496"
 FIVE: Any = "5"
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[LiveServer]:
-    """Like conftest's ``live_server``, with a short suggested poll interval."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        data_dir=tmp_path / "live",
-        host="127.0.0.1",
-        port=port,
-        public_url=base,
-        allow_private_urls=True,
-        worker_poll_interval=0.05,
-        render_processes=1,
-        key_cache_seconds=0,
-        poll_after_ms=POLL_MS,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("live server did not start")
-        time.sleep(0.05)
-    try:
-        yield LiveServer(base, settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-@pytest.fixture
-def key(live: LiveServer) -> str:
-    return make_live_key(live)
-
-
-@pytest.fixture
-def client(live: LiveServer, key: str) -> Iterator[OpenAI]:
-    with OpenAI(base_url=f"{live.base_url}/v1", api_key=key, max_retries=0) as c:
-        yield c
-
-
-def picture(width: int = 640, height: int = 360) -> bytes:
-    """A PNG with structure (blocks and a disc), so a wrong crop or scale shows."""
-    image = Image.new("RGB", (width, height), (30, 60, 160))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 0, width // 2, height // 2), fill=(220, 200, 40))
-    draw.rectangle((width // 2, height // 2, width, height), fill=(200, 40, 40))
-    draw.ellipse((width // 3, height // 4, width * 2 // 3, height * 3 // 4), fill=(240, 240, 240))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def mp4_facts(path: Path) -> tuple[tuple[int, int], float, np.ndarray[Any, Any]]:
