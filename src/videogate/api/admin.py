@@ -7,7 +7,6 @@ from __future__ import annotations
 import hmac
 import time
 from decimal import Decimal
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,14 +14,13 @@ from starlette.responses import Response
 
 from videogate.api.responses import json_response
 from videogate.api.state import ApiState, api_state
-from videogate.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from videogate.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from videogate.fields import INT32_MAX, MAX_AMOUNT, StoredText
-from videogate.money import format_money
 from videogate.service import money
-from videogate.service.keys import create_key
+from videogate.service.keys import create_key, key_or_404
 from videogate.service.routes_report import route_report
 from videogate.statuses import TERMINAL, UNFINISHED
-from videogate.store.tables import ApiKey
+from videogate.views.admin import key_json
 from videogate.views.relay import relay_task
 
 ADMIN_HEADER = "'Authorization: Bearer <VIDEOGATE_ADMIN_TOKEN>'"
@@ -84,30 +82,6 @@ class TopupBody(BaseModel):
     note: StoredText | None = Field(default=None, max_length=1000)
 
 
-def key_json(row: ApiKey) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "object": "api_key",
-        "name": row.name,
-        "group": row.group,
-        "prefix": row.key_prefix,
-        "balance": None if row.balance_micros is None else format_money(row.balance_micros),
-        "balance_micros": row.balance_micros,
-        "requests_per_minute": row.requests_per_minute,
-        "max_unfinished_tasks": row.max_unfinished_tasks,
-        "created_at": int(row.created_at),
-        "revoked": row.revoked_at is not None,
-        "revoked_at": int(row.revoked_at) if row.revoked_at is not None else None,
-    }
-
-
-async def _key(state: ApiState, key_id: str) -> ApiKey:
-    row = await state.ctx.store.keys.get(key_id[:100])
-    if row is None:
-        raise NotFound(f"no key '{key_id[:100]}'", param="id")
-    return row
-
-
 @router.get("/keys", summary="Every API key (never its secret)")
 async def list_keys(state: ApiState = Depends(require_admin)) -> Response:
     rows = await state.ctx.store.keys.all()
@@ -130,7 +104,7 @@ async def create(body: KeyCreateBody, state: ApiState = Depends(require_admin)) 
         requests_per_minute=body.requests_per_minute,
         max_unfinished_tasks=body.max_unfinished_tasks,
     )
-    out = key_json(await _key(state, new.id))
+    out = key_json(await key_or_404(state.ctx.store, new.id))
     out["key"] = new.key
     out["webhook_secret"] = new.webhook_secret
     return json_response(out)
@@ -138,18 +112,18 @@ async def create(body: KeyCreateBody, state: ApiState = Depends(require_admin)) 
 
 @router.post("/keys/{key_id}/revoke", summary="Revoke a key")
 async def revoke(key_id: str, state: ApiState = Depends(require_admin)) -> Response:
-    row = await _key(state, key_id)
+    row = await key_or_404(state.ctx.store, key_id)
     if row.revoked_at is None:
         await state.ctx.store.keys.revoke(row.id, time.time())
         # This process stops accepting it at once; others within key_cache_seconds.
         state.auth.forget(row.id)
-        row = await _key(state, key_id)
+        row = await key_or_404(state.ctx.store, key_id)
     return json_response(key_json(row))
 
 
 @router.post("/keys/{key_id}/topup", summary="Add to a key's balance")
 async def topup(key_id: str, body: TopupBody, state: ApiState = Depends(require_admin)) -> Response:
-    await _key(state, key_id)
+    await key_or_404(state.ctx.store, key_id)
     done = await money.topup(state.ctx.store, key_id, body.amount, body.note)
     return json_response(done.as_json())
 

@@ -4,20 +4,20 @@ webhook attempts with resend, and the route test. Same admin token as ``admin.py
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from videogate.api.admin import _key, key_json, require_admin
+from videogate.api.admin import require_admin
 from videogate.api.responses import json_response
 from videogate.api.state import ApiState
 from videogate.errors import NotFound
 from videogate.fields import INT32_MAX, StoredText
 from videogate.service import reports
+from videogate.service.keys import key_or_404
 from videogate.service.route_test import probe_route
-from videogate.store.webhooks import LoggedAttempt
+from videogate.views.admin import attempt_json, key_json
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -30,24 +30,6 @@ class KeyUpdateBody(BaseModel):
     name: StoredText | None = Field(default=None, max_length=200)
     requests_per_minute: int | None = Field(default=None, ge=1, le=INT32_MAX)
     max_unfinished_tasks: int | None = Field(default=None, ge=1, le=INT32_MAX)
-
-
-def attempt_json(row: LoggedAttempt) -> dict[str, Any]:
-    a = row.attempt
-    return {
-        "id": a.id,
-        "object": "webhook.attempt",
-        "created_at": round(a.created_at, 3),
-        "task_id": a.task_id,
-        "event_id": a.event_id,
-        "event_status": row.event_status,
-        "event_state": row.event_state,
-        "webhook_id": a.webhook_id,
-        "url": a.url,
-        "status_code": a.status_code,
-        "error": a.error,
-        "duration_ms": a.duration_ms,
-    }
 
 
 @router.get("/overview", summary="Tasks per status, the last 24 h, queue depth, p50/p95")
@@ -74,11 +56,11 @@ async def groups(state: ApiState = Depends(require_admin)) -> Response:
 async def update_key(
     key_id: str, body: KeyUpdateBody, state: ApiState = Depends(require_admin)
 ) -> Response:
-    row = await _key(state, key_id)
+    row = await key_or_404(state.ctx.store, key_id)
     await state.ctx.store.keys.update(row.id, body.model_dump(exclude_unset=True))
     # Limits are read from the cached key: let this process see the change at once.
     state.auth.forget(row.id)
-    return json_response(key_json(await _key(state, key_id)))
+    return json_response(key_json(await key_or_404(state.ctx.store, key_id)))
 
 
 @router.get("/keys/{key_id}/ledger", summary="A key's money movements, newest first")
@@ -90,7 +72,7 @@ async def key_ledger(
     ),
     state: ApiState = Depends(require_admin),
 ) -> Response:
-    row = await _key(state, key_id)
+    row = await key_or_404(state.ctx.store, key_id)
     return json_response(
         await reports.ledger_page(state.ctx.store, row.id, limit=limit, before=before)
     )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from videogate.errors import AuthenticationFailed, InvalidRequest
+from videogate.errors import AuthenticationFailed, InvalidRequest, NotFound
 from videogate.fields import INT32_MAX, has_nul
 from videogate.ids import new_id, new_secret, new_webhook_secret
 from videogate.money import parse_amount
@@ -98,6 +98,14 @@ async def create_key(
         requests_per_minute,
         max_unfinished_tasks,
     )
+
+
+async def key_or_404(store: Store, key_id: str) -> ApiKey:
+    """The key with this id (ids are cut to 100 characters), or :class:`NotFound`."""
+    row = await store.keys.get(key_id[:100])
+    if row is None:
+        raise NotFound(f"no key '{key_id[:100]}'", param="id")
+    return row
 
 
 class KeyAuthenticator:
