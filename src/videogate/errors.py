@@ -58,6 +58,11 @@ class Conflict(VideogateError):
     code = "conflict"
 
 
+class AlreadyExists(Conflict):
+    """The store refused a row whose unique value (an id, an idempotency key) another row
+    already holds: the database's constraint violation, in our words."""
+
+
 class RateLimited(VideogateError):
     code = "rate_limited"
 

@@ -25,6 +25,7 @@ from videogate.api.errors import ARK_ERRORS, ark_status_and_code
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key
 from videogate.settings import Settings
+from videogate.store.records import TaskChange
 from videogate.store.tables import Task
 from videogate.worker import Worker
 
@@ -145,11 +146,13 @@ async def finish(state: ApiState, task_id: str, status: str, code: str, message:
         task_id,
         "test",
         "queued",
-        status=status,
-        error_code=code,
-        error_message=message,
-        updated_at=now,
-        completed_at=now,
+        TaskChange(
+            status=status,
+            error_code=code,
+            error_message=message,
+            updated_at=now,
+            completed_at=now,
+        ),
     )
 
 

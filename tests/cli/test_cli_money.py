@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from videogate.cli.main import app
 from videogate.ids import new_id
 from videogate.settings import Settings
 from videogate.store import Store
-from videogate.store.tables import Task
+from videogate.store.records import TaskChange, new_task
 
 MODEL = "doubao-seedance-2-0-260128"
 
@@ -58,34 +59,24 @@ def add_task(
         store = Store.open(database_url(tmp_path))
         try:
             now = created_at or time.time()
-            task = Task(
+            task = new_task(
                 id=new_id("video"),
                 key_id=key_id,
                 model=model,
-                status="queued",
                 request={"model": model, "prompt": "x"},
-                progress=0,
                 created_at=now,
-                updated_at=now,
                 deadline_at=now + 3600,
                 next_run_at=now,
-                lease_owner="test",
-                lease_until=now + 60,
-                media_deleted=False,
-                steps=0,
-                poll_errors=0,
-                currency="USD",
                 hold_micros=hold,
-                billing_state="held",
             )
-            assert await store.tasks.insert(task)
-            values: dict[str, Any] = {"updated_at": now, "completed_at": now}
+            assert await store.tasks.insert(replace(task, lease_owner="test", lease_until=now + 60))
             if charged is None:
-                values.update(status="failed", error_code="boom", error_message="boom")
+                change = TaskChange(status="failed", error_code="boom", error_message="boom")
             else:
-                values.update(status="succeeded", seconds=seconds, completion_tokens=tokens)
+                change = TaskChange(status="succeeded", seconds=seconds, completion_tokens=tokens)
+            change = replace(change, updated_at=now, completed_at=now)
             assert await store.tasks.transition(
-                task.id, "test", "queued", charged_micros=charged, **values
+                task.id, "test", "queued", change, charged_micros=charged
             )
             return task.id
         finally:

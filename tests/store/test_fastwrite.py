@@ -7,15 +7,17 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 from test_store_contract import make_key, make_task
 
+from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
-from videogate.store.tables import ApiKey, Task
+from videogate.store.records import TaskRecord
+from videogate.store.tables import ApiKey
 from videogate.store.tasks import UnfinishedCapReached
 
 
@@ -43,10 +45,9 @@ async def key_with_balance(store: Store, micros: int) -> ApiKey:
     return key
 
 
-def held(key_id: str, micros: int, idem: str | None = None) -> Task:
+def held(key_id: str, micros: int, idem: str | None = None) -> TaskRecord:
     task = make_task(key_id, idem=idem)
-    task.hold_micros, task.currency, task.billing_state = micros, "USD", "held"
-    return task
+    return replace(task, hold_micros=micros, currency="USD", billing_state="held")
 
 
 def commits(store: Store) -> list[str]:
@@ -64,7 +65,10 @@ async def test_creates_of_one_turn_share_one_commit_with_their_own_outcomes(
     rich, poor = await make_key(store, "rich"), await key_with_balance(store, 250)
     statements = commits(store)
     tasks = [held(rich.id, 100) for _ in range(5)] + [held(poor.id, 100) for _ in range(4)]
-    outcomes = await asyncio.gather(*(store.tasks.insert(t) for t in tasks))
+    outcomes = [
+        stored is not None
+        for stored in await asyncio.gather(*(store.tasks.insert(t) for t in tasks))
+    ]
     # The rich key's five all pass; the poor key's balance covers two of its four.
     assert outcomes[:5] == [True] * 5
     assert sorted(outcomes[5:]) == [False, False, True, True]
@@ -88,9 +92,9 @@ async def test_a_refused_create_in_a_batch_is_undone_alone(store: Store) -> None
     again = held(key.id, 100, idem="same")  # loses the race for the Idempotency-Key
     capped = [held(key.id, 100) for _ in range(4)]
 
-    async def capped_insert(task: Task) -> bool | int:
+    async def capped_insert(task: TaskRecord) -> bool | int:
         try:
-            return await store.tasks.insert(task, max_unfinished=3)
+            return await store.tasks.insert(task, max_unfinished=3) is not None
         except UnfinishedCapReached as exc:
             return exc.unfinished
 
@@ -100,8 +104,8 @@ async def test_a_refused_create_in_a_batch_is_undone_alone(store: Store) -> None
         *(capped_insert(t) for t in capped),
         return_exceptions=True,
     )
-    assert results[0] is True
-    assert isinstance(results[1], IntegrityError)
+    assert results[0] == first
+    assert isinstance(results[1], AlreadyExists)
     # Three unfinished at most: `first` is one, so two of the capped ones get in.
     assert sorted(results[2:], key=str) == [3, 3, True, True]
     # The refused ones took nothing: 1,000 - 3 holds of 100.
@@ -133,5 +137,5 @@ async def test_a_failed_commit_fails_every_create_of_its_batch(store: Store) -> 
     assert [type(r).__name__ for r in results] == ["ServiceUnavailable"] * 3
     # The writer is usable again once the lock is free.
     task = held(key.id, 1)
-    assert await store.tasks.insert(task) is True
+    assert await store.tasks.insert(task) == task
     assert (await store.tasks.get(task.id)) is not None

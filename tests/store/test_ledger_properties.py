@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from videogate.store import Store
+from videogate.store import Store, records
 from videogate.store.migrate import upgrade
+from videogate.store.records import TaskChange, TaskRecord
 from videogate.store.tables import ApiKey, LedgerEntry, Task
 
 Op = tuple[str, int, int]
@@ -32,25 +33,18 @@ ops = st.lists(
 )
 
 
-def new_task(key_id: str, hold: int) -> Task:
+def new_task(key_id: str, hold: int) -> TaskRecord:
     now = time.time()
-    return Task(
+    return records.new_task(
         id=f"video_{uuid.uuid4().hex[:20]}",
         key_id=key_id,
         model="m",
-        status="queued",
         request={"model": "m", "prompt": "p"},
-        progress=0,
         created_at=now,
-        updated_at=now,
         deadline_at=now + 3600,
         next_run_at=now - 1,
-        media_deleted=False,
-        steps=0,
-        poll_errors=0,
         hold_micros=hold,
         currency="USD",
-        billing_state="held",
     )
 
 
@@ -120,11 +114,8 @@ async def finish(store: Store, task_id: str, kind: str, charged: int) -> None:
         task_id,
         "w",
         "queued",
-        status=status,
+        TaskChange(status=status, updated_at=now, completed_at=now, next_run_at=None),
         charged_micros=charged,
-        updated_at=now,
-        completed_at=now,
-        next_run_at=None,
     )
 
 

@@ -6,14 +6,17 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
-from videogate.store.tables import ApiKey, Task
+from videogate.store.records import TaskChange, TaskRecord, new_task
+from videogate.store.tables import ApiKey
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -74,22 +77,17 @@ def make_task(
     due: float | None = 0.0,
     status: str = "queued",
     idem: str | None = None,
-) -> Task:
+) -> TaskRecord:
     now = created if created is not None else time.time()
-    return Task(
+    return new_task(
         id=f"video_{uuid.uuid4().hex[:20]}",
         key_id=key_id,
         model="sandbox",
         status=status,
         request={"model": "sandbox", "prompt": "p"},
-        progress=0,
         created_at=now,
-        updated_at=now,
         deadline_at=now + 3600,
         next_run_at=due,
-        media_deleted=False,
-        steps=0,
-        poll_errors=0,
         idempotency_key=idem,
         request_hash="h" if idem else None,
     )
@@ -126,9 +124,13 @@ async def test_search_by_prompt_or_id_and_daily_reports(store: Store) -> None:
     key = await make_key(store)
     base = 1_750_000_000.0  # a fixed day, so the day buckets are known
     prompts = ["A Red Fox", "a cat", "100%_done", "Ünïcode fox"]
-    tasks = [make_task(key.id, created=base + i * 3600) for i in range(4)]
-    for t, prompt in zip(tasks, prompts, strict=True):
-        t.request = {"model": "sandbox", "prompt": prompt}
+    tasks = [
+        replace(
+            make_task(key.id, created=base + i * 3600), request={"model": "sandbox", "prompt": p}
+        )
+        for i, p in enumerate(prompts)
+    ]
+    for t in tasks:
         await store.tasks.insert(t)
 
     async def found(text: str) -> list[str]:
@@ -148,14 +150,13 @@ async def test_search_by_prompt_or_id_and_daily_reports(store: Store) -> None:
 
 
 async def test_idempotency_key_is_unique_per_key(store: Store) -> None:
-    from sqlalchemy.exc import IntegrityError
-
     key, other = await make_key(store), await make_key(store)
     await store.tasks.insert(make_task(key.id, idem="abc"))
     await store.tasks.insert(make_task(other.id, idem="abc"))  # another key may reuse it
     found = await store.tasks.by_idempotency(key.id, "abc")
     assert found is not None and found.key_id == key.id
-    with pytest.raises(IntegrityError):
+    # The constraint violation comes back in our words, never as a driver exception.
+    with pytest.raises(AlreadyExists):
         await store.tasks.insert(make_task(key.id, idem="abc"))
 
 
@@ -201,10 +202,14 @@ async def test_transition_is_compare_and_set(store: Store) -> None:
     await store.tasks.insert(task)
     now = time.time()
     await store.tasks.claim_due("w1", 1, now, lease=30)
-    assert not await store.tasks.transition(task.id, "w2", "queued", status="running")
-    assert not await store.tasks.transition(task.id, "w1", "running", status="failed")
+    running = TaskChange(status="running")
+    assert not await store.tasks.transition(task.id, "w2", "queued", running)
+    assert not await store.tasks.transition(task.id, "w1", "running", TaskChange(status="failed"))
     assert await store.tasks.transition(
-        task.id, "w1", "queued", status="running", upstream_id="up-1", next_run_at=now + 5
+        task.id,
+        "w1",
+        "queued",
+        TaskChange(status="running", upstream_id="up-1", next_run_at=now + 5),
     )
     got = await store.tasks.get(task.id)
     assert got is not None
@@ -215,28 +220,31 @@ async def test_a_reschedule_is_compare_and_set_too(store: Store) -> None:
     """A step that keeps the status (a poll's reschedule; SQLite writes it in one
     statement): held by its owner, in the expected status, and not made due meanwhile."""
     key = await make_key(store)
-    task = make_task(key.id)
-    task.price = {"per_second_micros": 5, "currency": "USD"}
+    task = replace(make_task(key.id), price={"per_second_micros": 5, "currency": "USD"})
     await store.tasks.insert(task)
     now = time.time()
     (claimed,) = await store.tasks.claim_due("w1", 1, now, lease=30)
     assert claimed.request == task.request and claimed.price == task.price  # JSON decoded
-    assert not await store.tasks.transition(task.id, "w2", "queued", next_run_at=now + 1)
-    assert not await store.tasks.transition(task.id, "w1", "running", next_run_at=now + 1)
+    assert not await store.tasks.transition(
+        task.id, "w2", "queued", TaskChange(next_run_at=now + 1)
+    )
+    assert not await store.tasks.transition(
+        task.id, "w1", "running", TaskChange(next_run_at=now + 1)
+    )
     # a callback moved next_run_at meanwhile: the poll's reschedule must not undo it
     stale = claimed.next_run_at + 1 if claimed.next_run_at is not None else now
     assert not await store.tasks.transition(
-        task.id, "w1", "queued", if_next_run_at=stale, next_run_at=now + 9
+        task.id, "w1", "queued", TaskChange(next_run_at=now + 9), if_next_run_at=stale
     )
     assert await store.tasks.transition(
         task.id,
         "w1",
         "queued",
+        TaskChange(
+            upstream_result={"video_url": "https://x/v.mp4"}, poll_errors=2, next_run_at=now + 5
+        ),
         if_next_run_at=claimed.next_run_at,
         release=False,
-        upstream_result={"video_url": "https://x/v.mp4"},
-        poll_errors=2,
-        next_run_at=now + 5,
     )
     got = await store.tasks.get(task.id)
     assert got is not None
@@ -247,14 +255,16 @@ async def test_a_reschedule_is_compare_and_set_too(store: Store) -> None:
         now + 5,
     )
     assert got.upstream_result == {"video_url": "https://x/v.mp4"}
-    assert await store.tasks.transition(task.id, "w1", "queued", next_run_at=None)
+    assert await store.tasks.transition(task.id, "w1", "queued", TaskChange(next_run_at=None))
     got = await store.tasks.get(task.id)
     assert got is not None and (got.lease_owner, got.lease_until, got.next_run_at) == (
         None,
         None,
         None,
     )
-    assert not await store.tasks.transition(task.id, "w1", "queued", next_run_at=now)  # released
+    assert not await store.tasks.transition(
+        task.id, "w1", "queued", TaskChange(next_run_at=now)
+    )  # released
 
 
 async def test_cancel_only_touches_unfinished_tasks(store: Store) -> None:
@@ -267,7 +277,7 @@ async def test_cancel_only_touches_unfinished_tasks(store: Store) -> None:
     got = await store.tasks.get(queued.id)
     assert got is not None and got.status == "cancelled" and got.next_run_at is None
     # a worker that held it can no longer move it
-    assert not await store.tasks.transition(queued.id, "w1", "queued", status="running")
+    assert not await store.tasks.transition(queued.id, "w1", "queued", TaskChange(status="running"))
 
 
 async def test_lease_renewal_keeps_the_task(store: Store) -> None:

@@ -27,6 +27,7 @@ from videogate.service.keys import Caller, create_key
 from videogate.service.money import unbilled_upstream
 from videogate.service.tasks import TaskService
 from videogate.settings import GroupConfig, RouteConfig, Settings
+from videogate.store.records import TaskRecord
 from videogate.store.tables import Attempt, Task
 from videogate.worker import Worker
 from videogate.worker.retry import gives_up, retry_delay
@@ -87,7 +88,7 @@ async def new_task(ctx: AppContext, prompt: str = "a fox") -> str:
     return task.id
 
 
-async def task_row(ctx: AppContext, task_id: str) -> Task:
+async def task_row(ctx: AppContext, task_id: str) -> TaskRecord:
     row = await ctx.store.tasks.get(task_id)
     assert row is not None
     return row
@@ -181,7 +182,7 @@ async def test_a_database_error_inside_a_step_does_not_count_against_the_task(
         failures = {"left": 8}
 
         async def flaky(*args: Any, **kw: Any) -> Any:
-            if failures["left"] > 0 and kw.get("status") == "fetching":
+            if failures["left"] > 0 and args[3].status == "fetching":
                 failures["left"] -= 1
                 raise sa_exc.OperationalError("UPDATE …", {}, Exception("server closed"))
             return await real(*args, **kw)

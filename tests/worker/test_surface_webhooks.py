@@ -5,6 +5,7 @@ for Ark tasks."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import test_webhooks as hooks
@@ -99,7 +100,9 @@ async def test_failed_ark_tasks_carry_arks_error_codes(api: Api) -> None:
     )
     # A failed task on the Ark surface: Ark's code, our detail kept in the message
     # (presented from the stored row, as the poll and the callbacks do).
-    row.status, row.error_code, row.error_message = "failed", "upstream_timeout", "took too long"
+    row = replace(
+        row, status="failed", error_code="upstream_timeout", error_message="took too long"
+    )
     from videogate.views.ark import ark_task
 
     shown = ark_task(row, api.state.ctx.signer, 60)

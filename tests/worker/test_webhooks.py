@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from videogate.service.keys import NewKey, create_key
 from videogate.settings import Settings
 from videogate.store import Store
 from videogate.store.migrate import upgrade
+from videogate.store.records import TaskRecord, new_task
 from videogate.store.tables import ApiKey, Task, TaskEvent, WebhookAttempt
 from videogate.worker.webhooks import WebhookDeliverer, retry_delay, task_as_of
 
@@ -228,7 +229,7 @@ async def settled(api: Api, task_id: str, timeout: float = 60.0) -> list[TaskEve
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 
 
-def _until_next(task: Task | None, events: list[TaskEvent], now: float) -> float:
+def _until_next(task: TaskRecord | None, events: list[TaskEvent], now: float) -> float:
     """Seconds until the next retry or step; 0 while one is in flight."""
     pending = [e for e in events if e.state == "pending"]
     if any(e.lease_until is not None for e in pending):
@@ -501,13 +502,19 @@ async def test_an_unusable_legacy_secret_gives_the_event_up(settings: Settings) 
 
 
 def test_the_body_is_the_task_as_of_the_event() -> None:
-    task = Task(
-        id="video_x",
-        status="succeeded",
+    task = replace(
+        new_task(
+            id="video_x",
+            key_id="key_x",
+            model="m",
+            request={},
+            status="succeeded",
+            created_at=5.0,
+            updated_at=50.0,
+            completed_at=40.0,
+            deadline_at=60.0,
+        ),
         progress=100,
-        error_code=None,
-        updated_at=50.0,
-        completed_at=40.0,
         billing_state="settled",
     )
     queued = task_as_of(task, "queued", 10.0)

@@ -10,8 +10,9 @@ from typing import Any
 from videogate.money import format_money
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import Store
+from videogate.store.records import TaskRecord
 from videogate.store.reports import DAY, HOUR
-from videogate.store.tables import ApiKey, LedgerEntry, Task
+from videogate.store.tables import ApiKey, LedgerEntry
 
 MAX_DAYS = 366
 
@@ -166,7 +167,7 @@ async def overview(store: Store, *, now: float | None = None) -> dict[str, Any]:
     }
 
 
-async def timeline(store: Store, task: Task) -> dict[str, Any]:
+async def timeline(store: Store, task: TaskRecord) -> dict[str, Any]:
     """A task's history: created, each submit attempt, started, finished; its ledger rows
     and, for a task with a callback URL, its webhook events."""
     events: list[dict[str, Any]] = [

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from videogate.blobs.keys import reference_prefix, result_prefix
 from videogate.context import AppContext
 from videogate.errors import (
+    AlreadyExists,
     Conflict,
     InsufficientBalance,
     InvalidRequest,
@@ -41,8 +42,7 @@ from videogate.service.limits import (
 )
 from videogate.service.references import check_routes_can_serve, resolve_references
 from videogate.statuses import UNFINISHED
-from videogate.store.rows import detached
-from videogate.store.tables import Task
+from videogate.store.records import TaskRecord, new_task
 from videogate.store.tasks import UnfinishedCapReached
 from videogate.worker.webhooks import check_callback_url
 
@@ -104,7 +104,7 @@ class TaskService:
         req: GenerationRequest,
         *,
         idempotency_key: str | None = None,
-    ) -> tuple[Task, bool]:
+    ) -> tuple[TaskRecord, bool]:
         """Accept a task; returns it and whether it was newly created."""
         ctx = self._ctx
         surface = req.surface  # relay, openai or ark: in the log line and the metrics
@@ -141,47 +141,35 @@ class TaskService:
         failed = resolved.unreachable
         _, width, height = resolve_output(resolved.request)
         hold_micros, price = ctx.billing.estimate(resolved.request, caller.group, width, height)
-        # A detached view (no ORM bookkeeping): the store inserts it, the API presents it.
-        task = detached(
-            Task,
-            dict(
-                id=task_id,
-                key_id=caller.key_id,
-                model=req.model,
-                status="failed" if failed else "queued",
-                request=resolved.request.model_dump(mode="json"),
-                progress=0,
-                error_code=failed.code if failed else None,
-                error_message=failed.message if failed else None,
-                seed=req.seed if req.seed is not None and req.seed >= 0 else None,
-                created_at=now,
-                updated_at=now,
-                completed_at=now if failed else None,
-                deadline_at=now + deadline_seconds(req, ctx.settings.task_deadline_seconds),
-                next_run_at=None if failed else now,
-                media_deleted=False,
-                steps=0,
-                poll_errors=0,
-                idempotency_key=idempotency_key,
-                request_hash=fingerprint,
-                callback_url=req.callback_url,
-                request_id=request_id(),
-                currency=price["currency"],
-                hold_micros=hold_micros,
-                billing_state="held",
-                price=price,
-            ),
+        task = new_task(
+            id=task_id,
+            key_id=caller.key_id,
+            model=req.model,
+            status="failed" if failed else "queued",
+            request=resolved.request.model_dump(mode="json"),
+            error_code=failed.code if failed else None,
+            error_message=failed.message if failed else None,
+            seed=req.seed if req.seed is not None and req.seed >= 0 else None,
+            created_at=now,
+            completed_at=now if failed else None,
+            deadline_at=now + deadline_seconds(req, ctx.settings.task_deadline_seconds),
+            next_run_at=None if failed else now,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
+            callback_url=req.callback_url,
+            request_id=request_id(),
+            currency=price["currency"],
+            hold_micros=hold_micros,
+            price=price,
         )
-        from sqlalchemy.exc import IntegrityError
-
         try:
-            inserted = await ctx.store.tasks.insert(
+            stored = await ctx.store.tasks.insert(
                 task, max_unfinished=max_unfinished_tasks(caller, ctx.settings.groups)
             )
         except UnfinishedCapReached as exc:
             await ctx.blobs.delete_prefix(reference_prefix(task_id))
             raise unfinished_cap_error(ctx.settings, exc.cap, exc.unfinished) from None
-        except IntegrityError:
+        except AlreadyExists:
             # A concurrent retry with the same Idempotency-Key won the race.
             if idempotency_key is None:
                 raise
@@ -191,7 +179,7 @@ class TaskService:
                     "this Idempotency-Key was already used with a different request body"
                 ) from None
             return existing, False
-        if not inserted:
+        if stored is None:
             await ctx.blobs.delete_prefix(reference_prefix(task_id))
             key = await ctx.store.keys.get(caller.key_id)
             balance = key.balance_micros if key is not None else 0
@@ -200,6 +188,7 @@ class TaskService:
                 f"but the key's balance is {format_money(balance)}; top it up "
                 "(videogate keys topup KEY_ID AMOUNT) or ask for a shorter or smaller video"
             )
+        task = stored
         bind(task_id=task.id, key_id=task.key_id)
         if failed:
             log_transition(log, task.id, task.status, f"{failed.code}: {failed.message}")
@@ -222,7 +211,7 @@ class TaskService:
         *,
         seconds: int | None = None,
         idempotency_key: str | None = None,
-    ) -> tuple[Task, bool]:
+    ) -> tuple[TaskRecord, bool]:
         """Remix, edit or extend a finished video: a new task whose reference video 1 is the
         source's video (the upstream, or the sandbox, works from its frames), on the
         source's model, frame and length (extend: ``seconds`` more)."""
@@ -256,7 +245,7 @@ class TaskService:
         )
         return await self.create(caller, req, idempotency_key=idempotency_key)
 
-    async def get(self, caller: Caller, task_id: str) -> Task:
+    async def get(self, caller: Caller, task_id: str) -> TaskRecord:
         task = (
             await self._ctx.store.tasks.get(task_id, caller.key_id) if _plausible(task_id) else None
         )
@@ -274,7 +263,7 @@ class TaskService:
         statuses: Sequence[str] | None = None,
         model: str | None = None,
         search: str | None = None,
-    ) -> tuple[list[Task], bool]:
+    ) -> tuple[list[TaskRecord], bool]:
         """A page of the caller's tasks after the cursor task ``after``.
 
         The cursor must be one of the caller's tasks that still exists: an unknown or
@@ -300,14 +289,14 @@ class TaskService:
         )
         return rows[:limit], len(rows) > limit
 
-    def _cancelled(self, task: Task) -> None:
+    def _cancelled(self, task: TaskRecord) -> None:
         """The log line and the counts of an owner's cancel (the store refunded the hold)."""
         log_transition(log, task.id, "cancelled", "cancelled by its owner")
         metrics = self._ctx.metrics
         metrics.tasks_finished.labels(task.model, stored_surface(task.request), "cancelled").inc()
         metrics.count_money(task.currency or "USD", "refunded", task.hold_micros)
 
-    async def cancel(self, caller: Caller, task_id: str) -> Task:
+    async def cancel(self, caller: Caller, task_id: str) -> TaskRecord:
         """Cancel an unfinished task (its hold is refunded); a finished one is left as is."""
         task = await self.get(caller, task_id)
         if task.status in UNFINISHED and await self._ctx.store.tasks.cancel(
@@ -319,7 +308,7 @@ class TaskService:
             return await self.get(caller, task_id)
         return task
 
-    async def delete_for_owner(self, caller: Caller, task_id: str) -> Task:
+    async def delete_for_owner(self, caller: Caller, task_id: str) -> TaskRecord:
         """OpenAI's DELETE: the task is gone for its owner at once, whatever its status.
 
         An unfinished task is cancelled first (refunded; the engine still cancels its
@@ -340,7 +329,7 @@ class TaskService:
         await self._ctx.blobs.delete_prefix(f"refs/{task.id}")
         return task
 
-    async def cancel_or_delete(self, caller: Caller, task_id: str) -> Task:
+    async def cancel_or_delete(self, caller: Caller, task_id: str) -> TaskRecord:
         """Cancel an unfinished task; delete the stored media of a finished one."""
         task = await self.get(caller, task_id)
         now = self._ctx.clock.now()
@@ -358,7 +347,7 @@ class TaskService:
         self.finished.invalidate(task.id)
         return await self.get(caller, task_id)
 
-    async def delete(self, caller: Caller, task_id: str) -> Task:
+    async def delete(self, caller: Caller, task_id: str) -> TaskRecord:
         """Delete a finished task for good (Ark's DELETE): its row, results and references.
 
         Afterwards the task is gone from every surface. Refused while the engine still has

@@ -14,13 +14,13 @@ from pathlib import Path
 from videogate.blobs.keys import result_key
 from videogate.context import AppContext
 from videogate.media.stills import sprite_sheet, to_webp
-from videogate.store.tables import Task
+from videogate.store.records import TaskRecord
 
 SPRITESHEET = "spritesheet.jpg"
 THUMBNAIL_WEBP = "thumbnail.webp"
 
 
-async def derived_key(ctx: AppContext, task: Task, variant: str) -> str | None:
+async def derived_key(ctx: AppContext, task: TaskRecord, variant: str) -> str | None:
     """The blob key of ``variant`` (``spritesheet`` or ``thumbnail_webp``), made if missing;
     None when its source is gone."""
     make: Callable[[Path, Path], None]

@@ -23,14 +23,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from videogate.store.rows import detached
-from videogate.store.tables import Task
+from videogate.store.records import TASK_FIELDS, TaskRecord
 
-# Attribute names (the same as the column names on this table).
-_COLUMNS = [c.name for c in Task.__table__.columns]
-_JSON = {c.name for c in Task.__table__.columns if c.type.__class__.__name__ == "JSON"}
-_BOOL = {"media_deleted"}
-_SQL_BY_ID = f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE id = ?"
+# The record's fields are the table's column names, in its order.
+_JSON = tuple(TASK_FIELDS.index(name) for name in ("request", "upstream_result", "price"))
+_BOOL = TASK_FIELDS.index("media_deleted")
+#: Every column of ``tasks``, in the order :func:`task_from_row` reads them.
+TASK_COLUMNS_SQL = ", ".join(TASK_FIELDS)
+_SQL_BY_ID = f"SELECT {TASK_COLUMNS_SQL} FROM tasks WHERE id = ?"
 # A key's own reads never see a task it deleted (OpenAI's DELETE).
 _SQL_BY_ID_AND_KEY = _SQL_BY_ID + " AND key_id = ? AND deleted_at IS NULL"
 _PG_BY_ID = _SQL_BY_ID.replace("?", "$1")
@@ -49,32 +49,26 @@ class SqliteTaskReader:
         )
         self._conn.execute("PRAGMA query_only=1")
 
-    def get(self, task_id: str, key_id: str | None) -> Task | None:
+    def get(self, task_id: str, key_id: str | None) -> TaskRecord | None:
         if key_id is None:
             row = self._conn.execute(_SQL_BY_ID, (task_id,)).fetchone()
         else:
             row = self._conn.execute(_SQL_BY_ID_AND_KEY, (task_id, key_id)).fetchone()
-        if row is None:
-            return None
-        return task_from_row(row)
+        return None if row is None else task_from_row(row)
 
     def close(self) -> None:
         self._conn.close()
 
 
-# Every column of ``tasks``, in the order ``task_from_row`` reads them.
-TASK_COLUMNS_SQL = ", ".join(_COLUMNS)
-
-
-def task_from_row(row: Sequence[Any]) -> Task:
-    """A detached ``Task`` from a plain row of ``TASK_COLUMNS_SQL``."""
-    values: dict[str, Any] = dict(zip(_COLUMNS, row, strict=True))
-    for name in _JSON:
-        if values[name] is not None:
-            values[name] = json.loads(values[name])
-    for name in _BOOL:
-        values[name] = bool(values[name])
-    return detached(Task, values)
+def task_from_row(row: Sequence[Any]) -> TaskRecord:
+    """The record of a plain ``sqlite3`` row of :data:`TASK_COLUMNS_SQL` (JSON as text,
+    booleans as integers)."""
+    values = list(row)
+    for i in _JSON:
+        if values[i] is not None:
+            values[i] = json.loads(values[i])
+    values[_BOOL] = bool(values[_BOOL])
+    return TaskRecord(*values)
 
 
 class PostgresTaskReader:
@@ -89,7 +83,7 @@ class PostgresTaskReader:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def get(self, task_id: str, key_id: str | None) -> Task | None:
+    async def get(self, task_id: str, key_id: str | None) -> TaskRecord | None:
         sql, args = (
             (_PG_BY_ID, (task_id,)) if key_id is None else (_PG_BY_ID_AND_KEY, (task_id, key_id))
         )
@@ -102,7 +96,7 @@ class PostgresTaskReader:
                 raise again.error from again.error.orig
         if row is None:
             return None
-        return detached(Task, dict(zip(_COLUMNS, row, strict=True)))
+        return TaskRecord(*row)
 
     async def _fetch(self, sql: str, args: tuple[str, ...]) -> Any:
         pooled = await self._engine.raw_connection()

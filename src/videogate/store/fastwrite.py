@@ -37,6 +37,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from videogate.errors import ServiceUnavailable
 from videogate.statuses import UNFINISHED
 from videogate.store.fastread import TASK_COLUMNS_SQL, task_from_row
+from videogate.store.records import TaskRecord
 from videogate.store.tables import Base, LedgerEntry, Task, TaskEvent
 
 UNFINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
@@ -250,7 +251,7 @@ class SqliteTaskWriter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[Task]:
+    async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[TaskRecord]:
         """``TaskStore.claim_due`` in one statement."""
         rows = await self._statement(_CLAIM_SQL, (owner, now + lease, now, now, limit))
         return [task_from_row(r) for r in rows]

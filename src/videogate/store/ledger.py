@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import Integer, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from videogate.store.records import TaskRecord
 from videogate.store.tables import ApiKey, LedgerEntry, Task
 
 
-def hold_values(task: Task) -> dict[str, Any]:
+def hold_values(task: TaskRecord) -> dict[str, Any]:
     """The ledger row of a new task's hold (attribute name → value)."""
     return {
         "key_id": task.key_id,

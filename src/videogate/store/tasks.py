@@ -1,24 +1,28 @@
-"""Task queries. Every write by the engine is a compare-and-set on (status, lease owner),
-so a step that lost its lease, or a task cancelled meanwhile, changes nothing."""
+"""Task queries: a task's creation, the reads, and what its owner does to it. The engine's
+side (claims, leases, compare-and-set transitions) is ``leases.py``. Every query hands out
+:class:`~videogate.store.records.TaskRecord` values, never ORM rows."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import case, delete, event, func, or_, select, tuple_, update
+from sqlalchemy import case, delete, event, func, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from videogate.clock import Clock, SystemClock
-from videogate.errors import VideogateError
+from videogate.errors import AlreadyExists, VideogateError
 from videogate.statuses import TERMINAL, UNFINISHED
-from videogate.store import fastwrite, ledger
+from videogate.store import ledger
 from videogate.store.db import retry_if_disconnected
 from videogate.store.due_signal import notify_due
 from videogate.store.fastread import PostgresTaskReader, SqliteTaskReader
 from videogate.store.fastwrite import SqliteTaskWriter
-from videogate.store.rows import column_values, detached
+from videogate.store.leases import TASK_COLUMNS, TaskLeases, record_status_change, task_record
+from videogate.store.records import TaskRecord
 from videogate.store.tables import Task, TaskEvent
 
 _TASK_TABLE = Task.__table__
@@ -35,9 +39,6 @@ def search_condition(text: str) -> Any:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     prompt = Task.request["prompt"].as_string()
     return prompt.ilike(f"%{escaped}%", escape="\\")
-
-
-_ANY = object()
 
 
 class UnfinishedCapReached(VideogateError):
@@ -59,19 +60,19 @@ def _count_unfinished(key_id: str) -> Any:
     )
 
 
-def _outbox_row(task: Task) -> TaskEvent:
-    """The webhook outbox row of a task's first status."""
-    return TaskEvent(
-        task_id=task.id,
-        status=task.status,
-        created_at=task.created_at,
-        state="pending",
-        attempts=0,
-        next_attempt_at=task.created_at,
-    )
+def _outbox_values(task: TaskRecord) -> dict[str, Any]:
+    """The webhook outbox row of a task's first status (attribute name → value)."""
+    return {
+        "task_id": task.id,
+        "status": task.status,
+        "created_at": task.created_at,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": task.created_at,
+    }
 
 
-class TaskStore:
+class TaskStore(TaskLeases):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -80,10 +81,8 @@ class TaskStore:
         dialect: str,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__(sessions, dialect=dialect, clock=clock or SystemClock())
         self._engine = engine
-        self._clock = clock or SystemClock()
-        self._sessions = sessions
-        self._dialect = dialect
         self._fast: SqliteTaskReader | None = None
         self._writer: SqliteTaskWriter | None = None
         self._pg_fast = PostgresTaskReader(engine) if dialect == "postgresql" else None
@@ -109,25 +108,38 @@ class TaskStore:
         if self._writer is not None:
             self._writer.close()
 
-    async def insert(self, task: Task, *, max_unfinished: int | None = None) -> bool:
+    async def insert(
+        self, task: TaskRecord, *, max_unfinished: int | None = None
+    ) -> TaskRecord | None:
         """Insert a new task and take its hold (``task.hold_micros``) from the key's
-        balance, in one transaction. False, with nothing written, if the balance is short.
+        balance, in one transaction; the task as stored (a task created failed is settled
+        at once), or None, with nothing written, if the balance is short.
 
         With ``max_unfinished``, the same transaction counts the key's unfinished tasks
         first (after locking the key's row) and raises :class:`UnfinishedCapReached` when
         there is no room: exact however many creates race, in however many processes.
+        :class:`~videogate.errors.AlreadyExists` when the key has a task with this
+        idempotency key already (a concurrent create won).
         """
-        event = _outbox_row(task) if task.callback_url else None
+        try:
+            return await self._insert(task, max_unfinished)
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f"task {task.id} or its idempotency key is already stored", param="id"
+            ) from exc
+
+    async def _insert(self, task: TaskRecord, max_unfinished: int | None) -> TaskRecord | None:
+        event = _outbox_values(task) if task.callback_url else None
         if self._writer is not None and task.status not in TERMINAL:
             outcome = await self._writer.insert(
-                column_values(task),
+                task.values(),
                 ledger.hold_values(task),
-                None if event is None else column_values(event),
+                event,
                 max_unfinished,
             )
             if outcome is not None and outcome >= 0:
                 raise UnfinishedCapReached(max_unfinished or 0, outcome)
-            return outcome is None
+            return task if outcome is None else None
         async with self._sessions.begin() as s:
             if not await ledger.hold(
                 s,
@@ -137,20 +149,19 @@ class TaskStore:
                 currency=task.currency or "USD",
                 now=task.created_at,
             ):
-                return False
+                return None
             if max_unfinished is not None:
                 # The hold's UPDATE locked the key's row: concurrent creates of this key
                 # wait here, so the count below cannot go stale before the insert.
                 unfinished = await s.scalar(_count_unfinished(task.key_id))
                 if (unfinished or 0) >= max_unfinished:
                     raise UnfinishedCapReached(max_unfinished, int(unfinished or 0))
-            # ``task`` may be a detached view (rows.detached): insert a tracked copy.
-            tracked = Task(**column_values(task))
+            tracked = Task(**task.values())
             s.add(tracked)
             if self._dialect == "postgresql" and task.status not in TERMINAL:
                 await s.execute(notify_due(task.id))
             if event is not None:
-                s.add(event)
+                s.add(TaskEvent(**event))
             if task.status in TERMINAL:  # created failed (a reference was unreachable)
                 await s.flush()
                 task_values = await ledger.settle(
@@ -164,8 +175,8 @@ class TaskStore:
                 )
                 for name, value in task_values.items():
                     setattr(tracked, name, value)
-                task.__dict__.update(task_values)
-        return True
+                task = replace(task, **task_values)
+        return task
 
     async def in_flight_by_status(self) -> dict[str, int]:
         """Tasks not yet finished, by status (for the metrics)."""
@@ -179,17 +190,17 @@ class TaskStore:
         async with self._sessions() as s:
             return {str(k): int(n) for k, n in (await s.execute(stmt)).all()}
 
-    async def get(self, task_id: str, key_id: str | None = None) -> Task | None:
+    async def get(self, task_id: str, key_id: str | None = None) -> TaskRecord | None:
         """The task, or None; with ``key_id`` only if that key owns it (and has not deleted it).
 
         This is the poll's hot path: a plain Core query on a pooled connection, no ORM
-        session, and a detached ``Task`` built from the row (on SQLite, see ``fastread``).
+        session, and the record built straight from the row (on SQLite, see ``fastread``).
         """
         if self._fast is not None:
             return self._fast.get(task_id, key_id)
         if self._pg_fast is not None:
             return await self._pg_fast.get(task_id, key_id)
-        stmt = select(_TASK_TABLE).where(_TASK_TABLE.c.id == task_id)
+        stmt = select(*TASK_COLUMNS).where(_TASK_TABLE.c.id == task_id)
         if key_id is not None:
             stmt = stmt.where(_TASK_TABLE.c.key_id == key_id, _TASK_TABLE.c.deleted_at.is_(None))
 
@@ -198,12 +209,15 @@ class TaskStore:
                 return (await conn.execute(stmt)).first()
 
         row = await retry_if_disconnected(read)
-        return None if row is None else detached(Task, dict(row._mapping))
+        return None if row is None else task_record(row)
 
-    async def by_idempotency(self, key_id: str, idempotency_key: str) -> Task | None:
-        stmt = select(Task).where(Task.key_id == key_id, Task.idempotency_key == idempotency_key)
+    async def by_idempotency(self, key_id: str, idempotency_key: str) -> TaskRecord | None:
+        stmt = select(*TASK_COLUMNS).where(
+            Task.key_id == key_id, Task.idempotency_key == idempotency_key
+        )
         async with self._sessions() as s:
-            return (await s.execute(stmt)).scalar_one_or_none()
+            row = (await s.execute(stmt)).one_or_none()
+        return None if row is None else task_record(row)
 
     async def page(
         self,
@@ -217,7 +231,7 @@ class TaskStore:
         ids: Sequence[str] | None = None,
         offset: int = 0,
         search: str | None = None,
-    ) -> list[Task]:
+    ) -> list[TaskRecord]:
         """Tasks newest first (``desc``) or oldest first; ``after`` is a cursor task id;
         ``search`` matches a task id exactly or a part of the prompt (ASCII letters in any
         case).
@@ -225,7 +239,7 @@ class TaskStore:
         Deleted tasks are left out. A cursor that no longer exists at all gives an empty
         page, never page one again (the caller checks cursors before paging).
         """
-        stmt = select(Task).where(Task.deleted_at.is_(None))
+        stmt = select(*TASK_COLUMNS).where(Task.deleted_at.is_(None))
         if search:
             stmt = stmt.where(search_condition(search))
         if key_id is not None:
@@ -256,7 +270,7 @@ class TaskStore:
             else:
                 stmt = stmt.order_by(Task.created_at.asc(), Task.id.asc())
             stmt = stmt.offset(offset).limit(limit)
-            return list((await s.execute(stmt)).scalars())
+            return [task_record(row) for row in await s.execute(stmt)]
 
     async def count(
         self,
@@ -306,43 +320,8 @@ class TaskStore:
             row = (await s.execute(stmt)).first()
             if row is None:
                 return False
-            await self._finished(s, task_id, "cancelled", row, charged=None, now=now)
+            await record_status_change(s, task_id, "cancelled", row, charged=None, now=now)
             return True
-
-    async def _finished(
-        self,
-        s: AsyncSession,
-        task_id: str,
-        status: str,
-        row: Any,
-        *,
-        charged: int | None,
-        now: float,
-    ) -> None:
-        """Money and webhook bookkeeping of a status change, in the change's transaction."""
-        key_id, held, currency, callback_url = row
-        if status in TERMINAL:
-            values = await ledger.settle(
-                s,
-                key_id=key_id,
-                task_id=task_id,
-                held=held or 0,
-                charged=charged,
-                currency=currency or "USD",
-                now=now,
-            )
-            await s.execute(update(Task).where(Task.id == task_id).values(**values))
-        if callback_url:
-            s.add(
-                TaskEvent(
-                    task_id=task_id,
-                    status=status,
-                    created_at=now,
-                    state="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                )
-            )
 
     async def mark_media_deleted(self, task_id: str, now: float) -> None:
         stmt = update(Task).where(Task.id == task_id).values(media_deleted=True, updated_at=now)
@@ -362,162 +341,3 @@ class TaskStore:
     async def delete(self, task_id: str) -> None:
         async with self._sessions.begin() as s:
             await s.execute(delete(Task).where(Task.id == task_id))
-
-    # The engine's side ------------------------------------------------------------------
-
-    async def claim_due(self, owner: str, limit: int, now: float, lease: float) -> list[Task]:
-        """Take up to ``limit`` due tasks that nobody holds (or whose holder's lease lapsed)."""
-        if self._writer is not None:
-            return await self._writer.claim(owner, limit, now, lease)
-        due = (
-            select(Task.id)
-            .where(Task.next_run_at <= now, or_(Task.lease_until.is_(None), Task.lease_until < now))
-            .order_by(Task.next_run_at)
-            .limit(limit)
-        )
-        if self._dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(Task)
-            .where(Task.id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_until=now + lease, steps=Task.steps + 1)
-            .returning(Task)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._sessions.begin() as s:
-            return list((await s.execute(stmt)).scalars())
-
-    async def renew(self, owner: str, task_ids: Sequence[str], until: float) -> int:
-        if not task_ids:
-            return 0
-        stmt = (
-            update(Task)
-            .where(Task.id.in_(list(task_ids)), Task.lease_owner == owner)
-            .values(lease_until=until)
-        )
-        async with self._sessions.begin() as s:
-            return (await s.execute(stmt)).rowcount  # type: ignore[attr-defined,no-any-return]
-
-    async def transition(
-        self,
-        task_id: str,
-        owner: str,
-        expected_status: str,
-        *,
-        release: bool = True,
-        charged_micros: int | None = None,
-        if_next_run_at: float | object | None = _ANY,
-        **values: Any,
-    ) -> bool:
-        """Apply ``values`` if the task is still ``expected_status`` and held by ``owner``.
-
-        A change of ``status`` also records, in the same transaction, its money (a terminal
-        status settles the hold: ``charged_micros`` on success, a full refund otherwise)
-        and its webhook event, so neither can be lost or done twice.
-        """
-        if release:
-            values.setdefault("lease_owner", None)
-            values.setdefault("lease_until", None)
-        new_status = values.get("status")
-        if (
-            self._writer is not None and new_status not in TERMINAL and fastwrite.plain(values)
-        ):  # most steps: a reschedule, or a status with no money to settle
-            return await self._writer.update_held(
-                task_id,
-                owner,
-                expected_status,
-                values,
-                if_next_run_at,
-                if_next_run_at is not _ANY,
-                float(values.get("updated_at") or self._clock.now()),
-            )
-        stmt = (
-            update(Task)
-            .where(Task.id == task_id, Task.lease_owner == owner, Task.status == expected_status)
-            .values(**values)
-            .returning(Task.key_id, Task.hold_micros, Task.currency, Task.callback_url)
-        )
-        if if_next_run_at is not _ANY:  # only if nobody rescheduled it meanwhile
-            stmt = stmt.where(Task.next_run_at == if_next_run_at)
-        async with self._sessions.begin() as s:
-            row = (await s.execute(stmt)).first()
-            if row is None:
-                return False
-            if new_status is not None and new_status != expected_status:
-                charged = (charged_micros or 0) if new_status == "succeeded" else None
-                await self._finished(
-                    s,
-                    task_id,
-                    new_status,
-                    row,
-                    charged=charged,
-                    now=float(values.get("updated_at") or self._clock.now()),
-                )
-            return True
-
-    async def orphaned_submit(self, task_id: str, route: str, upstream_id: str, now: float) -> None:
-        """Record the upstream job of a task that ended (cancelled, expired) mid-submit, so a
-        worker stops it or follows it to its end (worker/aftercare.py)."""
-        stmt = (
-            update(Task)
-            .where(Task.id == task_id, Task.status.in_(TERMINAL), Task.upstream_id.is_(None))
-            .values(route=route, upstream_id=upstream_id, next_run_at=now)
-        )
-        async with self._sessions.begin() as s:
-            await s.execute(stmt)
-
-    async def poll_now(self, task_id: str) -> None:
-        """Make a running task due at once (an upstream callback said it changed)."""
-        stmt = (
-            update(Task)
-            .where(Task.id == task_id, Task.status == "running")
-            # 0, not now: due before every regular poll, so it jumps the queue.
-            .values(next_run_at=0.0)
-        )
-        async with self._sessions.begin() as s:
-            await s.execute(stmt)
-            if self._dialect == "postgresql":  # wake a worker in whichever process
-                await s.execute(notify_due(task_id))
-
-    async def make_due(self, task_id: str, now: float) -> None:
-        """Step an unfinished task nobody holds at once (a stale attempt to resolve)."""
-        stmt = (
-            update(Task)
-            .where(
-                Task.id == task_id,
-                Task.status.in_(UNFINISHED),
-                or_(Task.lease_until.is_(None), Task.lease_until < now),
-                or_(Task.next_run_at.is_(None), Task.next_run_at > now),
-            )
-            .values(next_run_at=now)
-        )
-        async with self._sessions.begin() as s:
-            await s.execute(stmt)
-
-    async def set_progress(self, task_id: str, owner: str, progress: int, now: float) -> bool:
-        """Record progress; False when the task is no longer running under ``owner``
-        (cancelled, or taken over), so the work can stop."""
-        stmt = (
-            update(Task)
-            .where(Task.id == task_id, Task.lease_owner == owner, Task.status == "running")
-            .values(progress=progress, updated_at=now)
-        )
-        async with self._sessions.begin() as s:
-            return bool((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
-
-    async def release(
-        self,
-        task_id: str,
-        owner: str,
-        next_run_at: float | None = None,
-        *,
-        keep_schedule: bool = False,
-    ) -> None:
-        """Give the task back without changing its state (e.g. after a retryable error);
-        ``keep_schedule`` leaves ``next_run_at`` as it is."""
-        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
-        if not keep_schedule:
-            values["next_run_at"] = next_run_at
-        stmt = update(Task).where(Task.id == task_id, Task.lease_owner == owner).values(**values)
-        async with self._sessions.begin() as s:
-            await s.execute(stmt)

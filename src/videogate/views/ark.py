@@ -12,7 +12,7 @@ from typing import Any
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner
 from videogate.statuses import ARK_STATUS
-from videogate.store.tables import Task
+from videogate.store.records import TaskRecord
 from videogate.views.relay import billing_detail, signed_url
 
 FPS = 24
@@ -39,7 +39,7 @@ def ark_error_code(code: str) -> str:
     return ARK_ERROR_CODES.get(code, ARK_DEFAULT_ERROR)
 
 
-def ark_task(task: Task, signer: UrlSigner, ttl: int) -> dict[str, Any]:
+def ark_task(task: TaskRecord, signer: UrlSigner, ttl: int) -> dict[str, Any]:
     req = GenerationRequest.model_validate(task.request)
     ratio, _, _ = resolve_output(req)
     status = ARK_STATUS[task.status]

@@ -18,7 +18,7 @@ from videogate.money import format_money
 from videogate.request import GenerationRequest, resolve_output
 from videogate.signing import UrlSigner, window_expiry
 from videogate.statuses import RELAY_STATUS
-from videogate.store.tables import Task
+from videogate.store.records import TaskRecord
 
 
 def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None, int | None]:
@@ -30,7 +30,7 @@ def signed_url(signer: UrlSigner, key: str | None, ttl: int) -> tuple[str | None
     return signer.download_url_until(key, expires), expires
 
 
-def billing_detail(task: Task) -> dict[str, Any]:
+def billing_detail(task: TaskRecord) -> dict[str, Any]:
     """The money side of a task: held at create, settled or refunded at the end."""
     currency = task.currency or "USD"
     if task.billing_state == "settled":
@@ -54,7 +54,7 @@ def billing_detail(task: Task) -> dict[str, Any]:
 
 
 def relay_task(
-    task: Task, signer: UrlSigner, ttl: int, *, on_create: bool = False
+    task: TaskRecord, signer: UrlSigner, ttl: int, *, on_create: bool = False
 ) -> dict[str, Any]:
     req = GenerationRequest.model_validate(task.request)
     ratio, width, height = resolve_output(req)

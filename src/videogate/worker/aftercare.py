@@ -17,11 +17,12 @@ work nobody paid for (docs/reliability.md).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from videogate.errors import UpstreamError
 from videogate.providers.base import PollResult
-from videogate.store.tables import Task
+from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.results import remove_scratch
 from videogate.worker.retry import asks_again, describe, gives_up, is_infrastructure, retry_delay
 
@@ -55,7 +56,7 @@ class Aftercare:
         self.w = worker
         self.ctx = worker.ctx
 
-    async def step(self, row: Task) -> None:
+    async def step(self, row: TaskRecord) -> None:
         """One look at the upstream job of an ended task. Never changes its status."""
         try:
             await self._look(row)
@@ -65,7 +66,7 @@ class Aftercare:
             log.exception("task %s: looking after upstream job %s failed", row.id, row.upstream_id)
             await self._again(row, describe(exc))
 
-    async def _look(self, row: Task) -> None:
+    async def _look(self, row: TaskRecord) -> None:
         route = self.ctx.router.get(row.route or "")
         if route is None or not row.upstream_id:
             await self._done(row)
@@ -88,8 +89,8 @@ class Aftercare:
         if result.status in _DONE:
             # Failed, cancelled or expired jobs are not charged upstream; a finished one is.
             used = result.status == "succeeded"
-            values = {"upstream_result": unbilled_usage(route.name, result, row.status)}
-            await self._done(row, **(values if used else {}))
+            usage = unbilled_usage(route.name, result, row.status)
+            await self._done(row, TaskChange(upstream_result=usage) if used else TaskChange())
             remove_scratch(self.ctx, row.upstream_id)
             return
         try:
@@ -113,7 +114,7 @@ class Aftercare:
             return
         await self._done(row)  # the upstream stopped the job before it cost anything
 
-    async def _again(self, row: Task, why: str) -> None:
+    async def _again(self, row: TaskRecord, why: str) -> None:
         errors = row.poll_errors + 1
         if gives_up(errors, self.w.settings.poll_failure_window_seconds):
             log.warning(
@@ -127,12 +128,11 @@ class Aftercare:
             return
         await self._later(row, retry_delay(errors), poll_errors=errors)
 
-    async def _later(self, row: Task, delay: float, **values: Any) -> None:
-        await self.ctx.store.tasks.transition(
-            row.id, self.w.owner, row.status, next_run_at=self.w.clock.now() + delay, **values
-        )
+    async def _later(self, row: TaskRecord, delay: float, *, poll_errors: int) -> None:
+        change = TaskChange(next_run_at=self.w.clock.now() + delay, poll_errors=poll_errors)
+        await self.ctx.store.tasks.transition(row.id, self.w.owner, row.status, change)
 
-    async def _done(self, row: Task, **values: Any) -> None:
-        await self.ctx.store.tasks.transition(
-            row.id, self.w.owner, row.status, next_run_at=None, **values
-        )
+    async def _done(self, row: TaskRecord, change: TaskChange | None = None) -> None:
+        """Nothing more to do upstream: off the schedule (with what ``change`` adds)."""
+        change = replace(change or TaskChange(), next_run_at=None)
+        await self.ctx.store.tasks.transition(row.id, self.w.owner, row.status, change)

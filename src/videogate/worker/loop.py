@@ -10,7 +10,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from videogate.providers.base import Provider, Route, TaskContext
 from videogate.request import GenerationRequest, stored_surface
 from videogate.statuses import TERMINAL
 from videogate.store.due_signal import listen_for_due
-from videogate.store.tables import Task
+from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
 from videogate.worker.poll import Poller
@@ -201,11 +201,22 @@ class Worker:
 
     # One step of one task ---------------------------------------------------------------
 
-    async def _run_step(self, row: Task) -> None:
+    async def _run_step(self, row: TaskRecord) -> None:
         # Every log line of this step names the task (a context of its own asyncio task).
         bind(task_id=row.id, key_id=row.key_id, route=row.route, request_id=row.request_id)
         try:
-            await self.step(row)
+            await self.guarded(row, self.step)
+        finally:
+            self._held[row.id] -= 1
+            if self._held[row.id] <= 0:
+                del self._held[row.id]
+            self._slots_freed.set()
+
+    async def guarded(self, row: TaskRecord, work: Callable[[TaskRecord], Awaitable[None]]) -> None:
+        """``work(row)``; its failure is recorded against ``row`` (the task as the work
+        found it: its status is what the failure's compare-and-set expects)."""
+        try:
+            await work(row)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -220,11 +231,6 @@ class Worker:
             if not isinstance(exc, UpstreamError):
                 log.exception("step of task %s failed", row.id)
             await self._step_error(row, exc)
-        finally:
-            self._held[row.id] -= 1
-            if self._held[row.id] <= 0:
-                del self._held[row.id]
-            self._slots_freed.set()
 
     async def _enough_free(self) -> None:
         """Returns once a batch of slots is free: claiming costs a write, so not per slot."""
@@ -235,7 +241,7 @@ class Worker:
             if self.settings.worker_concurrency - len(self._active) >= batch:
                 return
 
-    async def step(self, row: Task) -> None:
+    async def step(self, row: TaskRecord) -> None:
         if row.status in TERMINAL:
             # Ended by its owner or by us while an upstream job may still run: stop it, or
             # follow it to its end and record what it cost (aftercare.py).
@@ -257,10 +263,12 @@ class Worker:
         elif row.status == "fetching":
             await self._poller.fetch(row)
         else:  # a finished task should never be due; drop it from the schedule
-            await self.ctx.store.tasks.transition(row.id, self.owner, row.status, next_run_at=None)
+            await self.ctx.store.tasks.transition(
+                row.id, self.owner, row.status, TaskChange(next_run_at=None)
+            )
 
     async def task_context(
-        self, row: Task, route: Route, *, files: bool = False, attempt_id: str | None = None
+        self, row: TaskRecord, route: Route, *, files: bool = False, attempt_id: str | None = None
     ) -> TaskContext:
         """What the provider sees; with ``files`` the references are local files too."""
         req = GenerationRequest.model_validate(row.request)
@@ -295,7 +303,7 @@ class Worker:
             return signed
         return url
 
-    def route_of(self, row: Task) -> Route:
+    def route_of(self, row: TaskRecord) -> Route:
         route = self.ctx.router.get(row.route or "")
         if route is None:
             log.warning("task %s: route %r is no longer configured", row.id, row.route)
@@ -305,7 +313,7 @@ class Worker:
     # Failure paths ------------------------------------------------------------------------
 
     async def finish_failed(
-        self, row: Task, code: str, message: str, *, status: str = "failed"
+        self, row: TaskRecord, code: str, message: str, *, status: str = "failed"
     ) -> None:
         """End the task (refunding its hold). A job still alive upstream is handed to the
         aftercare, which stops it or follows it to its end."""
@@ -317,12 +325,14 @@ class Worker:
             row.id,
             self.owner,
             row.status,
-            status=status,
-            error_code=code,
-            error_message=public,
-            updated_at=now,
-            completed_at=now,
-            next_run_at=now if live_upstream else None,
+            TaskChange(
+                status=status,
+                error_code=code,
+                error_message=public,
+                updated_at=now,
+                completed_at=now,
+                next_run_at=now if live_upstream else None,
+            ),
         )
         drop_reference_files(self.ctx, row.id)
         if done:
@@ -335,7 +345,7 @@ class Worker:
     def _route_names(self) -> list[str]:
         return [r.name for r in self.ctx.router.routes]
 
-    async def retry_later(self, row: Task, exc: VideogateError) -> None:
+    async def retry_later(self, row: TaskRecord, exc: VideogateError) -> None:
         """Count an error against the task and look again after a backoff (never sooner
         than the upstream's ``Retry-After``)."""
         errors = row.poll_errors + 1
@@ -347,12 +357,12 @@ class Worker:
             row.id,
             self.owner,
             row.status,
-            poll_errors=errors,
-            updated_at=now,
-            next_run_at=min(now + delay, row.deadline_at),
+            TaskChange(
+                poll_errors=errors, updated_at=now, next_run_at=min(now + delay, row.deadline_at)
+            ),
         )
 
-    async def _step_error(self, row: Task, exc: Exception) -> None:
+    async def _step_error(self, row: TaskRecord, exc: Exception) -> None:
         errors = row.poll_errors + 1
         retryable = (
             not isinstance(exc, VideogateError)

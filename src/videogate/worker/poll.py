@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from videogate.logs import log_transition
-from videogate.providers.base import PollResult, Route
-from videogate.store.tables import Task
+from videogate.providers.base import Route
+from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.results import complete_with_result
 from videogate.worker.retry import poll_delay
 
@@ -33,7 +33,7 @@ class Poller:
             slot = self._slots[route.name] = asyncio.Semaphore(route.max_concurrent_polls)
         return slot
 
-    async def poll(self, row: Task) -> None:
+    async def poll(self, row: TaskRecord) -> None:
         w = self.w
         route = w.route_of(row)
         # The sandbox renders during its poll, from the reference files.
@@ -52,58 +52,48 @@ class Poller:
                 row.id,
                 w.owner,
                 "running",
+                TaskChange(
+                    progress=max(row.progress, progress),
+                    updated_at=now,
+                    poll_errors=0,
+                    next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
+                ),
                 if_next_run_at=row.next_run_at,
-                progress=max(row.progress, progress),
-                updated_at=now,
-                poll_errors=0,
-                next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
             )
             if not moved:
                 # A callback made the task due again while we polled: it must not be
                 # pushed back to the regular schedule, so give it back as it is.
                 await store.release(row.id, w.owner, keep_schedule=True)
         elif result.status == "succeeded":
-            values = _result_values(result)
-            moved = await store.transition(
-                row.id,
-                w.owner,
-                "running",
-                release=False,
+            change = TaskChange(
                 status="fetching",
                 updated_at=now,
                 progress=99,
                 next_run_at=now,
                 poll_errors=0,
                 seed=result.seed if result.seed is not None else row.seed,
-                **values,
+                upstream_result={
+                    "video_url": result.video_url,
+                    "thumbnail_url": result.thumbnail_url,
+                    "last_frame_url": result.last_frame_url,
+                },
+                completion_tokens=result.completion_tokens,
+                width=result.width,
+                height=result.height,
+                seconds=result.seconds,
             )
+            moved = await store.transition(row.id, w.owner, "running", change, release=False)
             if moved:
                 log_transition(log, row.id, "fetching", "the upstream finished the job")
-                row.status = "fetching"
-                row.poll_errors = 0
-                for name, value in values.items():
-                    setattr(row, name, value)
-                await self.fetch(row)
+                # Still ours (the lease was kept): fetch now, from the task as just written;
+                # a failure of the fetch is the fetching task's, not the running one's.
+                await w.guarded(change.applied_to(row), self.fetch)
         else:
             code = result.error_code or result.status
             message = result.error_message or f"the upstream reported the task {result.status}"
             status = result.status if result.status in ("cancelled", "expired") else "failed"
             await w.finish_failed(row, code, message, status=status)
 
-    async def fetch(self, row: Task) -> None:
+    async def fetch(self, row: TaskRecord) -> None:
         """Copy the result into our own storage, then complete the task."""
         await complete_with_result(self.ctx, self.w.owner, row)
-
-
-def _result_values(result: PollResult) -> dict[str, Any]:
-    return {
-        "upstream_result": {
-            "video_url": result.video_url,
-            "thumbnail_url": result.thumbnail_url,
-            "last_frame_url": result.last_frame_url,
-        },
-        "completion_tokens": result.completion_tokens,
-        "width": result.width,
-        "height": result.height,
-        "seconds": result.seconds,
-    }

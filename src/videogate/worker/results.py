@@ -20,7 +20,7 @@ from videogate.fetch import fetch_url
 from videogate.logs import log_transition
 from videogate.media.probe import SNIFF_BYTES, sniff_kind
 from videogate.request import stored_output_format, stored_surface
-from videogate.store.tables import Task
+from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.reference_files import drop_reference_files
 
 # What each result may be; an HTML error page or a JSON body is not a video.
@@ -103,7 +103,7 @@ def _check_kind(field: str, path: Path, content_type: str | None) -> None:
         )
 
 
-async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
+async def complete_with_result(ctx: AppContext, owner: str, row: TaskRecord) -> None:
     """Copy a ``fetching`` task's result into our storage, then complete and charge it."""
     result = row.upstream_result or {}
     # The video is stored under the container it was asked in (video.mov is served as such).
@@ -125,16 +125,18 @@ async def complete_with_result(ctx: AppContext, owner: str, row: Task) -> None:
         row.id,
         owner,
         "fetching",
+        TaskChange(
+            status="succeeded",
+            video_key=keys["video_url"],
+            thumbnail_key=keys["thumbnail_url"],
+            last_frame_key=keys["last_frame_url"],
+            upstream_result=None,
+            progress=100,
+            updated_at=now,
+            completed_at=now,
+            next_run_at=None,
+        ),
         charged_micros=charged,
-        status="succeeded",
-        video_key=keys["video_url"],
-        thumbnail_key=keys["thumbnail_url"],
-        last_frame_key=keys["last_frame_url"],
-        upstream_result=None,
-        progress=100,
-        updated_at=now,
-        completed_at=now,
-        next_run_at=None,
     )
     drop_reference_files(ctx, row.id)
     if done:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from videogate.errors import Disposition, UpstreamError
 from videogate.logs import bound, log_transition
 from videogate.providers.base import Route
-from videogate.store.tables import Attempt, RouteState, Task
+from videogate.store.records import TaskChange, TaskRecord
+from videogate.store.tables import Attempt, RouteState
 from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
 from videogate.worker.wording import PUBLIC_WORDING
 
@@ -47,7 +48,7 @@ class Submitter:
         self.w = worker
         self.ctx = worker.ctx
 
-    async def submit(self, row: Task) -> None:
+    async def submit(self, row: TaskRecord) -> None:
         attempts = await self.ctx.store.attempts.for_task(row.id)
         for attempt in reversed(attempts):
             if attempt.state == "submitting":
@@ -79,8 +80,10 @@ class Submitter:
                 row.id,
                 self.w.owner,
                 "queued",
-                next_run_at=min(
-                    choice.wait_until or self.w.clock.now() + CAPACITY_WAIT, row.deadline_at
+                TaskChange(
+                    next_run_at=min(
+                        choice.wait_until or self.w.clock.now() + CAPACITY_WAIT, row.deadline_at
+                    )
                 ),
             )
             return
@@ -97,7 +100,7 @@ class Submitter:
                 row.id,
                 self.w.owner,
                 "queued",
-                next_run_at=min(self.w.clock.now() + CAPACITY_WAIT, row.deadline_at),
+                TaskChange(next_run_at=min(self.w.clock.now() + CAPACITY_WAIT, row.deadline_at)),
             )
             return
         await self.all_failed(row, errors)
@@ -119,7 +122,7 @@ class Submitter:
             return Choice([], wait_until=now + CAPACITY_WAIT)
         return Choice(open_routes)
 
-    async def try_route(self, row: Task, route: Route) -> str | None:
+    async def try_route(self, row: TaskRecord, route: Route) -> str | None:
         """Submit to one route. None when done (submitted or failed for good), else the
         error that sends us to the next candidate. What happens is decided by the error's
         disposition alone: MAYBE_SUBMITTED is looked up, RETRY and FAIL_OVER fail over,
@@ -202,7 +205,7 @@ class Submitter:
         return None
 
     async def resolve_lost_answer(
-        self, row: Task, route: Route, attempt: Attempt, exc: UpstreamError
+        self, row: TaskRecord, route: Route, attempt: Attempt, exc: UpstreamError
     ) -> str | None:
         """After a create whose answer was lost: adopt the job found by the marker, or fail
         over like after a 5xx when the upstream shows for certain that there is none."""
@@ -234,7 +237,7 @@ class Submitter:
         return f"{route.name}: {exc.message}"
 
     async def uncertain(
-        self, row: Task, route: Route, attempt: Attempt, exc: UpstreamError
+        self, row: TaskRecord, route: Route, attempt: Attempt, exc: UpstreamError
     ) -> None:
         """Whether the job exists cannot be told: fail the task (refunding it) rather than
         adopt a job that may be another task's or submit one that may exist already."""
@@ -250,22 +253,24 @@ class Submitter:
         )
         await self.w.finish_failed(row, "submit_interrupted", PUBLIC_WORDING["submit_interrupted"])
 
-    async def adopt(self, row: Task, route: Route, upstream_id: str) -> None:
+    async def adopt(self, row: TaskRecord, route: Route, upstream_id: str) -> None:
         now = self.w.clock.now()
         await self.ctx.store.route_state.success(route.name, now)
         moved = await self.ctx.store.tasks.transition(
             row.id,
             self.w.owner,
             "queued",
-            status="running",
-            route=route.name,
-            provider=route.provider,
-            upstream_id=upstream_id,
-            started_at=now,
-            updated_at=now,
-            progress=max(row.progress, 1),
-            poll_errors=0,
-            next_run_at=now if route.capabilities.local else now + 1.0,
+            TaskChange(
+                status="running",
+                route=route.name,
+                provider=route.provider,
+                upstream_id=upstream_id,
+                started_at=now,
+                updated_at=now,
+                progress=max(row.progress, 1),
+                poll_errors=0,
+                next_run_at=now if route.capabilities.local else now + 1.0,
+            ),
         )
         if moved:
             log_transition(
@@ -277,7 +282,7 @@ class Submitter:
             # upstream, or it would run (and be billed) with nobody watching it.
             await self.ctx.store.tasks.orphaned_submit(row.id, route.name, upstream_id, now)
 
-    async def all_failed(self, row: Task, errors: list[str]) -> None:
+    async def all_failed(self, row: TaskRecord, errors: list[str]) -> None:
         rounds = row.poll_errors + 1
         detail = "; ".join(errors)
         if rounds >= MAX_SUBMIT_ROUNDS:
@@ -300,12 +305,14 @@ class Submitter:
             row.id,
             self.w.owner,
             "queued",
-            poll_errors=rounds,
-            updated_at=now,
-            next_run_at=min(now + resubmit_delay(rounds), row.deadline_at),
+            TaskChange(
+                poll_errors=rounds,
+                updated_at=now,
+                next_run_at=min(now + resubmit_delay(rounds), row.deadline_at),
+            ),
         )
 
-    async def recover(self, row: Task, attempt: Attempt) -> None:
+    async def recover(self, row: TaskRecord, attempt: Attempt) -> None:
         """A worker died between recording an attempt and recording its upstream id."""
         store = self.ctx.store
         route = self.ctx.router.get(attempt.route)
@@ -345,7 +352,10 @@ class Submitter:
             # database outage) with the create still on the way: "no job yet" proves nothing
             # until that call must have ended. Look again then; nothing is counted.
             await self.ctx.store.tasks.transition(
-                row.id, self.w.owner, "queued", next_run_at=min(settled_at, row.deadline_at)
+                row.id,
+                self.w.owner,
+                "queued",
+                TaskChange(next_run_at=min(settled_at, row.deadline_at)),
             )
             return
         # The upstream has no such job: the call never reached it, so submitting is safe.

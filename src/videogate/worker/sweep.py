@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from videogate.errors import UpstreamError
 from videogate.logs import bound
 from videogate.statuses import TERMINAL
-from videogate.store.tables import Attempt, Task
+from videogate.store.records import TaskRecord
+from videogate.store.tables import Attempt
 from videogate.worker.retry import asks_again
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class AttemptSweeper:
         with bound(task_id=task.id, key_id=task.key_id, request_id=task.request_id):
             await self._resolve(attempt, task, now)
 
-    async def _resolve(self, attempt: Attempt, task: Task, now: float) -> None:
+    async def _resolve(self, attempt: Attempt, task: TaskRecord, now: float) -> None:
         store = self.ctx.store
         if task.status == "queued":
             await store.tasks.make_due(task.id, now)

@@ -31,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import inspect
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
@@ -46,8 +46,9 @@ from videogate.logs import bind
 from videogate.request import GenerationRequest
 from videogate.signing import UrlSigner
 from videogate.statuses import RELAY_STATUS, TERMINAL
+from videogate.store.records import TaskRecord
 from videogate.store.sealing import SecretUnreadable
-from videogate.store.tables import Task, TaskEvent, WebhookAttempt
+from videogate.store.tables import TaskEvent, WebhookAttempt
 from videogate.store.webhooks import DELIVERED, FAILED, PENDING, SKIPPED
 from videogate.views.ark import ark_task
 from videogate.views.relay import relay_task
@@ -61,7 +62,6 @@ MAX_IN_FLIGHT = 32
 LABEL = "callback_url"
 USER_AGENT = "videogate-webhooks/1"
 ALLOW_PRIVATE = "VIDEOGATE_ALLOW_PRIVATE_URLS=1"
-_COLUMNS = tuple(attr.key for attr in inspect(Task).column_attrs)
 
 
 def retry_delay(base: float, attempts: int) -> float:
@@ -74,33 +74,36 @@ def webhook_id(event: TaskEvent) -> str:
     return f"evt_{event.task_id}_{event.id}"
 
 
-def task_as_of(task: Task, status: str, at: float) -> Task:
-    """A detached copy of ``task`` as it stood when it entered ``status`` at ``at``."""
-    view = Task(**{name: getattr(task, name) for name in _COLUMNS})
-    view.status = status
-    view.updated_at = at
-    if status not in TERMINAL:
-        view.error_code = view.error_message = None
-        view.completed_at = None
-        view.billing_state = "held"
-        view.progress = 0 if status == "queued" else min(task.progress or 0, 99)
-    return view
+def task_as_of(task: TaskRecord, status: str, at: float) -> TaskRecord:
+    """``task`` as it stood when it entered ``status`` at ``at``."""
+    if status in TERMINAL:
+        return replace(task, status=status, updated_at=at)
+    return replace(
+        task,
+        status=status,
+        updated_at=at,
+        error_code=None,
+        error_message=None,
+        completed_at=None,
+        billing_state="held",
+        progress=0 if status == "queued" else min(task.progress or 0, 99),
+    )
 
 
 OPENAI_EVENTS = {"succeeded": "video.completed"}  # every other terminal status: video.failed
 
 
-def surface_of(task: Task) -> str:
+def surface_of(task: TaskRecord) -> str:
     return GenerationRequest.model_validate(task.request).surface
 
 
-def wanted(task: Task, status: str) -> bool:
+def wanted(task: TaskRecord, status: str) -> bool:
     """OpenAI sends only ``video.completed`` / ``video.failed``: tasks created on its
     surface get no event for the statuses before those."""
     return surface_of(task) != "openai" or status in TERMINAL
 
 
-def event_body(task: Task, event: TaskEvent, signer: UrlSigner, ttl: int) -> dict[str, Any]:
+def event_body(task: TaskRecord, event: TaskEvent, signer: UrlSigner, ttl: int) -> dict[str, Any]:
     """The webhook body, in the shape of the surface the task was created on: OpenAI's
     event (``video.completed`` / ``video.failed`` with ``data.id``), Ark's task object, or
     the relay task object, as of the event."""
