@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from videogate.catalog import ModelSpec
 from videogate.errors import InvalidRequest
 from videogate.fields import has_nul
+from videogate.media.sizes import nearest_ratio, output_size
 
 MAX_PROMPT_CHARS = 32_000
 MAX_SEED = 2**32 - 1
@@ -336,8 +337,6 @@ def _check_timed(
 
 def resolve_output(req: GenerationRequest) -> tuple[str, int, int]:
     """The concrete ratio and output size; ``adaptive`` follows the first image or video."""
-    from videogate.media.sizes import nearest_ratio, output_size
-
     ratio = req.ratio
     if ratio == "adaptive":
         first = next(

@@ -32,11 +32,13 @@ from videogate.api.relay_schemas import RelayCreate
 from videogate.api.state import ApiState
 from videogate.clock import Clock
 from videogate.context import AppContext, open_context
+from videogate.logs import configure_logging
 from videogate.metrics import Metrics
 from videogate.service.keys import KeyAuthenticator
 from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService
-from videogate.settings import Settings
+from videogate.settings import Settings, load_settings
+from videogate.worker import Worker
 
 log = logging.getLogger("videogate")
 
@@ -68,8 +70,6 @@ def create_app(
         stop = asyncio.Event()
         worker_task = None
         if run_worker:
-            from videogate.worker import Worker
-
             worker_task = asyncio.create_task(Worker(ctx).run(stop))
         try:
             yield
@@ -112,9 +112,6 @@ def create_app(
 def api_from_environment() -> FastAPI:
     """The API-only app with settings from the environment: what each process of
     ``videogate api --workers N`` serves (migrations already ran in the parent)."""
-    from videogate.logs import configure_logging
-    from videogate.settings import load_settings
-
     settings = load_settings()
     # A fresh interpreter (uvicorn spawns its workers): nothing of the parent's logging.
     configure_logging(settings, role="api")

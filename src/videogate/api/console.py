@@ -16,6 +16,7 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -34,8 +35,6 @@ _LOOPBACK_NAMES = ("localhost",)
 
 def _docs_assets_dir() -> Path:
     """Swagger UI and ReDoc files as the ``fastapi-offline`` package ships them."""
-    import fastapi_offline
-
     return Path(fastapi_offline.__file__).resolve().parent / "static"
 
 

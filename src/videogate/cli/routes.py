@@ -11,6 +11,9 @@ from rich.table import Column, Table
 
 from videogate.cli._console import make_console
 
+# Server modules are imported inside the command: the CLI also runs from a client-only
+# install (``pip install videogate``) where they are absent.
+
 console = make_console()
 
 

@@ -11,6 +11,9 @@ from rich.table import Table
 
 from videogate.cli._console import make_console
 
+# Server modules are imported inside the command: the CLI also runs from a client-only
+# install (``pip install videogate``) where they are absent.
+
 # Piped output is not cut at 80 columns (see cli/keys.py).
 console = make_console()
 errors = make_console(stderr=True)

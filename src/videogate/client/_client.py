@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypedDict
@@ -27,8 +28,6 @@ UPLOAD_REUSE_MARGIN = 3600.0  # re-upload when a cached upload URL expires withi
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("videogate")
     except Exception:
         return "0"

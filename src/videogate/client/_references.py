@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import mimetypes
 import os
@@ -192,8 +193,6 @@ async def content_items(
     without one (Ark, relays), local images and audio become ``data:`` URLs and a local
     video is refused with a message asking for a URL.
     """
-    import asyncio
-
     resolved = [as_reference(r) for r in refs]
     items: list[dict[str, Any]] = []
     for ref, role in zip(resolved, assign_roles(resolved), strict=True):

@@ -98,6 +98,7 @@ class _LoadError(Exception):
 
 def load_pipeline(spec: PipelineSpec) -> Any:
     """The pipeline from ``spec.model_dir``, offline: weights are never downloaded."""
+    # The optional `local` extra, loaded only in the generation process (module docstring).
     import diffusers
     import torch
 
@@ -125,7 +126,7 @@ def load_pipeline(spec: PipelineSpec) -> Any:
 
 def generate(pipe: Any, job: GenerationJob, cancel: Event, conn: Connection) -> dict[str, Any]:
     """Run ``pipe`` for ``job`` and encode the result into ``job.out_dir``."""
-    import torch
+    import torch  # the optional `local` extra (module docstring)
 
     def on_step(_pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         conn.send(("progress", step + 1, job.steps))
@@ -252,7 +253,7 @@ def _describe(exc: Exception, spec: PipelineSpec) -> tuple[str, str]:
 
 def _empty_cache() -> None:
     try:
-        import torch
+        import torch  # the optional `local` extra: absent, there is no cache to empty
     except ImportError:
         return
     if torch.cuda.is_available():

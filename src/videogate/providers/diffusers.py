@@ -14,6 +14,7 @@ This module imports neither torch nor diffusers: they are needed only in the chi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import json
 import math
@@ -380,8 +381,6 @@ class DiffusersProvider:
 def _seed(seed: int | None, task_id: str) -> int:
     if seed is not None and seed >= 0:
         return seed
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:4], "big")
 
 

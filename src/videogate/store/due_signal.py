@@ -35,6 +35,7 @@ def notify_due(task_id: str) -> Any:
 
 async def listen_for_due(database_url: str, wakeup: asyncio.Event, stop: asyncio.Event) -> None:
     """Set ``wakeup`` on every notification until ``stop``; reconnects after a failure."""
+    # PostgreSQL deployments only: a SQLite one never loads the driver.
     import asyncpg
 
     url = make_url(database_url).set(drivername="postgresql")
