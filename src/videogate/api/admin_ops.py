@@ -37,7 +37,7 @@ async def overview(state: ApiState = Depends(require_admin)) -> Response:
     return json_response(await reports.overview(state.ctx.store))
 
 
-@router.get("/groups", summary="The declared token groups with their limits and multiplier")
+@router.get("/groups", summary="The declared key groups with their limits and multiplier")
 async def groups(state: ApiState = Depends(require_admin)) -> Response:
     data = [
         {

@@ -44,7 +44,7 @@ def _money(micros: int | None) -> str:
 @app.command("create")
 def create(
     name: str = typer.Option("", "--name", help="A label for the key"),
-    group: str = typer.Option("default", "--group", help="Token group (decides routes, prices)"),
+    group: str = typer.Option("default", "--group", help="Key group (decides routes, prices)"),
     balance: str | None = typer.Option(None, "--balance", help="Prepaid balance; none = unlimited"),
     rpm: int | None = typer.Option(
         None, "--rpm", min=1, help="Requests per minute; default: the group's limit"

@@ -17,7 +17,7 @@ TaskType = Literal[
 
 
 class GroupConfig(BaseModel):
-    """A token group (``[[groups]]`` in the TOML file)."""
+    """A key group (``[[groups]]`` in the TOML file)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
