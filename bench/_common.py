@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from types import FrameType
@@ -190,17 +191,19 @@ async def start_videogate(
     cpus: set[int] | None = None,
     timeout: float = 60.0,
     command: str = "serve",
+    argv_for: Callable[[dict[str, str]], list[str]] | None = None,
 ) -> tuple[Server, str]:
     """Make an API key, then start ``videogate serve`` (or ``command``: ``api``; added to
     ``servers`` first, so it is always stopped) without waiting for it to be ready; returns
-    it and the key."""
+    it and the key. ``argv_for(env)`` replaces the command line (another server of the
+    same app)."""
     prefix, suffix = (f"{label}: ", f" ({label})") if label else ("", "")
     videogate = videogate_command()
     log(f"{prefix}creating an API key")
     key = await asyncio.wait_for(asyncio.to_thread(create_key, videogate, env), timeout)
     server = Server(
         f"videogate {command}{suffix}",
-        [videogate, command],
+        argv_for(env) if argv_for is not None else [videogate, command],
         env,
         log_dir / f"videogate-{command}-{env['VIDEOGATE_PORT']}.log",
     )
@@ -208,6 +211,23 @@ async def start_videogate(
     log(f"{prefix}starting videogate {command} on {HOST}:{env['VIDEOGATE_PORT']}")
     server.start(cpus)
     return server, key
+
+
+def socket_states(port: int) -> Counter[str]:
+    """Client-side TCP sockets to 127.0.0.1:``port`` by state (``/proc/net/tcp``)."""
+    names = {"01": "established", "06": "time_wait", "08": "close_wait"}
+    states: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) > 3 and int(parts[2].rpartition(":")[2], 16) == port:
+                states[names.get(parts[3], f"state {parts[3]}")] += 1
+    return states
+
+
+async def sleep_until(wall: float, deadline: float) -> None:
+    """Sleep until wall-clock ``wall`` but not past monotonic ``deadline``."""
+    await asyncio.sleep(max(0.0, min(wall - time.time(), deadline - time.monotonic())))
 
 
 # Clients --------------------------------------------------------------------------------
@@ -305,3 +325,29 @@ def keep_or_remove(work: Path, keep: bool, kept: str, notes: list[str]) -> None:
         notes.append(f"kept {work} ({kept})")
     else:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# PostgreSQL -----------------------------------------------------------------------------
+
+
+async def new_postgres_database(admin_url: str, notes: list[str]) -> tuple[str, str]:
+    import asyncpg
+
+    name = f"vg_bench_{os.getpid()}_{int(time.time())}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    notes.append(f"PostgreSQL database {name} (dropped at the end)")
+    return name, admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_postgres_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()

@@ -35,25 +35,24 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
-import re
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from _api_report import Pair, Report, print_report, versions
+from _baseline import GRANIAN, granian_argv, start_bare
 from _common import (
     HOST,
     Server,
-    clean_env,
+    drop_postgres_database,
     exit_on_sigterm,
     free_port,
     http_client,
@@ -62,12 +61,13 @@ from _common import (
     load_at_end,
     log,
     machine_line,
-    percentile,
+    new_postgres_database,
     run_bounded,
     start_videogate,
     stop_servers,
     videogate_env,
 )
+from _load import WRK_CREATE_LUA, WRK_LUA, LoadResult, httpx_load, measured, raw_load, wrk_load
 
 TOTAL_SECONDS = 600.0  # hard bound on the whole run
 RESERVE_SECONDS = 20.0  # kept back from the poll phases for shutdown
@@ -93,305 +93,7 @@ RENDER_BODY = {
     "generate_audio": True,
 }
 
-# The baseline: the same response bytes from a bare Starlette app on the same uvicorn.
-BARE_APP = """
-import os
-import uvicorn
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Route
-
-with open(os.environ["BENCH_BODY_FILE"], "rb") as f:
-    BODY = f.read()
-HEADERS = {"openai-poll-after-ms": os.environ["BENCH_POLL_AFTER_MS"]}
-
-async def poll(request):
-    return Response(BODY, media_type="application/json", headers=HEADERS)
-
-async def healthz(request):
-    return Response(b'{"status":"ok"}', media_type="application/json")
-
-app = Starlette(routes=[Route("/v1/videos/{task_id}", poll), Route("/healthz", healthz)])
-uvicorn.run(app, host=os.environ["BENCH_HOST"], port=int(os.environ["BENCH_PORT"]),
-            log_level="warning", access_log=False, loop=os.environ["BENCH_LOOP"])
-"""
-
-WRK_CREATE_LUA = """
-wrk.method = "POST"
-wrk.path = "/v1/videos"
-wrk.body = '%(body)s'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %(key)s"
-"""
-
-WRK_LUA = """
-local ids = {%(ids)s}
-local n = #ids
-local i = 0
-wrk.headers["Authorization"] = "Bearer %(key)s"
-request = function()
-  i = i + 1
-  return wrk.format(nil, "/v1/videos/" .. ids[(i %% n) + 1])
-end
-"""
-
-
-# Results -------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadResult:
-    generator: str
-    target: str
-    requests: int  # answered requests (any status)
-    seconds: float
-    p50: float  # seconds
-    p99: float
-    statuses: Counter[int]
-    errors: int  # transport errors, timeouts
-    client_cpu: float | None  # CPU seconds the load generator used
-    server_cpu: float | None = None  # CPU seconds the server process used
-    cut_short: bool = False  # stopped by its time budget before the requested count
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds > 0 else math.nan
-
-    @property
-    def non_200(self) -> int:
-        return self.errors + sum(n for status, n in self.statuses.items() if status != 200)
-
-    def per_request_us(self, cpu: float | None) -> float | None:
-        return None if cpu is None or self.requests == 0 else cpu / self.requests * 1e6
-
-
-def summarize(
-    generator: str,
-    target: str,
-    latencies: list[float],
-    statuses: Counter[int],
-    errors: int,
-    seconds: float,
-    client_cpu: float,
-    cut_short: bool,
-) -> LoadResult:
-    latencies.sort()
-    return LoadResult(
-        generator=generator,
-        target=target,
-        requests=len(latencies),
-        seconds=seconds,
-        p50=percentile(latencies, 0.50),
-        p99=percentile(latencies, 0.99),
-        statuses=statuses,
-        errors=errors,
-        client_cpu=client_cpu,
-        cut_short=cut_short,
-    )
-
-
-@dataclass
-class Pair:
-    """One measured phase: videogate and, when it applies, the bare app in the same run."""
-
-    phase: str  # e.g. "poll finished, SQLite"
-    vg: LoadResult
-    bare: LoadResult | None = None
-
-
-@dataclass
-class Report:
-    environment: list[str] = field(default_factory=list)
-    pairs: list[Pair] = field(default_factory=list)
-    facts: list[str] = field(default_factory=list)
-    render: str = ""
-    notes: list[str] = field(default_factory=list)
-    servers: list[Server] = field(default_factory=list)
-
-
-# Processes ------------------------------------------------------------------------------
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-# Load generators ------------------------------------------------------------------------
-
-
-async def httpx_load(
-    clients: Sequence[httpx.AsyncClient],
-    target: str,
-    method: str,
-    paths: Sequence[str],
-    total: int,
-    concurrency: int,
-    deadline: float,
-    body: bytes | None = None,
-    bodies: list[bytes] | None = None,
-) -> LoadResult:
-    """``total`` requests from ``concurrency`` coroutines (coroutine k uses client k modulo
-    their number); stops early at ``deadline`` (monotonic). Bodies of 200 responses go to
-    ``bodies`` when given."""
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors = 0
-    issued = 0
-    headers = {"Content-Type": "application/json"} if body is not None else None
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors, issued
-        while issued < total and time.monotonic() < deadline:
-            path = paths[issued % len(paths)]
-            issued += 1
-            started = time.perf_counter()
-            try:
-                response = await client.request(method, path, content=body, headers=headers)
-            except httpx.HTTPError:
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] += 1
-            if bodies is not None and response.status_code == 200:
-                bodies.append(response.content)
-
-    workers = min(concurrency, total)
-    cpu, started = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker(clients[k % len(clients)]) for k in range(workers)))
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    cut = issued < total
-    return summarize("httpx", target, latencies, statuses, errors, seconds, cpu, cut)
-
-
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
-
-
-async def raw_load(
-    port: int,
-    target: str,
-    requests: Sequence[bytes],
-    total: int,
-    concurrency: int,
-    deadline: float,
-) -> LoadResult:
-    """The same as :func:`httpx_load` for GETs, with a minimal keep-alive HTTP/1.1 client on
-    asyncio streams: pre-built request bytes, only the status and Content-Length parsed."""
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    errors = 0
-    issued = 0
-
-    async def worker() -> None:
-        nonlocal errors, issued
-        reader, writer = await asyncio.open_connection(HOST, port)
-        try:
-            while issued < total and time.monotonic() < deadline and errors < 100:
-                request = requests[issued % len(requests)]
-                issued += 1
-                started = time.perf_counter()
-                try:
-                    writer.write(request)
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    match = _CONTENT_LENGTH.search(head)
-                    if match is None:
-                        raise ValueError("response without Content-Length")
-                    await reader.readexactly(int(match.group(1)))
-                    status = int(head[9:12])
-                except (
-                    OSError,
-                    ValueError,
-                    asyncio.IncompleteReadError,
-                    asyncio.LimitOverrunError,
-                ):
-                    errors += 1
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(HOST, port)
-                    continue
-                latencies.append(time.perf_counter() - started)
-                statuses[status] += 1
-        finally:
-            writer.close()
-
-    cpu, started = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    cut = issued < total
-    return summarize("raw", target, latencies, statuses, errors, seconds, cpu, cut)
-
-
-_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _wrk_seconds(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
-    if match is None:
-        return math.nan
-    return float(match.group(1)) * _WRK_UNITS[match.group(2)]
-
-
-def parse_wrk(target: str, output: str, client_cpu: float) -> LoadResult:
-    def find(pattern: str) -> re.Match[str] | None:
-        return re.search(pattern, output, re.MULTILINE)
-
-    total = find(r"^\s*(\d+) requests in ([\d.]+\w+),")
-    if total is None:
-        raise RuntimeError(f"could not read wrk's output:\n{output}")
-    p50 = find(r"^\s*50%\s+(\S+)")
-    p99 = find(r"^\s*99%\s+(\S+)")
-    non_2xx = find(r"Non-2xx or 3xx responses:\s*(\d+)")
-    socket_errors = find(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-    requests = int(total.group(1))
-    bad = int(non_2xx.group(1)) if non_2xx else 0
-    statuses: Counter[int] = Counter({200: requests - bad})
-    if bad:
-        statuses[0] = bad  # wrk does not say which statuses
-    return LoadResult(
-        generator="wrk",
-        target=target,
-        requests=requests,
-        seconds=_wrk_seconds(total.group(2)),
-        p50=_wrk_seconds(p50.group(1)) if p50 else math.nan,
-        p99=_wrk_seconds(p99.group(1)) if p99 else math.nan,
-        statuses=statuses,
-        errors=sum(int(x) for x in socket_errors.groups()) if socket_errors else 0,
-        client_cpu=client_cpu,
-    )
-
-
-async def wrk_load(
-    wrk: str, port: int, target: str, lua: Path, concurrency: int, seconds: int
-) -> LoadResult:
-    threads = max(1, min(len(os.sched_getaffinity(0)), concurrency))
-    argv = [wrk, "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s"]
-    argv += ["--timeout", "10s", "--latency", "-s", str(lua), f"http://{HOST}:{port}/"]
-    cpu = children_cpu()
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{out.decode(errors='replace')}")
-    return parse_wrk(target, out.decode(errors="replace"), children_cpu() - cpu)
-
-
 # Phases ---------------------------------------------------------------------------------
-
-
-async def measured(server: Server, run: Awaitable[LoadResult]) -> LoadResult:
-    """Await one (not yet started) load run and attach the server's CPU time during it."""
-    before = server.cpu_seconds()
-    result = await run
-    after = server.cpu_seconds()
-    if before is None or after is None:
-        raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
-    result.server_cpu = after - before
-    return result
 
 
 async def drain(
@@ -439,16 +141,6 @@ async def render_once(client: httpx.AsyncClient, deadline: float) -> str:
     )
 
 
-def versions() -> str:
-    parts = []
-    for name in ("uvicorn", "uvloop", "httptools", "starlette", "fastapi", "sqlalchemy", "httpx"):
-        try:
-            parts.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            parts.append(f"{name} MISSING")
-    return ", ".join(parts)
-
-
 # Orchestration --------------------------------------------------------------------------
 
 
@@ -462,27 +154,11 @@ class Run:
     end: float  # monotonic: the whole run's hard end
     server_cpus: set[int] | None
     wrk: str | None
+    granian: str | None = None
+    loop: str = "auto"  # the event loop of the servers of the phases running now
 
     def deadline(self, seconds: float = PHASE_SECONDS) -> float:
         return min(time.monotonic() + seconds, self.end - RESERVE_SECONDS)
-
-
-async def start_bare(run: Run, body: bytes, poll_after: str, label: str) -> tuple[Server, int]:
-    body_file = run.work / f"bare_{label}.json"
-    body_file.write_bytes(body)
-    port = free_port()
-    env = clean_env(
-        BENCH_BODY_FILE=str(body_file),
-        BENCH_POLL_AFTER_MS=poll_after,
-        BENCH_HOST=HOST,
-        BENCH_PORT=str(port),
-        BENCH_LOOP=run.args.loop,
-    )
-    bare = Server(f"bare ({label})", [sys.executable, "-c", BARE_APP], env, run.work / "bare.log")
-    run.report.servers.append(bare)
-    bare.start(run.server_cpus)
-    await bare.wait_ready(f"http://{HOST}:{port}/healthz", 30)
-    return bare, port
 
 
 async def poll_load(
@@ -518,15 +194,40 @@ async def compare_polls(
     run: Run, phase: str, api: Server, port: int, key: str, ids: Sequence[str], sample: bytes
 ) -> None:
     """Polls of ``ids`` on videogate, then on a bare app returning ``sample``, per generator."""
-    bare, bare_port = await start_bare(run, sample, "2000", phase.split(",")[0].split()[-1])
+    bare, bare_port = await start_bare_for(run, sample, "2000", phase.split(",")[0].split()[-1])
     try:
         for gen in run.args.generators:
             log(f"{phase}: {gen} on videogate, then on the bare app, c={run.args.concurrency}")
             vg = await poll_load(run, api, port, key, ids, "videogate", gen)
             base = await poll_load(run, bare, bare_port, key, ids, "bare", gen)
-            run.report.pairs.append(Pair(f"{phase} [{gen}]", vg, base))
+            run.report.pairs.append(Pair(f"{phase} [{gen}, {run.loop}]", vg, base))
     finally:
         bare.stop()
+
+
+async def start_bare_for(run: Run, body: bytes, poll_after: str, label: str) -> tuple[Server, int]:
+    return await start_bare(
+        body,
+        poll_after,
+        label,
+        run.work,
+        run.loop,
+        run.granian,
+        run.report.servers,
+        run.server_cpus,
+    )
+
+
+def api_options(run: Run) -> dict[str, Any]:
+    """How ``start_videogate`` starts an API-only process: ``videogate api``, or granian
+    serving the same app (``api_from_environment``) on the environment's port."""
+    options: dict[str, Any] = {"cpus": run.server_cpus, "command": "api"}
+    if run.loop == GRANIAN:
+        target = "videogate.api.app:api_from_environment"
+        options["argv_for"] = lambda env: granian_argv(
+            run.granian, run.work, int(env["VIDEOGATE_PORT"]), target, factory=True
+        )
+    return options
 
 
 async def finished_phase(run: Run, label: str, env: dict[str, str]) -> None:
@@ -559,6 +260,12 @@ async def finished_phase(run: Run, label: str, env: dict[str, str]) -> None:
             if mix.get("completed", 0) < len(ids):
                 raise RuntimeError(f"{label}: not every task completed: {dict(mix)}")
             sample = await clients[0].get(f"/v1/videos/{ids[0]}")
+        if run.loop == GRANIAN:  # the renders needed serve's worker; the polls go to granian
+            api.stop()
+            env = {**env, "VIDEOGATE_PORT": str(free_port())}
+            port = int(env["VIDEOGATE_PORT"])
+            api, _ = await start_videogate(env, run.work, run.report.servers, **api_options(run))
+            await api.wait_ready(f"http://{HOST}:{port}/healthz", 60)
         await compare_polls(run, f"poll finished, {label}", api, port, key, ids, sample.content)
         if run.args.render and label == "SQLite":
             log("render: one 8 s 720p task with audio, create → completed")
@@ -572,9 +279,7 @@ async def create_and_running_phase(run: Run, label: str, env: dict[str, str]) ->
     """``videogate api`` (no worker): create throughput, then polls of the unfinished tasks
     it made (a queued task's poll reads the same row and presenter as a running one's)."""
     port = int(env["VIDEOGATE_PORT"])
-    api, key = await start_videogate(
-        env, run.work, run.report.servers, cpus=run.server_cpus, command="api"
-    )
+    api, key = await start_videogate(env, run.work, run.report.servers, **api_options(run))
     try:
         await api.wait_ready(f"http://{HOST}:{port}/healthz", 60)
         async with http_client(port, key, 4) as client:
@@ -601,7 +306,8 @@ async def create_and_running_phase(run: Run, label: str, env: dict[str, str]) ->
                             body=json.dumps(CREATE_BODY).encode(),
                         ),
                     )
-            run.report.pairs.append(Pair(f"create, {label} [{created.generator}]", created))
+            name = f"create, {label} [{created.generator}, {run.loop}]"
+            run.report.pairs.append(Pair(name, created))
             listed = (await client.get("/v1/videos?limit=100")).json()["data"]
             ids = [str(t["id"]) for t in listed if t["status"] in ("queued", "in_progress")]
             if not ids:
@@ -610,29 +316,6 @@ async def create_and_running_phase(run: Run, label: str, env: dict[str, str]) ->
         await compare_polls(run, f"poll unfinished, {label}", api, port, key, ids, sample.content)
     finally:
         api.stop()
-
-
-async def new_postgres_database(admin_url: str, notes: list[str]) -> tuple[str, str]:
-    import asyncpg
-
-    name = f"vg_bench_{os.getpid()}_{int(time.time())}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    notes.append(f"PostgreSQL database {name} (dropped at the end)")
-    return name, admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_postgres_database(admin_url: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> None:
@@ -655,7 +338,10 @@ async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> Non
     if wrk is None and "wrk" in args.generators:
         report.notes.append("wrk is not installed (apt-get install wrk): the raw client ran")
         args.generators = [g for g in args.generators if g != "wrk"] or ["raw"]
-    run = Run(args, work, report, time.monotonic() + TOTAL_SECONDS, server_cpus, wrk)
+    granian = shutil.which("granian") or shutil.which(
+        "granian", path=str(Path(sys.executable).parent)
+    )
+    run = Run(args, work, report, time.monotonic() + TOTAL_SECONDS, server_cpus, wrk, granian)
 
     databases: list[tuple[str, str]] = [("SQLite", "")]
     pg_name = None
@@ -663,113 +349,23 @@ async def run_bench(args: argparse.Namespace, work: Path, report: Report) -> Non
         pg_name, pg_url = await new_postgres_database(args.postgres, report.notes)
         databases.append(("PostgreSQL", pg_url))
     try:
-        for label, url in databases:
-            data_dir = work / label.lower()
-            extra = {"VIDEOGATE_HTTP_LOOP": args.loop}
-            if url:
-                extra["VIDEOGATE_DATABASE_URL"] = url
-            env = videogate_env(data_dir, free_port(), **extra)
-            await finished_phase(run, label, env)
-            env = videogate_env(data_dir, free_port(), **extra)
-            await create_and_running_phase(run, label, env)
+        # Every phase once per event loop, one loop after the other: compare loops by
+        # their share of the bare app (which runs on the same loop), within this run.
+        for loop in args.loop:
+            run.loop = loop
+            for label, url in databases:
+                data_dir = work / f"{label.lower()}-{loop}"
+                # granian picks its own loop ('auto'); videogate's setting is uvicorn's.
+                extra = {"VIDEOGATE_HTTP_LOOP": "auto" if loop == GRANIAN else loop}
+                if url:
+                    extra["VIDEOGATE_DATABASE_URL"] = url
+                env = videogate_env(data_dir, free_port(), **extra)
+                await finished_phase(run, label, env)
+                env = videogate_env(data_dir, free_port(), **extra)
+                await create_and_running_phase(run, label, env)
     finally:
         if pg_name is not None:
             await drop_postgres_database(args.postgres, pg_name)
-
-
-# Output ---------------------------------------------------------------------------------
-
-# The targets of issue 12: share of the bare app's req/s in the same run, per phase.
-TARGETS = {"poll finished, SQLite": 0.50, "poll unfinished, SQLite": 0.25}
-CREATE_TARGET = 2300.0  # creates/s
-PG_TARGET = 0.60  # PostgreSQL poll req/s over SQLite's, same phase and generator
-P99_TARGET = 0.020  # s, or at most 1.5 × the bare app's p99
-P99_BARE_FACTOR = 1.5
-
-
-def ms(seconds: float) -> str:
-    return "-" if math.isnan(seconds) else f"{seconds * 1e3:.1f}"
-
-
-def us(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
-def print_report(args: argparse.Namespace, report: Report) -> None:
-    print()
-    print("videogate API bench")
-    for line in report.environment:
-        print(f"  {line}")
-    print()
-    header = (
-        f"{'phase':<38}{'target':<11}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>9}"
-        f"{'non-200':>8}{'server µs/req':>15}{'client µs/req':>15}"
-    )
-    print(header)
-    print("-" * len(header))
-
-    def row(phase: str, r: LoadResult) -> None:
-        flag = " (cut short by time budget)" if r.cut_short else ""
-        print(
-            f"{phase:<38}{r.target:<11}{r.requests:>9}{r.rps:>9.0f}{ms(r.p50):>8}{ms(r.p99):>9}"
-            f"{r.non_200:>8}{us(r.per_request_us(r.server_cpu)):>15}"
-            f"{us(r.per_request_us(r.client_cpu)):>15}{flag}"
-        )
-
-    for pair in report.pairs:
-        row(pair.phase, pair.vg)
-        if pair.bare is not None:
-            row(pair.phase, pair.bare)
-    print()
-    by_phase = {p.phase: p for p in report.pairs}
-    for pair in report.pairs:
-        if pair.bare is None:
-            if pair.phase.startswith("create"):
-                print(
-                    f"{pair.phase}: {pair.vg.rps:.0f} creates/s "
-                    f"(target ≥ {CREATE_TARGET:.0f}: {verdict(pair.vg.rps >= CREATE_TARGET)})"
-                )
-            continue
-        vg, bare = pair.vg, pair.bare
-        share = vg.rps / bare.rps
-        line = f"{pair.phase}: videogate/bare req/s = {share:.1%}"
-        vg_us, bare_us = vg.per_request_us(vg.server_cpu), bare.per_request_us(bare.server_cpu)
-        if vg_us and bare_us:
-            line += f", by server CPU per request = {bare_us / vg_us:.1%}"
-        target = TARGETS.get(pair.phase.split(" [")[0])
-        if target is not None:
-            line += f" (target ≥ {target:.0%}: {verdict(share >= target)})"
-        p99_ok = vg.p99 <= P99_TARGET or vg.p99 <= P99_BARE_FACTOR * bare.p99
-        line += (
-            f"; p99 {ms(vg.p99)} ms vs bare {ms(bare.p99)} ms "
-            f"(target ≤ 20 ms or ≤ 1.5× bare: {verdict(p99_ok)})"
-        )
-        print(line)
-        if "PostgreSQL" in pair.phase:
-            sqlite = by_phase.get(pair.phase.replace("PostgreSQL", "SQLite"))
-            if sqlite is not None:
-                ratio = vg.rps / sqlite.vg.rps
-                print(
-                    f"  PostgreSQL/SQLite req/s = {ratio:.1%} "
-                    f"(target ≥ {PG_TARGET:.0%}: {verdict(ratio >= PG_TARGET)})"
-                )
-    for fact in report.facts:
-        print(f"fact: {fact}")
-    if report.render:
-        print(f"render e2e, sandbox 8 s 720p + audio: {report.render}")
-    print(
-        f"latency at c={args.concurrency} is mostly queueing (≈ c / req/s); "
-        "'server µs/req' is the service cost, the least noisy figure on a shared machine"
-    )
-    for note in report.notes:
-        print(f"note: {note}")
-
-
-# Entry point ----------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -786,9 +382,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--loop",
-        choices=("auto", "asyncio", "uvloop"),
-        default="auto",
-        help="event loop of both servers (VIDEOGATE_HTTP_LOOP)",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=["auto"],
+        help="event loop(s) of both servers (VIDEOGATE_HTTP_LOOP), comma-separated: auto, "
+        "asyncio, uvloop, or granian (both servers on granian instead of uvicorn); with "
+        "several, every phase runs once per loop",
     )
     parser.add_argument(
         "--postgres",
@@ -804,6 +402,8 @@ def main() -> None:
     for name in ("requests", "polls", "concurrency", "seconds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if set(args.loop) - {"auto", "asyncio", "uvloop", GRANIAN} or not args.loop:
+        parser.error("--loop takes auto, asyncio, uvloop and/or granian, comma-separated")
     unknown = set(args.generators) - {"wrk", "raw", "httpx"}
     if unknown:
         parser.error(f"unknown generator(s): {', '.join(sorted(unknown))}")
@@ -813,7 +413,7 @@ def main() -> None:
     report.environment = [
         f"{machine_line()} (other processes on the machine skew every figure)",
         versions(),
-        f"event loop of both servers: {args.loop} (uvicorn 'auto' picks "
+        f"event loop of both servers: {', '.join(args.loop)} (uvicorn 'auto' picks "
         + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
         + "), HTTP parser: "
         + ("httptools" if importlib.util.find_spec("httptools") else "h11"),
