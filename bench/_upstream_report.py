@@ -69,6 +69,7 @@ class ModeResult:
     download: list[float] = field(default_factory=list)  # result download → completed here
     callback_delay: list[float] = field(default_factory=list)  # upstream done → callback answered
     callback_outcomes: Counter[str] = field(default_factory=Counter)
+    callbacks_sent: Counter[str] = field(default_factory=Counter)  # every status, by outcome
     after_callback: list[float] = field(default_factory=list)  # callback answered → seen
     # Seen > LOST_AFTER s after its callback: (our id, that wait, upstream done - the last
     # poll before it): a small last figure means a poll was in flight at the completion.
@@ -148,6 +149,8 @@ def collect(
     done_at = {uid: t.completed_at for uid, t in upstream.items() if t.completed_at is not None}
     first_callback: dict[str, float] = {}
     for cb in fake.callbacks:
+        answered = cb.response_status is not None and 200 <= cb.response_status < 300
+        result.callbacks_sent[f"{cb.status} {'answered' if answered else 'not answered'}"] += 1
         if cb.status == "succeeded":
             ok = cb.response_status is not None and 200 <= cb.response_status < 300
             result.callback_outcomes[
@@ -306,6 +309,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
         if m.sockets:
             print(f"  client sockets to the fake at the end: {m.sockets}")
         if m.callbacks:
+            print(f"  callbacks the fake sent (attempts): {dict(m.callbacks_sent) or 'none'}")
             print(
                 f"  callbacks on success: {dict(m.callback_outcomes) or 'none'}, answered for "
                 f"{len(m.callback_delay)} of {len(m.latencies)} tasks by the end of the wait; "

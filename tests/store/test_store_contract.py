@@ -306,3 +306,22 @@ async def test_shared_secret_is_created_once(store: Store) -> None:
     assert len(first) == 64
     assert await store.shared_secret("s") == first
     assert await store.shared_secret("other") != first
+
+
+async def test_a_commit_in_another_process_wakes_a_sqlite_worker(tmp_path: Path) -> None:
+    """SQLite has no NOTIFY: a worker waiting for work returns from ``committed_elsewhere``
+    once another connection (another process's store) commits, not before."""
+    url = f"sqlite:///{tmp_path / 'wake.db'}"
+    await upgrade(url)
+    worker, api = Store.open(url), Store.open(url)
+    try:
+        key = await make_key(api)
+        waiting = asyncio.create_task(worker.tasks.committed_elsewhere(interval=0.001))
+        for _ in range(20):  # it keeps waiting while nobody writes
+            await asyncio.sleep(0.001)
+        assert not waiting.done()
+        await api.tasks.insert(make_task(key.id))
+        await asyncio.wait_for(waiting, 30)
+    finally:
+        await worker.close()
+        await api.close()

@@ -56,6 +56,11 @@ class SqliteTaskReader:
             row = self._conn.execute(_SQL_BY_ID_AND_KEY, (task_id, key_id)).fetchone()
         return None if row is None else task_from_row(row)
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (any process) commits to the file."""
+        (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     def close(self) -> None:
         self._conn.close()
 

@@ -4,6 +4,7 @@ side (claims, leases, compare-and-set transitions) is ``leases.py``. Every query
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -341,3 +342,15 @@ class TaskStore(TaskLeases):
     async def delete(self, task_id: str) -> None:
         async with self._sessions.begin() as s:
             await s.execute(delete(Task).where(Task.id == task_id))
+
+    async def committed_elsewhere(self, interval: float = 0.02) -> None:
+        """Returns once another connection commits to the SQLite file (a create or a
+        callback in an API process, say): the cross-process wake-up SQLite has, at the
+        cost of reading a counter in shared memory every ``interval``. On PostgreSQL (its
+        NOTIFY does this) and in memory it never returns."""
+        if self._fast is None:
+            await asyncio.Event().wait()
+            return
+        seen = self._fast.data_version()
+        while self._fast.data_version() == seen:
+            await self._clock.sleep(interval)

@@ -138,7 +138,13 @@ class Worker:
                     self.ctx.wakeup.clear()
                     self._slots_freed.clear()
                     await self.clock.wait(
-                        _first(self.ctx.wakeup.wait(), stop.wait(), self._enough_free()),
+                        _first(
+                            self.ctx.wakeup.wait(),
+                            stop.wait(),
+                            self._enough_free(),
+                            # SQLite: a callback or a create in another process
+                            self.ctx.store.tasks.committed_elsewhere(),
+                        ),
                         self.settings.worker_poll_interval,
                     )
         finally:
