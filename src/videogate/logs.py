@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import structlog
@@ -19,9 +20,46 @@ import structlog
 from videogate.settings import Settings
 
 
+@dataclass(frozen=True)
+class LogSetup:
+    """What :func:`configure_logging` was told: small and picklable, so that a spawned
+    child process (a render or diffusers process) can log the same way."""
+
+    log_format: str
+    level: str
+    role: str
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler we install; it remembers its set-up for child processes."""
+
+    def __init__(self, setup: LogSetup, stream: IO[str] | None) -> None:
+        super().__init__(stream)
+        self.setup = setup
+
+
 def configure_logging(settings: Settings, *, role: str, stream: IO[str] | None = None) -> None:
     """Send every log record to stderr in the chosen format, tagged with ``role``
-    (serve, api or worker)."""
+    (serve, api, worker, gc or migrate)."""
+    install(LogSetup(settings.log_format, settings.log_level, role), stream)
+
+
+def current_setup() -> LogSetup | None:
+    """This process's set-up, for a child process to repeat with :func:`install`; None
+    when :func:`configure_logging` never ran (a library user or a test keeps its own).
+    Read back from the root handler: logging's configuration is the process's anyway."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler):
+            return handler.setup
+    return None
+
+
+def install(setup: LogSetup | None, stream: IO[str] | None = None) -> None:
+    """Configure logging from ``setup`` (a spawned child's initializer: a fresh
+    interpreter has none of its parent's logging); None leaves logging alone."""
+    if setup is None:
+        return
+    role = setup.role
 
     def add_role(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("role", role)
@@ -36,12 +74,12 @@ def configure_logging(settings: Settings, *, role: str, stream: IO[str] | None =
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any
-    if settings.log_format == "json":
+    if setup.log_format == "json":
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-    handler = logging.StreamHandler(stream)  # stderr by default
+    handler = _Handler(setup, stream)  # stderr by default
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -50,7 +88,7 @@ def configure_logging(settings: Settings, *, role: str, stream: IO[str] | None =
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(setup.level.upper())
     # uvicorn's own loggers propagate to ours, so they share the format.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []

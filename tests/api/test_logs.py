@@ -131,3 +131,24 @@ async def test_a_hostile_request_id_is_replaced(
     made = r.headers["x-request-id"]
     assert made != hostile and re.fullmatch(r"[0-9a-f]{20}", made), made
     assert hostile not in json_logs.getvalue()
+
+
+async def test_render_processes_log_as_the_worker_does(
+    json_logs: io.StringIO, settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The parent's lines go to ``json_logs``: whatever reaches stderr is the child's own.
+    from videogate.context import open_context
+
+    ctx = await open_context(settings)
+    worker = Worker(ctx)
+    try:
+        render_log = logging.getLogger("videogate.render")
+        await worker._run_cpu(render_log.warning, "said in a render process")
+    finally:
+        await worker.close()
+        await ctx.close()
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    said = [r for r in lines if r["event"] == "said in a render process"]
+    assert len(said) == 1, err
+    assert said[0]["role"] == "serve" and said[0]["level"] == "warning", said

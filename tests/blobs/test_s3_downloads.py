@@ -145,3 +145,63 @@ async def test_presigned_urls_name_the_public_endpoint(tmp_path: Path, s3_server
             got = await direct.get(url, headers={"Range": "bytes=10-19"})
         # Clients fetch it there, Range and all.
         assert got.status_code == 206 and got.content == b"0123456789", got.text
+
+
+@pytest.mark.parametrize("mode", ["redirect", "presigned"])
+async def test_our_result_urls_as_references_are_read_from_the_bucket(
+    tmp_path: Path, s3_server: S3Server, mode: str
+) -> None:
+    # The store is on loopback, where the address guard refuses to fetch from: a result
+    # URL of ours is read from the bucket, only by its owner, and only while it is valid.
+    settings = s3_app_settings(tmp_path, s3_server, mode).model_copy(
+        update={"allow_private_urls": False}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        ctx = app.state.api.ctx
+        owner = {"Authorization": f"Bearer {(await create_key(ctx.store, name='o')).key}"}
+        other = {"Authorization": f"Bearer {(await create_key(ctx.store, name='x')).key}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=TEST_BASE) as client:
+            body: dict[str, object] = {
+                "model": FAST,
+                "prompt": "a first clip",
+                "resolution": "480p",
+                "duration": 4,
+                "return_last_frame": True,
+            }
+            created = await client.post("/v1/videos", json=body, headers=owner)
+            assert created.status_code == 200, created.text
+            done = await wait_for_status(client, created.json()["id"], owner, timeout=120)
+            assert done["status"] == "completed", done
+            frame_url = str(done["last_frame_url"])
+            if mode == "redirect":
+                # The redirect's target, which a client may well keep instead.
+                hop = await client.get(frame_url.removeprefix(TEST_BASE))
+                assert hop.status_code == 302, hop.text
+                frame_url = hop.headers["location"]
+            assert frame_url.startswith(s3_server.endpoint), frame_url
+            first = await ctx.store.tasks.get(str(done["id"]))
+            assert first is not None and first.last_frame_key
+
+            def again(url: str) -> dict[str, object]:
+                frame = {"type": "image_url", "image_url": {"url": url}, "role": "first_frame"}
+                return {**body, "prompt": "the next clip", "content": [frame]}
+
+            # Another key cannot use it, an expired one is refused: both before any fetch.
+            theirs = await client.post("/v1/videos", json=again(frame_url), headers=other)
+            assert theirs.status_code == 400, theirs.text
+            assert "belongs to another key" in theirs.text
+            date = frame_url.split("X-Amz-Date=", 1)[1].split("&", 1)[0]
+            stale = frame_url.replace(date, "20200101T000000Z")
+            expired = await client.post("/v1/videos", json=again(stale), headers=owner)
+            assert expired.status_code == 400 and "expired" in expired.text, expired.text
+
+            made = await client.post("/v1/videos", json=again(frame_url), headers=owner)
+            assert made.status_code == 200, made.text
+            follow = await wait_for_status(client, made.json()["id"], owner, timeout=120)
+            assert follow["status"] == "completed", follow
+            row = await ctx.store.tasks.get(str(follow["id"]))
+            assert row is not None
+            (ref,) = row.request["references"]
+            assert ref["blob_key"] == first.last_frame_key  # the stored blob itself, no copy

@@ -53,6 +53,11 @@ class BlobStore(Protocol):
         when the backend has no such URLs (the file backend)."""
         ...
 
+    def presigned_key(self, url: str) -> tuple[str, int] | None:
+        """(key, expiry in unix seconds) when ``url`` is one :meth:`presign_get` of this
+        store made, so that it is read from the store rather than fetched; else None."""
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """The blob's path on this machine when the backend is a local directory."""
         ...

@@ -108,6 +108,9 @@ class LocalBlobStore:
     def presign_get(self, key: str, ttl_seconds: int) -> str | None:
         return None
 
+    def presigned_key(self, url: str) -> tuple[str, int] | None:
+        return None
+
     async def check(self) -> None:
         try:
             await asyncio.to_thread(self._check)

@@ -49,6 +49,9 @@ class MeteredBlobStore:
     def presign_get(self, key: str, ttl_seconds: int) -> str | None:
         return self.inner.presign_get(key, ttl_seconds)
 
+    def presigned_key(self, url: str) -> tuple[str, int] | None:
+        return self.inner.presigned_key(url)
+
     def local_path(self, key: str) -> Path | None:
         return self.inner.local_path(key)
 

@@ -8,13 +8,15 @@ which read the standard ``AWS_*`` variables unless ``VIDEOGATE_S3_*`` override t
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import mimetypes
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import obstore
 from obstore.exceptions import BaseError as ObstoreError
@@ -48,6 +50,8 @@ class S3BlobStore:
         self._where = where
         # Presigned URLs name the host they were signed for: the public one, if it differs.
         self._signing = signing or store
+        # What presigned URLs of each of the two start with (presigned_key), once known.
+        self._url_prefixes: dict[int, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3BlobStore:
@@ -160,6 +164,38 @@ class S3BlobStore:
             return obstore.sign(self._signing, "GET", key, ttl)
         except ObstoreError as exc:
             raise StorageUnavailable(f"cannot presign {key!r} for {self._where}: {exc}") from None
+
+    def presigned_key(self, url: str) -> tuple[str, int] | None:
+        # Recognised by the URL every presigned one of this store starts with (the host,
+        # bucket and prefix it was signed for), found by signing a probe key: local
+        # arithmetic. The signature is not checked (SigV4 needs the signing time's
+        # secret-derived key): the caller only lets a tenant name its own blobs.
+        base, sep, query = url.partition("?")
+        params = parse_qs(query)
+        if not sep or "X-Amz-Signature" not in params:
+            return None
+        for store in (self._signing, self._store):
+            prefix = self._url_prefix(store)
+            if prefix is None or not base.startswith(prefix):
+                continue
+            key = unquote(base[len(prefix) :])
+            if any(part in ("", ".", "..") for part in key.split("/")):
+                return None
+            try:
+                signed = calendar.timegm(time.strptime(params["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"))
+                return key, signed + int(params["X-Amz-Expires"][0])
+            except (KeyError, ValueError):
+                return key, 0  # no readable expiry: treated as expired
+        return None
+
+    def _url_prefix(self, store: S3Store) -> str | None:
+        if id(store) not in self._url_prefixes:
+            try:
+                probe = obstore.sign(store, "GET", "k", timedelta(seconds=60))
+            except ObstoreError:
+                return None
+            self._url_prefixes[id(store)] = probe.partition("?")[0].removesuffix("k")
+        return self._url_prefixes[id(store)]
 
     async def check(self) -> None:
         # One LIST of the prefix's top level: a missing bucket, a wrong endpoint or

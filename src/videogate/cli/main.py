@@ -151,6 +151,7 @@ def migrate() -> None:
     from videogate.store.migrate import upgrade
 
     settings = _settings(None, None)
+    _logging(settings, role="migrate")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(upgrade(settings.effective_database_url))
     console.print("database is up to date")
@@ -159,29 +160,40 @@ def migrate() -> None:
 @app.command()
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be removed"),
+    limit: int = typer.Option(
+        50, "--limit", min=0, max=100_000, help="With --dry-run: list at most this many per kind"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts"),
 ) -> None:
     """Remove what the retention settings say has expired (workers also do this)."""
     import time
 
     settings = _settings(None, None, shared_metrics=False)
+    _logging(settings, role="gc")
+    from videogate.cli.gc import show
     from videogate.context import open_context
-    from videogate.worker.retention import sweep
+    from videogate.errors import StorageUnavailable
+    from videogate.worker.retention import Doomed, SweepReport, preview, sweep
 
-    async def run() -> None:
+    async def run() -> tuple[SweepReport, list[Doomed] | None]:
         ctx = await open_context(settings)
         try:
+            # A wrong bucket or an unreachable store would otherwise look like nothing
+            # to remove: the store must answer first.
+            await ctx.blobs.check()
+            if dry_run:
+                return await preview(ctx, time.time(), limit)
             # Without a batch limit: one run works off the whole backlog.
-            report = await sweep(ctx, time.time(), dry_run=dry_run, max_batches=1_000_000)
+            return await sweep(ctx, time.time(), max_batches=1_000_000), None
         finally:
             await ctx.close()
-        verb = "would remove" if dry_run else "removed"
-        console.print(
-            f"{verb}: {report.results} result sets (with their stored references), "
-            f"{report.uploads} uploads, {report.tasks} task records, "
-            f"{report.scratch} scratch folders of this machine"
-        )
 
-    asyncio.run(run())
+    try:
+        report, items = asyncio.run(run())
+    except StorageUnavailable as exc:
+        console.print(f"[red]error:[/red] cannot reach the blob store: {exc.message}")
+        raise typer.Exit(1) from None
+    show(console, report, items, limit=limit, as_json=as_json)
 
 
 def _metrics_server(ctx: AppContext, host: str, port: int) -> uvicorn.Server:

@@ -27,6 +27,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from videogate.logs import LogSetup, install
 from videogate.media.encode import ClipEncoder, open_mp4
 from videogate.media.picture import U8
 from videogate.media.soundtrack import F32, SAMPLE_RATE
@@ -66,8 +67,12 @@ class _Cancelled(Exception):
     """Raised from the step callback to stop a generation between two steps."""
 
 
-def serve(conn: Connection, cancel: Event, spec: PipelineSpec) -> None:
-    """The child process's loop: one job at a time until the pipe closes."""
+def serve(
+    conn: Connection, cancel: Event, spec: PipelineSpec, logs: LogSetup | None = None
+) -> None:
+    """The child process's loop: one job at a time until the pipe closes. ``logs``: the
+    worker's logging set-up (a spawned interpreter starts with none)."""
+    install(logs)
     pipeline: Any = None
     while True:
         try:

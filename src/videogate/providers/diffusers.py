@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from videogate.catalog import ModelSpec, ReferenceLimits
 from videogate.errors import Disposition, UpstreamError
+from videogate.logs import current_setup
 from videogate.media.diffusion import GenerationJob, PipelineSpec, serve
 from videogate.media.sizes import RATIOS, RESOLUTIONS
 from videogate.providers.base import Capabilities, PollResult, ProviderDeps, Route, TaskContext
@@ -185,7 +186,10 @@ class _Runner:
         parent, child = ctx.Pipe()
         cancel = ctx.Event()
         process = ctx.Process(
-            target=serve, args=(child, cancel, self.spec), name="videogate-diffusers", daemon=True
+            target=serve,
+            args=(child, cancel, self.spec, current_setup()),
+            name="videogate-diffusers",
+            daemon=True,
         )
         process.start()
         child.close()

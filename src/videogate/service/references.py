@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,13 +86,8 @@ async def resolve_references(
 async def _resolve_one(ctx: AppContext, caller: Caller, task_id: str, ref: Reference) -> Reference:
     if ref.is_asset:
         return ref  # the upstream's asset library resolves it (check_routes_can_serve)
-    own = ctx.signer.parse_own_url(ref.url)
-    if own is not None:
-        blob_key, exp, sig = own
-        try:
-            ctx.signer.verify(blob_key, exp, sig)
-        except SignatureInvalid as exc:
-            raise InvalidRequest(f"{ref.label}: {exc.message}", param="content") from None
+    blob_key = own_blob_key(ctx, ref)
+    if blob_key is not None:
         if not blob_key.startswith(upload_prefix(caller.key_id)) and not blob_key.startswith(
             owner_results_prefix(caller.key_id)
         ):
@@ -119,6 +115,32 @@ async def _resolve_one(ctx: AppContext, caller: Caller, task_id: str, ref: Refer
         return _with_info(ref, blob_key, info)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def own_blob_key(ctx: AppContext, ref: Reference) -> str | None:
+    """The blob key when ``ref`` is a URL of ours: one we signed (any download mode), or
+    one our object store presigned (download mode ``presigned``, or a redirect's
+    target). It is read from the blob store, never fetched: the store may sit on an
+    address the SSRF guard refuses, and the bytes are ours already."""
+    own = ctx.signer.parse_own_url(ref.url)
+    if own is not None:
+        blob_key, exp, sig = own
+        try:
+            ctx.signer.verify(blob_key, exp, sig)
+        except SignatureInvalid as exc:
+            raise InvalidRequest(f"{ref.label}: {exc.message}", param="content") from None
+        return blob_key
+    presigned = ctx.blobs.presigned_key(ref.url)
+    if presigned is None:
+        return None
+    blob_key, expires = presigned
+    # The wall clock, as for our own signed URLs (signing.py): the store judges it so.
+    if expires < time.time():
+        raise InvalidRequest(
+            f"{ref.label}: this URL has expired: GET the task again for a fresh video_url",
+            param="content",
+        )
+    return blob_key
 
 
 async def _probe_stored(ctx: AppContext, ref: Reference, blob_key: str) -> MediaInfo:

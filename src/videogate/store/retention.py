@@ -3,6 +3,8 @@ one compare-and-set so that several workers sweeping at once never do the same w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -68,3 +70,73 @@ class RetentionStore:
         async with self._sessions.begin() as s:
             result = await s.execute(delete(Task).where(Task.id == task_id, *_FINISHED))
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # What ``videogate gc --dry-run`` lists: the same conditions, oldest first, with the
+    # age and size an operator decides by.
+
+    async def media_preview(self, before: float, limit: int) -> list[ExpiredMedia]:
+        stmt = (
+            select(
+                Task.id,
+                Task.key_id,
+                Task.completed_at,
+                Task.video_key,
+                Task.thumbnail_key,
+                Task.last_frame_key,
+            )
+            .where(*_FINISHED, Task.media_deleted.is_(False), Task.completed_at < before)
+            .order_by(Task.completed_at, Task.id)
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        return [
+            ExpiredMedia(str(i), str(k), float(c or 0), tuple(b for b in blobs if b))
+            for i, k, c, *blobs in rows
+        ]
+
+    async def upload_preview(self, before: float, limit: int) -> list[ExpiredUpload]:
+        stmt = (
+            select(StoredFile.id, StoredFile.blob_key, StoredFile.created_at, StoredFile.bytes)
+            .where(StoredFile.created_at < before)
+            .order_by(StoredFile.created_at, StoredFile.id)
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        return [ExpiredUpload(str(i), str(b), float(c), int(n)) for i, b, c, n in rows]
+
+    async def task_preview(self, before: float, limit: int) -> list[ExpiredTask]:
+        stmt = (
+            select(Task.id, Task.key_id, Task.completed_at, Task.media_deleted)
+            .where(*_FINISHED, Task.completed_at < before)
+            .order_by(Task.completed_at, Task.id)
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            rows = (await s.execute(stmt)).all()
+        return [ExpiredTask(str(i), str(k), float(c or 0), bool(m)) for i, k, c, m in rows]
+
+
+@dataclass(frozen=True)
+class ExpiredMedia:
+    task_id: str
+    key_id: str
+    completed_at: float
+    result_keys: tuple[str, ...]  # the video, thumbnail and last frame the task has
+
+
+@dataclass(frozen=True)
+class ExpiredUpload:
+    file_id: str
+    blob_key: str
+    created_at: float
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ExpiredTask:
+    task_id: str
+    key_id: str
+    completed_at: float
+    media_deleted: bool

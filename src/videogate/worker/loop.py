@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from videogate.context import AppContext
 from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
-from videogate.logs import bind, log_transition
+from videogate.logs import bind, current_setup, install, log_transition
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import Provider, Route, TaskContext
 from videogate.request import GenerationRequest, stored_surface
@@ -79,8 +79,12 @@ class Worker:
         if self._pool is None:
             workers = self.settings.render_processes or os.cpu_count() or 1
             # "spawn": a fresh interpreter per render process, no inherited event loop/locks.
+            # A spawned interpreter has no logging set up: it repeats this process's.
             self._pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=install,
+                initargs=(current_setup(),),
             )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
@@ -304,7 +308,8 @@ class Worker:
 
     def _upstream_reference_url(self, url: str, blob_key: str | None) -> str:
         """What an upstream fetches: the client's own URL, or a signed one of ours."""
-        if self.ctx.signer.parse_own_url(url) is not None and blob_key:
+        ours = self.ctx.signer.parse_own_url(url) or self.ctx.blobs.presigned_key(url)
+        if ours is not None and blob_key:
             signed, _ = self.ctx.signer.sign(blob_key, self.settings.upload_ttl_seconds)
             return signed
         return url

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from videogate.blobs.keys import reference_prefix, result_prefix
 from videogate.context import AppContext
+from videogate.errors import NotFound
 
 log = logging.getLogger("videogate.retention")
 MAX_BATCHES = 20  # per kind and sweep: a backlog is worked off over several sweeps
@@ -59,12 +60,12 @@ async def sweep(
             if len(found) < batch:
                 break
     if s.upload_retention_seconds:
-        keep = max(s.upload_retention_seconds, s.upload_ttl_seconds) + s.task_deadline_seconds
+        before = _uploads_before(ctx, now)
         for _ in range(max_batches):
             if dry_run:
-                report.uploads = len(await store.expired_uploads(now - keep, batch * max_batches))
+                report.uploads = len(await store.expired_uploads(before, batch * max_batches))
                 break
-            uploads = await store.expired_uploads(now - keep, batch)
+            uploads = await store.expired_uploads(before, batch)
             for file_id, blob_key in uploads:
                 if await store.claim_upload(file_id):
                     await ctx.blobs.delete(blob_key)
@@ -93,6 +94,54 @@ async def sweep(
         for name in ("results", "uploads", "tasks", "scratch"):
             ctx.metrics.retention_deleted.labels(name).inc(getattr(report, name))
     return report
+
+
+def _uploads_before(ctx: AppContext, now: float) -> float:
+    """Uploads made before this go: kept their retention, and never before the URLs
+    issued for them expired and a task started with them had its deadline."""
+    s = ctx.settings
+    keep = max(s.upload_retention_seconds, s.upload_ttl_seconds) + s.task_deadline_seconds
+    return now - keep
+
+
+@dataclass(frozen=True)
+class Doomed:
+    """One thing a sweep would remove, as ``videogate gc --dry-run`` lists it."""
+
+    kind: str  # result (a task's result files and stored references), upload or task
+    id: str  # the task id or file id
+    key: str  # the blob key, or the prefix everything under goes with
+    age_seconds: float  # since the task finished or the file was uploaded
+    bytes: int | None  # None: nothing in the blob store (a task record alone)
+
+
+async def preview(ctx: AppContext, now: float, limit: int) -> tuple[SweepReport, list[Doomed]]:
+    """What a sweep at ``now`` would remove: every count, and the oldest ``limit`` of each
+    kind itemised. A result's size is its video, thumbnail and last frame (one size
+    request each); stored references are not counted."""
+    s, store = ctx.settings, ctx.store.retention
+    counts = await sweep(ctx, now, dry_run=True, max_batches=1_000_000)
+    items: list[Doomed] = []
+    if s.result_retention_seconds:
+        for media in await store.media_preview(now - s.result_retention_seconds, limit):
+            size = sum([await _size(ctx, key) for key in media.result_keys])
+            prefix = result_prefix(media.key_id, media.task_id) + "/"
+            items.append(Doomed("result", media.task_id, prefix, now - media.completed_at, size))
+    if s.upload_retention_seconds:
+        for up in await store.upload_preview(_uploads_before(ctx, now), limit):
+            items.append(Doomed("upload", up.file_id, up.blob_key, now - up.created_at, up.bytes))
+    if s.task_retention_seconds:
+        for task in await store.task_preview(now - s.task_retention_seconds, limit):
+            key = "" if task.media_deleted else result_prefix(task.key_id, task.task_id) + "/"
+            items.append(Doomed("task", task.task_id, key, now - task.completed_at, None))
+    return counts, items
+
+
+async def _size(ctx: AppContext, key: str) -> int:
+    try:
+        return await ctx.blobs.size(key)
+    except NotFound:  # already gone (a sweep elsewhere, or never written)
+        return 0
 
 
 async def _drop_media(ctx: AppContext, task_id: str, key_id: str) -> None:
