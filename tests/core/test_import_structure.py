@@ -32,10 +32,6 @@ ALLOWED = {
     "videogate.blobs.s3",
 }
 
-# (module, import) pairs on their way out: the store is about to translate its constraint
-# errors itself (issue 11, point 4), and with that this import goes. Do not add to it.
-LEAVING = {("videogate.service.tasks", "sqlalchemy.exc")}
-
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -78,7 +74,7 @@ def hidden_imports(module: str, source: str) -> list[str]:
         f"{module}:{node.lineno} imports {name}"
         for node in visitor.found
         for name in _imported(node)
-        if name not in ALLOWED and (module, name) not in LEAVING
+        if name not in ALLOWED
     ]
 
 
