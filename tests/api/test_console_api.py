@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from test_webhooks import Receiver, receiver_server
 
 from conftest import TEST_BASE, wait_for_status
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key
 from videogate.settings import RouteConfig, Settings
+from webhook_support import Receiver, receiver_server
 
 ADMIN_TOKEN = "console-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

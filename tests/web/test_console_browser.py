@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from test_webhooks import Receiver, receiver_server
 
 from conftest import LiveServer, make_live_key, run_live_server
 from fakes.ark import FakeArk
@@ -23,6 +22,7 @@ from media_factory import png_bytes
 from videogate.service.keys import create_key
 from videogate.settings import ModelConfig, PriceConfig, RouteConfig
 from videogate.store import Store
+from webhook_support import Receiver, receiver_server
 
 T = TypeVar("T")
 CHROMIUM = Path("/usr/bin/chromium")

@@ -8,12 +8,9 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import test_webhooks as hooks
-from test_webhooks import Api, Receiver, settled
+from webhook_support import Api, Receiver, api, receiver, settings, settled
 
-settings = hooks.settings
-receiver = hooks.receiver
-api = hooks.api
+__all__ = ["api", "receiver", "settings"]  # fixtures
 
 ARK_TASKS = "/api/v3/contents/generations/tasks"
 FAST = "doubao-seedance-2-0-fast-260128"
