@@ -18,7 +18,6 @@ import av
 import httpx
 import pytest
 from test_ark_sdk import text, wait_done
-from test_webhooks import Receiver, receiver_server
 from volcenginesdkarkruntime import Ark  # type: ignore[import-untyped]
 from volcenginesdkarkruntime._exceptions import (  # type: ignore[import-untyped]
     ArkBadRequestError,
@@ -39,6 +38,7 @@ from videogate.service.keys import create_key
 from videogate.service.references import check_routes_can_serve
 from videogate.settings import RouteConfig
 from videogate.store import Store
+from webhook_support import Receiver, receiver_server
 
 FAST = "doubao-seedance-2-0-fast-260128"
 V25 = "doubao-seedance-2-5-260628"
