@@ -51,7 +51,7 @@ class TaskRecord:
     lease_owner: str | None
     lease_until: float | None
     steps: int
-    poll_errors: int
+    poll_errors: int  # failed tries in a row at the current step, not only polls (tables.py)
     idempotency_key: str | None
     request_hash: str | None
     callback_url: str | None

@@ -91,6 +91,9 @@ class Task(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     steps: Mapped[int] = mapped_column(Integer, default=0)
+    # Failed tries in a row at the task's current step, back to 0 on a success: submit rounds
+    # every route refused, polls, other step errors, the follow-up of an ended task's upstream
+    # job. The name is from when it counted polls only; renaming the column is still open.
     poll_errors: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
