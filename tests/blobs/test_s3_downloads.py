@@ -145,6 +145,15 @@ async def test_presigned_urls_name_the_public_endpoint(tmp_path: Path, s3_server
             got = await direct.get(url, headers={"Range": "bytes=10-19"})
         # Clients fetch it there, Range and all.
         assert got.status_code == 206 and got.content == b"0123456789", got.text
+        # Handed back (as a reference), it is known for ours, at either address; another
+        # bucket's or an unsigned one is not.
+        key, expires = blobs.presigned_key(url) or ("", 0)
+        assert key == "results/k/t/video.mp4" and abs(expires - (time.time() + 300)) < 120
+        inside = url.replace(public, s3_server.endpoint)
+        assert (blobs.presigned_key(inside) or ("",))[0] == key
+        bucket = settings.effective_blob_url.removeprefix("s3://").split("/", 1)[0]
+        assert blobs.presigned_key(url.replace(bucket, "elsewhere")) is None
+        assert blobs.presigned_key(url.partition("?")[0]) is None
 
 
 @pytest.mark.parametrize("mode", ["redirect", "presigned"])
