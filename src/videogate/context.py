@@ -18,6 +18,7 @@ from videogate.blobs import BlobStore, open_blob_store
 from videogate.blobs.metered import MeteredBlobStore
 from videogate.catalog import ModelSpec
 from videogate.clock import Clock, SystemClock
+from videogate.errors import VideogateError
 from videogate.fetch import UrlGuard, guard_from_settings
 from videogate.metrics import Metrics
 from videogate.routing import Router, build_catalog_and_routes
@@ -25,9 +26,24 @@ from videogate.settings import Settings
 from videogate.signing import UrlSigner
 from videogate.store import Store
 from videogate.store.db import PoolOptions, is_infrastructure
+from videogate.store.failures import DRIVER_ERRORS, translate
 from videogate.store.migrate import upgrade
 
 log = logging.getLogger("videogate")
+
+#: What the resources of a process raise (the database's drivers, the file system) that may
+#: mean something to a client rather than a bug: :func:`resource_failure` says what.
+RESOURCE_ERRORS: tuple[type[Exception], ...] = (*DRIVER_ERRORS, OSError, OverflowError)
+
+
+def resource_failure(exc: BaseException) -> VideogateError | None:
+    """What a failure of this process's resources means for the client: a value the
+    database cannot store is a 400, our infrastructure's trouble (database unreachable,
+    disk full, data directory not writable) a 503 with Retry-After; None for a bug. The
+    drivers' errors are read in ``store/failures.py``, the one module that knows them."""
+    return translate(exc)
+
+
 T = TypeVar("T")
 
 

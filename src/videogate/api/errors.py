@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from videogate import errors as e
+from videogate.context import RESOURCE_ERRORS, resource_failure
 
 log = logging.getLogger("videogate.api")
 
@@ -93,93 +91,6 @@ ARK_ERROR_TYPES = {
     429: "TooManyRequests",
     503: "ServiceUnavailable",
 }
-
-
-# Errors of the libraries under us that mean something to the client. PostgreSQL's SQLSTATE
-# classes: 22 "data exception" is the request's fault (a NUL byte, a number out of range);
-# these are our infrastructure's (connection, resources such as disk, operator shutdown,
-# system I/O, database gone, lock/serialization conflicts, read-only server).
-PG_UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "3D", "40", "55", "25006")
-PG_DATA_MESSAGES = {
-    "22021": "text in the request contains a NUL (\\u0000) character, which cannot be stored; "
-    "remove it",
-    "22P05": "text in the request contains a NUL (\\u0000) character, which cannot be stored; "
-    "remove it",
-    "22003": "a number in the request is out of range",
-    "22001": "a text value in the request is too long",
-}
-OUT_OF_RANGE = "a number in the request is out of range (integers must fit in 64 bits)"
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
-RETRY_AFTER_SECONDS = 5
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, the driver error SQLAlchemy wraps, and what caused each."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo and len(seen) < 10:
-        item = todo.pop(0)
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo += [getattr(item, "orig", None), item.__cause__, item.__context__]
-
-
-def translate(exc: BaseException) -> e.VideogateError | None:
-    """What a database, driver or file-system error means for the client, or None for a
-    bug. The client's fault (a value the database cannot store) is a 400; our
-    infrastructure's (database unreachable, disk full, data dir not writable) a 503 with
-    Retry-After: the same request may well work in a moment."""
-    unavailable: e.ServiceUnavailable | None = None
-    for cause in _causes(exc):
-        sqlstate = getattr(cause, "sqlstate", None)
-        if isinstance(sqlstate, str):
-            if sqlstate.startswith("22"):
-                return e.InvalidRequest(
-                    PG_DATA_MESSAGES.get(sqlstate, "a value in the request cannot be stored")
-                )
-            if sqlstate.startswith(PG_UNAVAILABLE_CLASSES):
-                unavailable = unavailable or _unavailable("the database is unavailable")
-        if isinstance(cause, OverflowError):
-            return e.InvalidRequest(OUT_OF_RANGE)
-        if isinstance(cause, ValueError) and "out of int" in str(cause):  # asyncpg's encoder
-            return e.InvalidRequest(OUT_OF_RANGE)
-        if isinstance(cause, OSError) and unavailable is None:
-            unavailable = _os_unavailable(cause)
-        if isinstance(cause, sqlite3.OperationalError | sqlite3.DatabaseError) and (
-            unavailable is None
-        ):
-            text = str(cause).lower()
-            if "full" in text:
-                unavailable = _unavailable("the server's disk is full")
-            elif "readonly" in text or "read-only" in text:
-                unavailable = _unavailable("the server's data directory is not writable")
-            else:
-                unavailable = _unavailable("the database is unavailable")
-        if isinstance(cause, sa.OperationalError | sa.InterfaceError | sa.TimeoutError) or (
-            isinstance(cause, sa.DBAPIError) and cause.connection_invalidated
-        ):
-            unavailable = unavailable or _unavailable("the database is unavailable")
-    return unavailable
-
-
-def _unavailable(what: str) -> e.ServiceUnavailable:
-    return e.ServiceUnavailable(
-        f"{what}; this is on our side, not in your request: retry in a few seconds",
-        retry_after=RETRY_AFTER_SECONDS,
-    )
-
-
-def _os_unavailable(exc: OSError) -> e.ServiceUnavailable:
-    if exc.errno in DISK_FULL:
-        return _unavailable("the server's disk is full")
-    if exc.errno in NOT_WRITABLE:
-        return _unavailable("the server's data directory is not writable")
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return _unavailable("the database or another service we depend on is unreachable")
-    return _unavailable("the server's storage or network failed")
 
 
 def status_for(exc: e.VideogateError) -> int:
@@ -315,7 +226,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal error; it was logged")
 
     async def on_foreign_error(request: Request, exc: Exception) -> Response:
-        known = translate(exc)
+        known = resource_failure(exc)
         if known is None:
             return await on_unexpected(request, exc)
         if isinstance(known, e.ServiceUnavailable):
@@ -327,7 +238,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     # Registered by class so that they are answered here (Starlette re-raises what reaches
-    # the catch-all ``Exception`` handler); ``translate`` tells a bug (500) from the rest.
-    for foreign in (sa.SQLAlchemyError, sqlite3.Error, OSError, OverflowError):
+    # the catch-all ``Exception`` handler); ``resource_failure`` tells a bug (500) from the
+    # rest (``store/failures.py``).
+    for foreign in RESOURCE_ERRORS:
         app.add_exception_handler(foreign, on_foreign_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 from starlette.responses import Response
 
 from videogate.api.openapi_models import ModelList, documented
@@ -42,8 +41,7 @@ async def list_models(request: Request) -> Response:
 async def health(request: Request) -> Response:
     state = api_state(request)
     try:
-        async with state.ctx.store.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await state.ctx.store.ping()
         db = "ok"
     except Exception as exc:
         return json_response({"status": "error", "database": str(exc)[:200]}, status=503)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-
 if TYPE_CHECKING:
     from videogate.context import AppContext
 
@@ -60,8 +58,7 @@ async def _check(work: Any) -> str:
 
 
 async def _database(ctx: AppContext) -> None:
-    async with ctx.store.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+    await ctx.store.ping()
 
 
 def _writable(directory: Path) -> None:

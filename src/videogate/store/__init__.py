@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -78,6 +78,11 @@ class Store:
             else:
                 self._box = SecretBox(generated)
         return self._box
+
+    async def ping(self) -> None:
+        """One round trip to the database (health checks); raises what the driver raises."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         self.tasks.close()
