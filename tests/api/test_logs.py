@@ -152,3 +152,31 @@ async def test_render_processes_log_as_the_worker_does(
     said = [r for r in lines if r["event"] == "said in a render process"]
     assert len(said) == 1, err
     assert said[0]["role"] == "serve" and said[0]["level"] == "warning", said
+
+
+def test_the_diffusers_process_logs_as_the_worker_does(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # No model is loaded: the process says what it serves and stops when told to.
+    import multiprocessing
+
+    from videogate.logs import LogSetup
+    from videogate.media.diffusion import PipelineSpec, serve
+
+    spec = PipelineSpec("/models/none", "WanPipeline", "float32", "cpu", False)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    cancel = ctx.Event()  # held here: the child opens its semaphore by name
+    process = ctx.Process(
+        target=serve, args=(child, cancel, spec, LogSetup("json", "info", "worker"))
+    )
+    process.start()
+    child.close()
+    parent.send(None)
+    process.join(60)
+    assert process.exitcode == 0
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    said = [r for r in lines if r["logger"] == "videogate.diffusers"]
+    assert len(said) == 1 and "serves WanPipeline from /models/none" in said[0]["event"], err
+    assert said[0]["role"] == "worker" and said[0]["level"] == "info", said

@@ -15,7 +15,9 @@ never needs them.
 from __future__ import annotations
 
 import gc
+import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -31,6 +33,8 @@ from videogate.logs import LogSetup, install
 from videogate.media.encode import ClipEncoder, open_mp4
 from videogate.media.picture import U8
 from videogate.media.soundtrack import F32, SAMPLE_RATE
+
+log = logging.getLogger("videogate.diffusers")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ def serve(
     """The child process's loop: one job at a time until the pipe closes. ``logs``: the
     worker's logging set-up (a spawned interpreter starts with none)."""
     install(logs)
+    log.info("diffusers process %d serves %s from %s", os.getpid(), spec.pipeline, spec.model_dir)
     pipeline: Any = None
     while True:
         try:
@@ -88,6 +93,7 @@ def serve(
         except _Cancelled:
             conn.send(("cancelled",))
         except _LoadError as exc:
+            log.warning("%s", exc)
             conn.send(("failed", "model_load_failed", str(exc)))
         except Exception as exc:
             code, message = _describe(exc, spec)
