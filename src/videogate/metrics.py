@@ -31,6 +31,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from videogate.statuses import UNFINISHED
+from videogate.store.routes import is_benched
 
 if TYPE_CHECKING:
     from videogate.routing import Router
@@ -211,8 +212,7 @@ class Metrics:
             self.route_in_flight.labels(route.name).set(in_flight.get(route.name, 0))
             self.route_cap.labels(route.name).set(route.max_in_flight)
             state = states.get(route.name)
-            benched = state is not None and (state.benched_until or 0) > wall
-            self.route_open.labels(route.name).set(1 if benched else 0)
+            self.route_open.labels(route.name).set(1 if is_benched(state, wall) else 0)
 
 
 def render(metrics: Metrics) -> tuple[bytes, str]:

@@ -10,7 +10,7 @@ from typing import Any
 from videogate.providers import route_problem
 from videogate.providers.base import Route
 from videogate.store import Store
-from videogate.worker.submit import is_benched
+from videogate.store.routes import is_benched
 
 
 async def route_report(

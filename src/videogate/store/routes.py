@@ -10,6 +10,12 @@ from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.tables import RouteState
 
 
+def is_benched(state: RouteState | None, now: float) -> bool:
+    """Whether the circuit breaker keeps the route out of rotation at ``now``: the one test
+    the engine's route choice, ``videogate routes`` and the metrics gauge all use."""
+    return state is not None and state.benched_until is not None and state.benched_until > now
+
+
 class RouteStateStore:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], writer: SqliteTaskWriter | None = None

@@ -17,7 +17,8 @@ from videogate.errors import Disposition, UpstreamError
 from videogate.logs import bound, log_transition
 from videogate.providers.base import Route
 from videogate.store.records import TaskChange, TaskRecord
-from videogate.store.tables import Attempt, RouteState
+from videogate.store.routes import is_benched
+from videogate.store.tables import Attempt
 from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
 from videogate.worker.wording import PUBLIC_WORDING
 
@@ -37,10 +38,6 @@ class Choice:
 
     routes: list[Route]
     wait_until: float | None = None
-
-
-def is_benched(state: RouteState | None, now: float) -> bool:
-    return state is not None and state.benched_until is not None and state.benched_until > now
 
 
 class Submitter:
