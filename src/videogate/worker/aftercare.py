@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from videogate.errors import UpstreamError
 from videogate.providers.base import PollResult
 from videogate.store.records import TaskChange, TaskRecord
+from videogate.worker.host import StepHost
 from videogate.worker.results import remove_scratch
 from videogate.worker.retry import asks_again, describe, gives_up, is_infrastructure, retry_delay
-
-if TYPE_CHECKING:
-    from videogate.worker.loop import Worker
 
 log = logging.getLogger("videogate.worker")
 
@@ -52,7 +50,7 @@ def unbilled_usage(route: str, result: PollResult, ended_as: str) -> dict[str, A
 
 
 class Aftercare:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: StepHost) -> None:
         self.w = worker
         self.ctx = worker.ctx
 

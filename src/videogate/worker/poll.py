@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from videogate.logs import log_transition
 from videogate.providers.base import Route
 from videogate.store.records import TaskChange, TaskRecord
+from videogate.worker.host import StepHost
 from videogate.worker.results import complete_with_result
 from videogate.worker.retry import poll_delay
-
-if TYPE_CHECKING:
-    from videogate.worker.loop import Worker
 
 log = logging.getLogger("videogate.worker")
 
@@ -21,7 +18,7 @@ log = logging.getLogger("videogate.worker")
 class Poller:
     """The ``running`` and ``fetching`` steps of one worker."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: StepHost) -> None:
         self.w = worker
         self.ctx = worker.ctx
         # At most ``max_concurrent_polls`` polls of one route at a time (per worker).

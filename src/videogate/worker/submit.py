@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from videogate.errors import Disposition, UpstreamError
 from videogate.logs import bound, log_transition
@@ -19,11 +18,9 @@ from videogate.providers.base import Route
 from videogate.store.records import TaskChange, TaskRecord
 from videogate.store.routes import is_benched
 from videogate.store.tables import Attempt
+from videogate.worker.host import StepHost
 from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
 from videogate.worker.wording import PUBLIC_WORDING
-
-if TYPE_CHECKING:
-    from videogate.worker.loop import Worker
 
 log = logging.getLogger("videogate.worker")
 
@@ -41,7 +38,7 @@ class Choice:
 
 
 class Submitter:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: StepHost) -> None:
         self.w = worker
         self.ctx = worker.ctx
 

@@ -17,17 +17,14 @@ Either way the attempt leaves ``submitting`` and its slot is released.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from videogate.errors import UpstreamError
 from videogate.logs import bound
 from videogate.statuses import TERMINAL
 from videogate.store.records import TaskRecord
 from videogate.store.tables import Attempt
+from videogate.worker.host import StepHost
 from videogate.worker.retry import asks_again
-
-if TYPE_CHECKING:
-    from videogate.worker.loop import Worker
 
 log = logging.getLogger("videogate.worker")
 
@@ -36,7 +33,7 @@ GIVE_UP_AFTER = 3600.0
 
 
 class AttemptSweeper:
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: StepHost) -> None:
         self.w = worker
         self.ctx = worker.ctx
 
