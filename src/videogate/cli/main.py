@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -166,7 +169,6 @@ def gc(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts"),
 ) -> None:
     """Remove what the retention settings say has expired (workers also do this)."""
-    import time
 
     settings = _settings(None, None, shared_metrics=False)
     _logging(settings, role="gc")
@@ -254,9 +256,6 @@ def _shared_metrics(settings: Settings, *, make: bool) -> Iterator[None]:
     multi-process mode). Without ``PROMETHEUS_MULTIPROC_DIR`` that is ``metrics/`` in the
     data directory, removed at exit. A given directory is emptied of a previous run's
     files at start (prometheus-client's rule)."""
-    import shutil
-    from pathlib import Path
-
     made = None
     if make and not os.environ.get(MULTIPROC_ENV):
         made = settings.data_dir / "metrics"
