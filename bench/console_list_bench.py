@@ -52,7 +52,7 @@ async def seed(state: ApiState, key_id: str, count: int) -> list[str]:
                 "deadline_at": base + i + 3600,
                 "media_deleted": True,
                 "steps": 1,
-                "poll_errors": 0,
+                "errors_in_a_row": 0,
                 "hold_micros": 0,
                 "billing_state": "settled" if status == "succeeded" else "refunded",
                 "currency": "USD",

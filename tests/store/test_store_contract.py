@@ -241,14 +241,14 @@ async def test_a_reschedule_is_compare_and_set_too(store: Store) -> None:
         "w1",
         "queued",
         TaskChange(
-            upstream_result={"video_url": "https://x/v.mp4"}, poll_errors=2, next_run_at=now + 5
+            upstream_result={"video_url": "https://x/v.mp4"}, errors_in_a_row=2, next_run_at=now + 5
         ),
         if_next_run_at=claimed.next_run_at,
         release=False,
     )
     got = await store.tasks.get(task.id)
     assert got is not None
-    assert (got.status, got.lease_owner, got.poll_errors, got.next_run_at) == (
+    assert (got.status, got.lease_owner, got.errors_in_a_row, got.next_run_at) == (
         "queued",
         "w1",
         2,

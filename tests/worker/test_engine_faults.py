@@ -212,7 +212,7 @@ async def test_a_blob_store_outage_while_copying_a_result_is_waited_out(
         task_id = await new_task(ctx)
         await run_until(ctx, all_terminal(ctx, task_id))
         row = await task_row(ctx, task_id)
-        assert row.status == "succeeded" and failures["left"] == 0 and row.poll_errors == 0
+        assert row.status == "succeeded" and failures["left"] == 0 and row.errors_in_a_row == 0
 
 
 # 2. and 5. Recovery adopts only the job its own attempt created -----------------------------

@@ -70,7 +70,7 @@ async def test_a_submit_that_every_route_refuses(
 
         with caplog.at_level(logging.INFO):
             async with h.state.ctx.store.engine.begin() as conn:
-                await conn.execute(update(Task).where(Task.id == task_id).values(poll_errors=4))
+                await conn.execute(update(Task).where(Task.id == task_id).values(errors_in_a_row=4))
             await h.wait(task_id, "failed", timeout=60)
         messages = await shown_messages(h, task_id)
     assert_public(messages, ark.root_url.split("//", 1)[1])

@@ -132,7 +132,7 @@ async def test_a_poll_answered_503_retry_after_waits_that_long(
         fake.inject(Fault.error(503, retry_after="45"), on="get")
 
         async def failed_once() -> bool:
-            return (await task_row(ctx, task_id)).poll_errors == 1
+            return (await task_row(ctx, task_id)).errors_in_a_row == 1
 
         await run_until(ctx, failed_once)
         row = await task_row(ctx, task_id)

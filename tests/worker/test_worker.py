@@ -70,7 +70,7 @@ async def test_upstream_expired_and_cancelled_map_to_terminal_states(ctx: AppCon
         assert await drive(worker, task_id, ctx) == status
 
 
-async def test_poll_errors_back_off_then_fail(settings: Settings) -> None:
+async def test_failed_polls_back_off_then_fail(settings: Settings) -> None:
     # A 10 s window: the waits after failures 1-3 (2 + 4 + 8 s) cover it at the 4th.
     context = await open_context(
         settings.model_copy(update={"poll_failure_window_seconds": 10}), clock=FakeClock()

@@ -51,7 +51,7 @@ class TaskRecord:
     lease_owner: str | None
     lease_until: float | None
     steps: int
-    poll_errors: int  # failed tries in a row at the current step, not only polls (tables.py)
+    errors_in_a_row: int  # failed tries in a row at the current step (tables.py)
     idempotency_key: str | None
     request_hash: str | None
     callback_url: str | None
@@ -131,7 +131,7 @@ def new_task(
         lease_owner=None,
         lease_until=None,
         steps=0,
-        poll_errors=0,
+        errors_in_a_row=0,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         callback_url=callback_url,
@@ -181,7 +181,7 @@ class TaskChange:
     started_at: float | _Keep | None = KEEP
     completed_at: float | _Keep | None = KEEP
     next_run_at: float | _Keep | None = KEEP
-    poll_errors: int | _Keep = KEEP
+    errors_in_a_row: int | _Keep = KEEP
 
     def values(self) -> dict[str, Any]:
         """Column → new value, for the fields this change sets."""

@@ -93,8 +93,8 @@ class Task(Base):
     steps: Mapped[int] = mapped_column(Integer, default=0)
     # Failed tries in a row at the task's current step, back to 0 on a success: submit rounds
     # every route refused, polls, other step errors, the follow-up of an ended task's upstream
-    # job. The name is from when it counted polls only; renaming the column is still open.
-    poll_errors: Mapped[int] = mapped_column(Integer, default=0)
+    # job (called poll_errors until migration 0005: it counted more than polls).
+    errors_in_a_row: Mapped[int] = mapped_column(Integer, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -108,12 +108,12 @@ class Aftercare:
                 row.upstream_id,
                 exc.message,
             )
-            await self._later(row, FOLLOW_DELAY, poll_errors=0)
+            await self._later(row, FOLLOW_DELAY, errors_in_a_row=0)
             return
         await self._done(row)  # the upstream stopped the job before it cost anything
 
     async def _again(self, row: TaskRecord, why: str) -> None:
-        errors = row.poll_errors + 1
+        errors = row.errors_in_a_row + 1
         if gives_up(errors, self.w.settings.poll_failure_window_seconds):
             log.warning(
                 "task %s: gave up on upstream job %s after %d errors: %s",
@@ -124,10 +124,10 @@ class Aftercare:
             )
             await self._done(row)
             return
-        await self._later(row, retry_delay(errors), poll_errors=errors)
+        await self._later(row, retry_delay(errors), errors_in_a_row=errors)
 
-    async def _later(self, row: TaskRecord, delay: float, *, poll_errors: int) -> None:
-        change = TaskChange(next_run_at=self.w.clock.now() + delay, poll_errors=poll_errors)
+    async def _later(self, row: TaskRecord, delay: float, *, errors_in_a_row: int) -> None:
+        change = TaskChange(next_run_at=self.w.clock.now() + delay, errors_in_a_row=errors_in_a_row)
         await self.ctx.store.tasks.transition(row.id, self.w.owner, row.status, change)
 
     async def _done(self, row: TaskRecord, change: TaskChange | None = None) -> None:

@@ -359,7 +359,7 @@ class Worker:
     async def retry_later(self, row: TaskRecord, exc: VideogateError) -> None:
         """Count an error against the task and look again after a backoff (never sooner
         than the upstream's ``Retry-After``)."""
-        errors = row.poll_errors + 1
+        errors = row.errors_in_a_row + 1
         now = self.clock.now()
         after = honoured_retry_after(exc)
         queued = row.status == "queued"
@@ -369,12 +369,14 @@ class Worker:
             self.owner,
             row.status,
             TaskChange(
-                poll_errors=errors, updated_at=now, next_run_at=min(now + delay, row.deadline_at)
+                errors_in_a_row=errors,
+                updated_at=now,
+                next_run_at=min(now + delay, row.deadline_at),
             ),
         )
 
     async def _step_error(self, row: TaskRecord, exc: Exception) -> None:
-        errors = row.poll_errors + 1
+        errors = row.errors_in_a_row + 1
         retryable = (
             not isinstance(exc, VideogateError)
             or isinstance(exc, StorageUnavailable)  # the store comes back; the task waits

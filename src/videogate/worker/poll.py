@@ -52,7 +52,7 @@ class Poller:
                 TaskChange(
                     progress=max(row.progress, progress),
                     updated_at=now,
-                    poll_errors=0,
+                    errors_in_a_row=0,
                     next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
                 ),
                 if_next_run_at=row.next_run_at,
@@ -67,7 +67,7 @@ class Poller:
                 updated_at=now,
                 progress=99,
                 next_run_at=now,
-                poll_errors=0,
+                errors_in_a_row=0,
                 seed=result.seed if result.seed is not None else row.seed,
                 upstream_result={
                     "video_url": result.video_url,

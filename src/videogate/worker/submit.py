@@ -262,7 +262,7 @@ class Submitter:
                 started_at=now,
                 updated_at=now,
                 progress=max(row.progress, 1),
-                poll_errors=0,
+                errors_in_a_row=0,
                 next_run_at=now if route.capabilities.local else now + 1.0,
             ),
         )
@@ -277,7 +277,7 @@ class Submitter:
             await self.ctx.store.tasks.orphaned_submit(row.id, route.name, upstream_id, now)
 
     async def all_failed(self, row: TaskRecord, errors: list[str]) -> None:
-        rounds = row.poll_errors + 1
+        rounds = row.errors_in_a_row + 1
         detail = "; ".join(errors)
         if rounds >= MAX_SUBMIT_ROUNDS:
             log.warning(
@@ -300,7 +300,7 @@ class Submitter:
             self.w.owner,
             "queued",
             TaskChange(
-                poll_errors=rounds,
+                errors_in_a_row=rounds,
                 updated_at=now,
                 next_run_at=min(now + resubmit_delay(rounds), row.deadline_at),
             ),
@@ -328,7 +328,7 @@ class Submitter:
                 tctx, attempt.created_at, frozenset(known)
             )
         except UpstreamError as exc:
-            if asks_again(exc) and row.poll_errors + 1 < MAX_SUBMIT_ROUNDS:
+            if asks_again(exc) and row.errors_in_a_row + 1 < MAX_SUBMIT_ROUNDS:
                 await self.w.retry_later(row, exc)
                 return
             await self.uncertain(row, route, attempt, exc)
