@@ -13,7 +13,7 @@ from videogate.errors import AuthenticationFailed
 from videogate.service.keys import KeyAuthenticator, create_key
 from videogate.store import Store
 from videogate.store.migrate import upgrade
-from videogate.store.tables import ApiKey
+from videogate.store.records import KeyRecord
 
 TTL = 10.0
 
@@ -38,7 +38,7 @@ class CountingKeys:
     def __getattr__(self, name: str) -> object:
         return getattr(self._keys, name)
 
-    async def by_hash(self, key_hash: str) -> ApiKey | None:
+    async def by_hash(self, key_hash: str) -> KeyRecord | None:
         self.lookups += 1
         await self.gate.wait()
         return await self._keys.by_hash(key_hash)

@@ -16,8 +16,7 @@ from test_store_contract import make_key, make_task
 from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
-from videogate.store.records import TaskRecord
-from videogate.store.tables import ApiKey
+from videogate.store.records import KeyRecord, TaskRecord
 from videogate.store.tasks import UnfinishedCapReached
 
 
@@ -30,8 +29,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.close()
 
 
-async def key_with_balance(store: Store, micros: int) -> ApiKey:
-    key = ApiKey(
+async def key_with_balance(store: Store, micros: int) -> KeyRecord:
+    key = KeyRecord(
         id=f"key_{uuid.uuid4().hex[:12]}",
         name="counted",
         group="default",
@@ -41,7 +40,7 @@ async def key_with_balance(store: Store, micros: int) -> ApiKey:
         webhook_secret="whsec_x",
         created_at=time.time(),
     )
-    await store.keys.insert(key)
+    key = await store.keys.insert(key)
     return key
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from videogate.store import Store, records
 from videogate.store.migrate import upgrade
-from videogate.store.records import TaskChange, TaskRecord
+from videogate.store.records import KeyRecord, TaskChange, TaskRecord
 from videogate.store.tables import ApiKey, LedgerEntry, Task
 
 Op = tuple[str, int, int]
@@ -56,7 +56,7 @@ async def balance(store: Store, key_id: str) -> int:
 
 
 async def run_ops(store: Store, sequence: list[Op], start_balance: int) -> None:
-    key = ApiKey(
+    key = KeyRecord(
         id="key_prop",
         name="",
         group="default",
@@ -66,7 +66,7 @@ async def run_ops(store: Store, sequence: list[Op], start_balance: int) -> None:
         webhook_secret="w",
         created_at=time.time(),
     )
-    await store.keys.insert(key)
+    key = await store.keys.insert(key)
     tasks: list[str] = []
     last_terminal: dict[str, tuple[str, int]] = {}
     topups = 0

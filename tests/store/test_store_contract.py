@@ -15,8 +15,7 @@ import pytest
 from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
-from videogate.store.records import TaskChange, TaskRecord, new_task
-from videogate.store.tables import ApiKey
+from videogate.store.records import KeyRecord, TaskChange, TaskRecord, new_task
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -55,8 +54,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await admin.close()
 
 
-async def make_key(store: Store, name: str = "k") -> ApiKey:
-    key = ApiKey(
+async def make_key(store: Store, name: str = "k") -> KeyRecord:
+    key = KeyRecord(
         id=f"key_{uuid.uuid4().hex[:12]}",
         name=name,
         group="default",
@@ -66,7 +65,7 @@ async def make_key(store: Store, name: str = "k") -> ApiKey:
         webhook_secret="whsec_x",
         created_at=time.time(),
     )
-    await store.keys.insert(key)
+    key = await store.keys.insert(key)
     return key
 
 

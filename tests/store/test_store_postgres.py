@@ -19,7 +19,8 @@ from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.db import PoolOptions
 from videogate.store.migrate import upgrade
-from videogate.store.tables import ApiKey, Base
+from videogate.store.records import KeyRecord
+from videogate.store.tables import Base
 
 
 @pytest.fixture
@@ -53,9 +54,9 @@ async def drop_connections(url: str) -> int:
         await admin.close()
 
 
-async def key_with_secret(store: Store) -> tuple[ApiKey, str]:
+async def key_with_secret(store: Store) -> tuple[KeyRecord, str]:
     secret = f"vg-{uuid.uuid4().hex}"
-    key = ApiKey(
+    key = KeyRecord(
         id=f"key_{uuid.uuid4().hex[:12]}",
         name="pool",
         group="default",
@@ -64,7 +65,7 @@ async def key_with_secret(store: Store) -> tuple[ApiKey, str]:
         webhook_secret="whsec_x",
         created_at=time.time(),
     )
-    await store.keys.insert(key)
+    key = await store.keys.insert(key)
     return key, secret
 
 

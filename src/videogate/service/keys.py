@@ -15,7 +15,7 @@ from videogate.ids import new_id, new_secret, new_webhook_secret
 from videogate.money import parse_amount
 from videogate.signing import hash_api_key
 from videogate.store import Store
-from videogate.store.tables import ApiKey
+from videogate.store.records import KeyRecord
 
 log = logging.getLogger("videogate.keys")
 
@@ -75,7 +75,7 @@ async def create_key(
     max_unfinished_tasks = _limit(max_unfinished_tasks, "max unfinished tasks")
     secret = new_secret(KEY_PREFIX, 24)
     webhook_secret = new_webhook_secret()
-    row = ApiKey(
+    row = KeyRecord(
         id=new_id("key"),
         name=name,
         group=group,
@@ -87,7 +87,7 @@ async def create_key(
         requests_per_minute=requests_per_minute,
         max_unfinished_tasks=max_unfinished_tasks,
     )
-    await store.keys.insert(row)
+    row = await store.keys.insert(row)
     return NewKey(
         row.id,
         name,
@@ -100,7 +100,7 @@ async def create_key(
     )
 
 
-async def key_or_404(store: Store, key_id: str) -> ApiKey:
+async def key_or_404(store: Store, key_id: str) -> KeyRecord:
     """The key with this id (ids are cut to 100 characters), or :class:`NotFound`."""
     row = await store.keys.get(key_id[:100])
     if row is None:

@@ -10,9 +10,9 @@ from typing import Any
 from videogate.money import format_money
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import Store
-from videogate.store.records import TaskRecord
+from videogate.store.records import KeyRecord, TaskRecord
 from videogate.store.reports import DAY, HOUR
-from videogate.store.tables import ApiKey, LedgerEntry
+from videogate.store.tables import LedgerEntry
 
 MAX_DAYS = 366
 
@@ -45,7 +45,7 @@ async def ledger_page(
     }
 
 
-def account_json(row: ApiKey) -> dict[str, Any]:
+def account_json(row: KeyRecord) -> dict[str, Any]:
     """A key as its owner sees it (never the secret)."""
     return {
         "object": "account",

@@ -4,13 +4,22 @@ webhook signing secret is stored sealed (``store/sealing.py``)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videogate.store.db import retry_if_disconnected
+from videogate.store.records import KEY_FIELDS, KeyRecord
 from videogate.store.sealing import SecretBox, SecretUnreadable, is_sealed
 from videogate.store.tables import ApiKey
+
+_KEY_COLUMNS = tuple(getattr(ApiKey, name) for name in KEY_FIELDS)
+
+
+def _record(row: Any) -> KeyRecord:
+    return KeyRecord(**dict(zip(KEY_FIELDS, row, strict=True)))
 
 
 def _row(key_id: str) -> str:
@@ -27,15 +36,16 @@ class KeyStore:
         self._sessions = sessions
         self._secret_box = secret_box
 
-    async def insert(self, key: ApiKey) -> None:
-        """Store a new key; its webhook secret is sealed on the way in."""
+    async def insert(self, key: KeyRecord) -> KeyRecord:
+        """Store a new key; its webhook secret is sealed on the way in. The key as stored."""
         if not is_sealed(key.webhook_secret):
             box = await self._secret_box()
-            key.webhook_secret = box.seal(key.webhook_secret, _row(key.id))
+            key = replace(key, webhook_secret=box.seal(key.webhook_secret, _row(key.id)))
         async with self._sessions.begin() as s:
-            s.add(key)
+            s.add(ApiKey(**{name: getattr(key, name) for name in KEY_FIELDS}))
+        return key
 
-    async def webhook_secret(self, key: ApiKey) -> str:
+    async def webhook_secret(self, key: KeyRecord) -> str:
         """The key's webhook signing secret, in clear. Raises :class:`SecretUnreadable`."""
         box = await self._secret_box()
         return box.open(key.webhook_secret, _row(key.id))
@@ -63,24 +73,27 @@ class KeyStore:
                 done += (await s.execute(stmt)).rowcount  # type: ignore[attr-defined]
         return done
 
-    async def by_hash(self, key_hash: str) -> ApiKey | None:
+    async def by_hash(self, key_hash: str) -> KeyRecord | None:
         """The key with this hash (retried once on a dropped connection: every request
         may land here)."""
 
-        async def read() -> ApiKey | None:
+        async def read() -> KeyRecord | None:
             async with self._sessions() as s:
-                stmt = select(ApiKey).where(ApiKey.key_hash == key_hash)
-                return (await s.execute(stmt)).scalar_one_or_none()
+                stmt = select(*_KEY_COLUMNS).where(ApiKey.key_hash == key_hash)
+                row = (await s.execute(stmt)).one_or_none()
+            return None if row is None else _record(row)
 
         return await retry_if_disconnected(read)
 
-    async def get(self, key_id: str) -> ApiKey | None:
+    async def get(self, key_id: str) -> KeyRecord | None:
         async with self._sessions() as s:
-            return await s.get(ApiKey, key_id)
+            row = (await s.execute(select(*_KEY_COLUMNS).where(ApiKey.id == key_id))).one_or_none()
+        return None if row is None else _record(row)
 
-    async def all(self) -> list[ApiKey]:
+    async def all(self) -> list[KeyRecord]:
+        stmt = select(*_KEY_COLUMNS).order_by(ApiKey.created_at)
         async with self._sessions() as s:
-            return list((await s.execute(select(ApiKey).order_by(ApiKey.created_at))).scalars())
+            return [_record(row) for row in await s.execute(stmt)]
 
     async def count_active(self) -> int:
         async with self._sessions() as s:

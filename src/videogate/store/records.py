@@ -145,6 +145,30 @@ def new_task(
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRecord:
+    """One row of ``api_keys``. ``webhook_secret`` is as stored: sealed (open it with
+    ``KeyStore.webhook_secret``); a new key's may be given in clear, the store seals it."""
+
+    id: str
+    key_hash: str
+    key_prefix: str
+    webhook_secret: str
+    created_at: float
+    name: str = ""
+    group: str = "default"
+    # Money is kept in millionths of the currency unit; None: no balance kept (unlimited).
+    balance_micros: int | None = None
+    revoked_at: float | None = None
+    # Per-key limits; None falls back to the group's, then to no limit.
+    requests_per_minute: int | None = None
+    max_unfinished_tasks: int | None = None
+
+
+#: The record's field names (the ``ApiKey`` attributes they come from).
+KEY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(KeyRecord))
+
+
 class _Keep(enum.Enum):
     KEEP = "keep"
 

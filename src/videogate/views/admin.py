@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from videogate.money import format_money
-from videogate.store.tables import ApiKey
+from videogate.store.records import KeyRecord
 from videogate.store.webhooks import LoggedAttempt
 
 
-def key_json(row: ApiKey) -> dict[str, Any]:
+def key_json(row: KeyRecord) -> dict[str, Any]:
     """A key without its secret: the admin API's ``api_key`` object."""
     return {
         "id": row.id,
