@@ -92,15 +92,23 @@ class Server:
         return self.proc.pid
 
     def cpu_seconds(self) -> float | None:
-        """utime + stime of the server process (all its threads; children excluded), or None
-        when it is gone."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # After the ")" that ends comm, field 3 (state) is index 0: utime is 14, stime 15.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """utime + stime of every process of the server's process group (all threads; a
+        server with worker processes, such as granian, counts them all), or None when
+        the server itself is gone."""
+        total, alive = 0, False
+        for stat_path in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                stat = stat_path.read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            # After the ")" that ends comm, field 3 (state) is index 0: pgrp is 2,
+            # utime 11, stime 12.
+            if int(fields[2]) != self.pid:
+                continue
+            alive = alive or stat_path.parent.name == str(self.pid)
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK") if alive else None
 
     async def wait_ready(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
