@@ -29,6 +29,8 @@ from videogate.cli.main import app
 from videogate.client import Client
 
 __all__ = ["relay", "shared_ark", "shared_relay", "vg"]  # fixtures
+# Every command against a live server and the fake upstreams: the slow tier (make test).
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 

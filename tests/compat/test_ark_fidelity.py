@@ -40,6 +40,9 @@ from videogate.settings import RouteConfig
 from videogate.store import Store
 from webhook_support import Receiver, receiver_server
 
+# The official Ark SDK against live servers: end to end, so the slow tier (make test).
+pytestmark = pytest.mark.slow
+
 FAST = "doubao-seedance-2-0-fast-260128"
 V25 = "doubao-seedance-2-5-260628"
 MINI = "dreamina-seedance-2-0-mini-260615"
