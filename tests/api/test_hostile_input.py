@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from conftest import TEST_BASE
 from media_factory import png_bytes
+from postgres_support import new_database
 from videogate.api.app import create_app
 from videogate.service.keys import create_key
 from videogate.settings import Settings
 from videogate.store.tables import Task
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN_TOKEN = "hostile-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ARK_TASKS = "/api/v3/contents/generations/tasks"
@@ -34,17 +32,8 @@ async def database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend == "sqlite":
         yield ""
         return
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError):
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (.ci/run starts it)")
-    name = f"vg_hostile_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with new_database("vg_hostile") as url:
+        yield url
 
 
 class Api:

@@ -5,15 +5,14 @@ API processes' worth of connections)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from test_limits import BODY, client_for, make_settings, new_key, running
-from test_store_contract import PG_ADMIN, _pg_available
+
+from postgres_support import new_database
 
 CAP = 4
 CREATES = 24
@@ -24,16 +23,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     if request.param == "sqlite":
         yield ""  # the default: SQLite in the data dir
         return
-    if not await _pg_available():
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (.ci/run starts it)")
-    name = f"vg_creates_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with new_database("vg_creates") as url:
+        yield url
 
 
 async def test_concurrent_creates_never_exceed_the_unfinished_cap(

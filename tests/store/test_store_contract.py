@@ -9,24 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from postgres_support import new_database
 from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
 from videogate.store.records import KeyRecord, TaskChange, TaskRecord, new_task
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-async def _pg_available() -> bool:
-    try:
-        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError):
-        return False
-    await conn.close()
-    return True
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -38,20 +27,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
         await s.close()
         return
-    if not await _pg_available():
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (.ci/run starts it)")
-    name = f"vg_contract_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
+    async with new_database("vg_contract") as url:
         await upgrade(url)
         s = Store.open(url)
         yield s
         await s.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def make_key(store: Store, name: str = "k") -> KeyRecord:

@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from test_store_contract import PG_ADMIN, _pg_available, make_task
+from test_store_contract import make_task
 
+from postgres_support import PG_ADMIN, pg_available
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.db import PoolOptions
@@ -25,7 +26,7 @@ from videogate.store.tables import Base
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    if not await _pg_available():
+    if not await pg_available():
         pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (.ci/run starts it)")
     name = f"vg_pool_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(PG_ADMIN)

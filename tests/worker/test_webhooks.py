@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from clocks import FakeClock
 from conftest import free_port, wait_for_status
+from postgres_support import PG_ADMIN, new_database
 from videogate.fetch import UrlGuard
 from videogate.service.keys import create_key
 from videogate.settings import Settings
@@ -342,8 +343,6 @@ def test_the_body_is_the_task_as_of_the_event() -> None:
 
 # The outbox queries, on SQLite and PostgreSQL ----------------------------------------------
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
@@ -354,21 +353,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
         await s.close()
         return
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError):
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (.ci/run starts it)")
-    name = f"vg_hooks_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    async with new_database("vg_hooks") as url:
         await upgrade(url)
         s = Store.open(url)
         yield s
         await s.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def add_task_with_events(store: Store, task_id: str, statuses: list[str]) -> list[int]:
