@@ -107,7 +107,9 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def run_live_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
+def run_live_server(
+    data_dir: Path, *, start_timeout: float = 30, **overrides: Any
+) -> Iterator[LiveServer]:
     """A real uvicorn server (API + worker) on a free loopback port, in a thread;
     ``overrides`` are more settings (an admin token, routes, prices…)."""
     port = free_port()
@@ -129,7 +131,7 @@ def run_live_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + start_timeout
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("live server did not start")
@@ -138,7 +140,7 @@ def run_live_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
         yield LiveServer(base, settings)
     finally:
         server.should_exit = True
-        thread.join(timeout=30)
+        thread.join(timeout=start_timeout)
 
 
 @pytest.fixture

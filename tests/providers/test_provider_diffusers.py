@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-import uvicorn
 
 pytest.importorskip(
     "diffusers",
@@ -29,10 +27,9 @@ pytest.importorskip(
     "installs it where a CPU build of torch is available",
 )
 
-from conftest import LiveServer, free_port, make_live_key
+from conftest import make_live_key, run_live_server
 from media_factory import png_bytes
 from tiny_pipelines import save_ltx2, save_wan_i2v, save_wan_t2v
-from videogate.api.app import create_app
 from videogate.errors import UpstreamError
 from videogate.providers import ProviderDeps, route_problem
 from videogate.providers.base import Route, TaskContext
@@ -86,33 +83,8 @@ class Live:
 
 
 def start(tmp: Path, routes: tuple[RouteConfig, ...]) -> Iterator[Live]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = Settings(
-        data_dir=tmp,
-        host="127.0.0.1",
-        port=port,
-        public_url=base,
-        allow_private_urls=True,
-        worker_poll_interval=0.05,
-        render_processes=1,
-        key_cache_seconds=0,
-        routes=routes,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "videogate did not start"
-        time.sleep(0.05)
-    try:
-        yield Live(base, make_live_key(LiveServer(base, settings)))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
+    with run_live_server(tmp, start_timeout=60, routes=routes) as server:
+        yield Live(server.base_url, make_live_key(server))
 
 
 @pytest.fixture(scope="module")
