@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_store_contract import make_key, make_task
 
+from store_support import make_key, make_task
 from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from postgres_support import new_database
+from store_support import make_key, make_task
 from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
-from videogate.store.records import KeyRecord, TaskChange, TaskRecord, new_task
+from videogate.store.records import TaskChange
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -32,44 +32,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         s = Store.open(url)
         yield s
         await s.close()
-
-
-async def make_key(store: Store, name: str = "k") -> KeyRecord:
-    key = KeyRecord(
-        id=f"key_{uuid.uuid4().hex[:12]}",
-        name=name,
-        group="default",
-        key_hash=uuid.uuid4().hex + uuid.uuid4().hex,
-        key_prefix="vg-x",
-        balance_micros=None,
-        webhook_secret="whsec_x",
-        created_at=time.time(),
-    )
-    key = await store.keys.insert(key)
-    return key
-
-
-def make_task(
-    key_id: str,
-    *,
-    created: float | None = None,
-    due: float | None = 0.0,
-    status: str = "queued",
-    idem: str | None = None,
-) -> TaskRecord:
-    now = created if created is not None else time.time()
-    return new_task(
-        id=f"video_{uuid.uuid4().hex[:20]}",
-        key_id=key_id,
-        model="sandbox",
-        status=status,
-        request={"model": "sandbox", "prompt": "p"},
-        created_at=now,
-        deadline_at=now + 3600,
-        next_run_at=due,
-        idempotency_key=idem,
-        request_hash="h" if idem else None,
-    )
 
 
 async def test_task_is_visible_only_to_its_key(store: Store) -> None:

@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from test_store_contract import make_task
 
 from postgres_support import PG_ADMIN, pg_available
+from store_support import make_task
 from videogate.signing import hash_api_key
 from videogate.store import Store
 from videogate.store.db import PoolOptions
