@@ -17,7 +17,6 @@ from typing import Any
 import av
 import httpx
 import pytest
-from test_ark_sdk import text, wait_done
 from volcenginesdkarkruntime import Ark  # type: ignore[import-untyped]
 from volcenginesdkarkruntime._exceptions import (  # type: ignore[import-untyped]
     ArkBadRequestError,
@@ -27,6 +26,7 @@ from volcenginesdkarkruntime.types.content_generation.content_generation_task im
     ContentGenerationTask,
 )
 
+from ark_sdk_support import text, wait_done
 from conftest import LiveServer, MediaServer, make_live_key, run_live_server
 from fakes import FakeArk
 from media_factory import mp4_file

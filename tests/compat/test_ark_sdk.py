@@ -26,6 +26,7 @@ from volcenginesdkarkruntime._exceptions import (  # type: ignore[import-untyped
     ArkNotFoundError,
 )
 
+from ark_sdk_support import FINISHED, text, wait_done
 from conftest import LiveServer, MediaServer, free_port, make_live_key
 from media_factory import mp4_file, png_bytes, wav_file
 from videogate.api.app import create_app
@@ -36,7 +37,6 @@ from videogate.store.tables import Task
 from videogate.worker import Worker
 
 FAST = "doubao-seedance-2-0-fast-260128"
-FINISHED = ("succeeded", "failed", "cancelled", "expired")
 # The official SDK against a live server: end to end, so the slow tier (make test).
 pytestmark = pytest.mark.slow
 
@@ -53,16 +53,6 @@ def ark(live_server: LiveServer, live_key: str) -> Iterator[Any]:
         yield client
     finally:
         client.close()
-
-
-def wait_done(ark: Any, task_id: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = ark.content_generation.tasks.get(task_id=task_id)
-        if task.status in FINISHED:
-            return task
-        time.sleep(0.2)
-    raise AssertionError(f"task {task_id} did not finish in {timeout} s")
 
 
 @pytest.fixture
@@ -123,10 +113,6 @@ def set_task(live: LiveServer, task_id: str, **values: Any) -> None:
             await store.close()
 
     asyncio.run(run())
-
-
-def text(prompt: str) -> dict[str, str]:
-    return {"type": "text", "text": prompt}
 
 
 def test_sdk_multimodal_task_renders_and_downloads(ark: Any, media_server: MediaServer) -> None:
