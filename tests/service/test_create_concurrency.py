@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_limits import BODY, client_for, make_settings, new_key, running
 
+from app_support import BODY, client_for, make_settings, new_key, running
 from postgres_support import new_database
 
 CAP = 4

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from conftest import TEST_BASE
-from videogate.api.app import create_app
+from app_support import BODY, client_for, make_settings, new_key, running
 from videogate.api.state import ApiState
 from videogate.errors import VideogateError
 from videogate.service.keys import Caller, create_key
@@ -23,43 +18,12 @@ from videogate.service.limits import (
     max_unfinished_tasks,
     requests_per_minute,
 )
-from videogate.settings import GroupConfig, Settings
+from videogate.settings import GroupConfig
 
-BODY: dict[str, Any] = {"model": "sandbox", "prompt": "a fox", "duration": 4}
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # A database index of its own; every test's keys are new random ids, so counters of
 # different tests (or runs) never meet.
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/13"
-
-
-def make_settings(tmp_path: Path, **kw: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": tmp_path / "var",
-        "public_url": TEST_BASE,
-        "allow_private_urls": True,
-        "worker_poll_interval": 0.05,
-        "render_processes": 1,
-        "key_cache_seconds": 5,
-    }
-    values.update(kw)
-    return Settings(**values)
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, *, run_worker: bool = False) -> AsyncIterator[FastAPI]:
-    app = create_app(settings, run_worker=run_worker)
-    async with app.router.lifespan_context(app):
-        yield app
-
-
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=TEST_BASE)
-
-
-async def new_key(app: FastAPI, **kw: Any) -> dict[str, str]:
-    state: ApiState = app.state.api
-    key = (await create_key(state.ctx.store, **kw)).key
-    return {"Authorization": f"Bearer {key}"}
 
 
 def redis_reachable() -> bool:
