@@ -1,12 +1,35 @@
-"""Shared by the store tests: an API key and a new task record with test defaults."""
+"""Shared by the store tests: a migrated store on either backend, an API key and a new task
+record with test defaults."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+from postgres_support import new_database
 from videogate.store import Store
+from videogate.store.migrate import upgrade
 from videogate.store.records import KeyRecord, TaskRecord, new_task
+
+
+@contextlib.asynccontextmanager
+async def migrated_store(backend: str, tmp_path: Path, name: str) -> AsyncIterator[Store]:
+    """A store at the newest schema: ``name``.db in ``tmp_path`` on SQLite, a new database
+    ``name``_<random> on PostgreSQL (dropped afterwards)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / name}.db"
+        else:
+            url = await stack.enter_async_context(new_database(name))
+        await upgrade(url)
+        store = Store.open(url)
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
 async def make_key(store: Store, name: str = "k") -> KeyRecord:

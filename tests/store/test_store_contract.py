@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from postgres_support import new_database
-from store_support import make_key, make_task
+from store_support import make_key, make_task, migrated_store
 from videogate.errors import AlreadyExists
 from videogate.store import Store
 from videogate.store.migrate import upgrade
@@ -20,18 +19,8 @@ from videogate.store.records import TaskChange
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'contract.db'}"
-        await upgrade(url)
-        s = Store.open(url)
+    async with migrated_store(request.param, tmp_path, "vg_contract") as s:
         yield s
-        await s.close()
-        return
-    async with new_database("vg_contract") as url:
-        await upgrade(url)
-        s = Store.open(url)
-        yield s
-        await s.close()
 
 
 async def test_task_is_visible_only_to_its_key(store: Store) -> None:

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from clocks import FakeClock
 from conftest import free_port, wait_for_status
-from postgres_support import PG_ADMIN, new_database
+from postgres_support import PG_ADMIN
+from store_support import migrated_store
 from videogate.fetch import UrlGuard
 from videogate.service.keys import create_key
 from videogate.settings import Settings
@@ -346,18 +347,8 @@ def test_the_body_is_the_task_as_of_the_event() -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'hooks.db'}"
-        await upgrade(url)
-        s = Store.open(url)
+    async with migrated_store(request.param, tmp_path, "vg_hooks") as s:
         yield s
-        await s.close()
-        return
-    async with new_database("vg_hooks") as url:
-        await upgrade(url)
-        s = Store.open(url)
-        yield s
-        await s.close()
 
 
 async def add_task_with_events(store: Store, task_id: str, statuses: list[str]) -> list[int]:
