@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from test_scale_out import metric
 
 from conftest import TEST_BASE, wait_for_status
+from metrics_text import metric
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.metrics import Metrics, render

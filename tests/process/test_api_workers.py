@@ -29,9 +29,9 @@ from test_processes import (
     wait_healthy,
     wait_until,
 )
-from test_scale_out import metric
 
 from conftest import free_port
+from metrics_text import metric
 
 pytestmark = pytest.mark.slow
 __all__ = ["launcher"]  # a fixture, imported for this module's tests

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,27 +34,13 @@ from test_processes import (
 from conftest import free_port
 from fakes.s3 import S3Server
 from media_factory import png_bytes
+from metrics_text import metric
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 __all__ = ["launcher", "pg_url"]  # fixtures, imported for this module's tests
 
 TASKS = 50
 SHORT = {"model": "sandbox", "duration": 4, "resolution": "480p", "generate_audio": False}
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of a metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(match.group(3))
-    return total
 
 
 def upload(base: str, key: str, seed: int) -> str:
