@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         description="One upstream call from start to end, however slowly it trickles; the "
         "read timeout is the route's timeout_seconds",
     )
+    poll_max_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait between two polls of a running task: polling alone sees a "
+        "finished job within it (polls come every second near a job's expected finish)",
+    )
     poll_failure_window_seconds: float = Field(
         default=600.0,
         gt=0,

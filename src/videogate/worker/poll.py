@@ -14,6 +14,33 @@ from videogate.worker.retry import poll_delay
 
 log = logging.getLogger("videogate.worker")
 
+# Weight of the newest run time in a route's estimate: about the last ten jobs count.
+RUN_TIME_WEIGHT = 0.2
+
+
+class RunTimes:
+    """A running estimate, per route, of how long a job takes from submit to being seen
+    finished (mean and mean absolute deviation, exponentially weighted), kept by one
+    worker: it times the polls near a job's expected finish (``retry.poll_delay``)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, float]] = {}
+
+    def observe(self, route: str, seconds: float) -> None:
+        known = self._seen.get(route)
+        if known is None:
+            self._seen[route] = (seconds, 0.0)
+            return
+        mean, spread = known
+        self._seen[route] = (
+            mean + RUN_TIME_WEIGHT * (seconds - mean),
+            spread + RUN_TIME_WEIGHT * (abs(seconds - mean) - spread),
+        )
+
+    def expected(self, route: str) -> tuple[float, float] | None:
+        """``(mean, spread)`` in seconds, or None before the route's first finished job."""
+        return self._seen.get(route)
+
 
 class Poller:
     """The ``running`` and ``fetching`` steps of one worker."""
@@ -23,6 +50,7 @@ class Poller:
         self.ctx = worker.ctx
         # At most ``max_concurrent_polls`` polls of one route at a time (per worker).
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self.run_times = RunTimes()
 
     def _slot(self, route: Route) -> asyncio.Semaphore:
         slot = self._slots.get(route.name)
@@ -53,7 +81,7 @@ class Poller:
                     progress=max(row.progress, progress),
                     updated_at=now,
                     errors_in_a_row=0,
-                    next_run_at=min(now + poll_delay(row.steps - 1), row.deadline_at),
+                    next_run_at=min(now + self._next_poll(row, route, now), row.deadline_at),
                 ),
                 if_next_run_at=row.next_run_at,
             )
@@ -62,6 +90,8 @@ class Poller:
                 # pushed back to the regular schedule, so give it back as it is.
                 await store.release(row.id, w.owner, keep_schedule=True)
         elif result.status == "succeeded":
+            if row.started_at is not None:
+                self.run_times.observe(route.name, now - row.started_at)
             change = TaskChange(
                 status="fetching",
                 updated_at=now,
@@ -90,6 +120,16 @@ class Poller:
             message = result.error_message or f"the upstream reported the task {result.status}"
             status = result.status if result.status in ("cancelled", "expired") else "failed"
             await w.finish_failed(row, code, message, status=status)
+
+    def _next_poll(self, row: TaskRecord, route: Route, now: float) -> float:
+        cap = self.w.settings.poll_max_interval_seconds
+        estimate = self.run_times.expected(route.name)
+        if estimate is None or row.started_at is None:
+            return poll_delay(row.steps - 1, cap=cap)
+        expected, spread = estimate
+        return poll_delay(
+            row.steps - 1, elapsed=now - row.started_at, expected=expected, spread=spread, cap=cap
+        )
 
     async def fetch(self, row: TaskRecord) -> None:
         """Copy the result into our own storage, then complete the task."""

@@ -21,7 +21,9 @@ __all__ = [
 
 INFRA_RETRY_SECONDS = 2.0  # a step that hit a database/storage error is tried again then
 MAX_RETRY_DELAY = 60.0  # the longest backoff between two polls of a failing upstream
-MAX_POLL_DELAY = 10.0  # the longest wait between two polls of a healthy upstream
+MAX_POLL_DELAY = 10.0  # the longest wait between resubmit rounds of a queued task
+# The pace of polls around a job's expected finish: a completion there is seen within it.
+NEAR_FINISH_POLL_INTERVAL = 1.0
 # The longest upstream ``Retry-After`` obeyed: a longer one (a misconfigured upstream, an
 # hour-long quota window) is cut to this, so a task is never parked past what its poll
 # window and deadline can absorb.
@@ -40,12 +42,37 @@ def honoured_retry_after(exc: BaseException) -> float | None:
     return None if after is None else min(after, MAX_RETRY_AFTER)
 
 
-def poll_delay(polls: int) -> float:
-    """Quick at first, slower later: 1 s, 1.5 s, 2.25 s … capped at 10 s.
+def poll_delay(
+    polls: int,
+    *,
+    elapsed: float | None = None,
+    expected: float | None = None,
+    spread: float = 0.0,
+    cap: float = MAX_POLL_DELAY,
+) -> float:
+    """The wait before the next poll of a running job: 1 s, 1.5 s, 2.25 s … capped at ``cap``
+    (``poll_max_interval_seconds``), so polling alone sees a completion within ``cap``.
 
+    With an ``expected`` run time (and its typical ``spread``) and the time ``elapsed``
+    since submit, polls are timed near the expected finish: the backoff never overshoots
+    the start of the window ``expected ± max(spread, 5 %)`` (at least 1 s, at most ``cap``
+    either side), inside it polls come every :data:`NEAR_FINISH_POLL_INTERVAL`, and past it
+    the wait grows again with the overrun, never beyond ``cap``. Early in the job the
+    backoff still applies: few more polls than without an estimate, most where jobs end.
     Upstream callbacks, when configured, cut the wait short (see ``worker/callbacks.py``).
     """
-    return float(min(1.0 * 1.5 ** max(polls, 0), MAX_POLL_DELAY))
+    fast = min(NEAR_FINISH_POLL_INTERVAL, cap)
+    base = float(min(1.0 * 1.5 ** max(polls, 0), cap))
+    if elapsed is None or expected is None or expected <= 0:
+        return base
+    half = min(max(spread, 0.05 * expected, fast), cap)
+    start, end = expected - half, expected + half
+    if elapsed < start:
+        return max(fast, min(base, start - elapsed))
+    if elapsed <= end:
+        return fast
+    # Running long: the later past the window, the less a finish right now is likely.
+    return float(min(cap, max(fast, elapsed - end)))
 
 
 def backoff(failures: int, cap: float) -> float:
@@ -65,7 +92,7 @@ def resubmit_delay(rounds: int, retry_after: float | None = None) -> float:
     """The poll cadence (1.5 s, 2.25 s … capped at 10 s): the wait of a queued task after
     its n-th round in which every route failed (or its n-th failed step), and never
     shorter than the upstream asked."""
-    delay = poll_delay(rounds)
+    delay = poll_delay(rounds, cap=MAX_POLL_DELAY)
     return delay if retry_after is None else max(delay, retry_after)
 
 
