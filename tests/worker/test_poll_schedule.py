@@ -4,6 +4,7 @@ clock."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,7 @@ async def test_polls_are_timed_near_the_expected_finish(ctx: AppContext, tmp_pat
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
 async def test_without_an_estimate_polls_back_off_to_the_cap(
