@@ -210,6 +210,32 @@ async def test_cancel_during_a_step_wins(ctx: AppContext, tmp_path: Path) -> Non
     assert row is not None and row.video_key is None
 
 
+async def test_a_render_that_lost_its_task_leaves_no_scratch(
+    ctx: AppContext, tmp_path: Path
+) -> None:
+    """A poll that rendered into work_dir/<upstream id> after the task was finished elsewhere
+    (here: cancelled; on a starved machine: completed by the worker that took it over)
+    removes what it wrote: nobody will fetch it."""
+    task_id = await new_task(ctx)
+    row = await ctx.store.tasks.get(task_id)
+    assert row is not None
+    key_id = row.key_id
+    rendered: list[Path] = []
+
+    class RenderThenLose(FakeProvider):
+        async def poll(self, tctx: TaskContext, upstream_id: str) -> PollResult:
+            out = tctx.work_dir / upstream_id
+            out.mkdir(parents=True)
+            (out / "video.mp4").write_bytes(b"late render")
+            rendered.append(out)
+            await ctx.store.tasks.cancel(task_id, key_id, ctx.clock.now())
+            return done_result(tmp_path)
+
+    worker = fake_worker(ctx, RenderThenLose())
+    assert await drive(worker, task_id, ctx) == "cancelled"
+    assert rendered and not rendered[0].exists()
+
+
 async def test_submit_error_that_is_not_retryable_fails_the_task(ctx: AppContext) -> None:
     provider = FakeProvider(submit_error=UpstreamError("bad prompt", code="InvalidParameter"))
     worker = fake_worker(ctx, provider)

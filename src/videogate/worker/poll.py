@@ -7,9 +7,10 @@ import logging
 
 from videogate.logs import log_transition
 from videogate.providers.base import Route
+from videogate.statuses import TERMINAL
 from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.host import StepHost
-from videogate.worker.results import complete_with_result
+from videogate.worker.results import complete_with_result, remove_scratch
 from videogate.worker.retry import poll_delay
 
 log = logging.getLogger("videogate.worker")
@@ -115,6 +116,8 @@ class Poller:
                 # Still ours (the lease was kept): fetch now, from the task as just written;
                 # a failure of the fetch is the fetching task's, not the running one's.
                 await w.guarded(change.applied_to(row), self.fetch)
+            else:
+                await self._drop_lost_render(row)
         else:
             code = result.error_code or result.status
             message = result.error_message or f"the upstream reported the task {result.status}"
@@ -130,6 +133,14 @@ class Poller:
         return poll_delay(
             row.steps - 1, elapsed=now - row.started_at, expected=expected, spread=spread, cap=cap
         )
+
+    async def _drop_lost_render(self, row: TaskRecord) -> None:
+        # Another worker took the task over (our lease lapsed) and has already finished it:
+        # the scratch this poll rendered is nobody's now, and the winner removed its own
+        # copy before ours was written.
+        now_row = await self.ctx.store.tasks.get(row.id)
+        if row.upstream_id and (now_row is None or now_row.status in TERMINAL):
+            remove_scratch(self.ctx, row.upstream_id)
 
     async def fetch(self, row: TaskRecord) -> None:
         """Copy the result into our own storage, then complete the task."""
