@@ -142,15 +142,20 @@ class LedgerStore:
     ) -> int | None:
         """Add to a key's balance; returns the new balance (None: unlimited). Raises
         OverflowError, changing nothing, if the balance would pass ``max_balance``."""
+        # One conditional UPDATE first: on SQLite a read that turns into a write in the
+        # same transaction fails at once ("database is locked") if anyone wrote since the
+        # read, whatever the busy timeout; a write first takes the lock (and waits for it).
+        balance = func.coalesce(ApiKey.balance_micros, 0)
+        stmt = update(ApiKey).where(ApiKey.id == key_id)
+        if max_balance is not None:
+            stmt = stmt.where(balance + micros <= max_balance)
+        stmt = stmt.values(balance_micros=balance + micros).returning(ApiKey.balance_micros)
         async with self._sessions.begin() as s:
-            key = await s.get(ApiKey, key_id)
-            if key is None:
-                raise LookupError(key_id)
-            if key.balance_micros is None:
-                key.balance_micros = 0
-            if max_balance is not None and key.balance_micros + micros > max_balance:
+            new_balance = (await s.execute(stmt)).scalar_one_or_none()
+            if new_balance is None:
+                if await s.get(ApiKey, key_id) is None:
+                    raise LookupError(key_id)
                 raise OverflowError("the balance would pass its maximum")
-            key.balance_micros += micros
             s.add(
                 LedgerEntry(
                     key_id=key_id,
@@ -162,7 +167,7 @@ class LedgerStore:
                     note=note,
                 )
             )
-            return key.balance_micros
+            return int(new_balance)
 
     async def for_task(self, task_id: str) -> list[LedgerEntry]:
         stmt = select(LedgerEntry).where(LedgerEntry.task_id == task_id).order_by(LedgerEntry.id)
