@@ -123,6 +123,10 @@ def route_poll_limit() -> int | None:
     return engine_default("RouteConfig", "max_concurrent_polls")
 
 
+def poll_cap() -> int | None:
+    return engine_default("Settings", "poll_max_interval_seconds")
+
+
 def collect(
     result: ModeResult, fake: FakeArk, rows: list[Row], hold_from: float, hold_to: float
 ) -> None:

@@ -85,6 +85,7 @@ from _upstream_report import (
     ModeResult,
     Report,
     collect,
+    poll_cap,
     print_report,
     route_poll_limit,
     worker_concurrency,
@@ -437,7 +438,8 @@ def main() -> None:
         f"held running {args.running_seconds:g} s after the last submit, then completed in "
         f"creation order over {args.spread:g} s",
         f"engine defaults: worker concurrency {worker_concurrency()}, route "
-        f"max_concurrent_polls {route_poll_limit()}, polls 1 s × 1.5ⁿ up to 10 s apart",
+        f"max_concurrent_polls {route_poll_limit()}, polls 1 s × 1.5ⁿ up to "
+        f"{poll_cap()} s apart (every 1 s around a route's expected finish)",
     ]
     work = Path(tempfile.mkdtemp(prefix="upstream-bench-"))
     try:
