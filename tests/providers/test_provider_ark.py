@@ -626,3 +626,27 @@ async def test_byteplus_model_names_use_the_same_path(
     done = await provider.poll(ctx, upstream_id)
     assert (done.status, done.width, done.height) == ("succeeded", 864, 496)
     assert done.completion_tokens == 864 * 496 * 121 // 1024
+
+
+async def test_the_clients_safety_identifier_goes_to_ark_and_recovery_stays_exact(
+    ark: FakeArk, deps: ProviderDeps, tmp_path: Path
+) -> None:
+    """A client's own ``safety_identifier`` is Ark's end-user id: it is sent unchanged in
+    place of the attempt marker. Its lost create is then sent again only when the list
+    proves no job was created since; any job in that window fails the task (never adopted
+    by the shared id, never paid twice)."""
+    route = make_route(ark)
+    provider = provider_for(route, deps)
+
+    def ctx(attempt: str) -> TaskContext:
+        return make_ctx(
+            route, tmp_path, attempt_id=attempt, extras={"safety_identifier": "user-7f3a"}
+        )
+
+    submitted_after = ark.now()
+    assert await provider.recover(ctx("att_1"), submitted_after, frozenset()) is None
+    job = await provider.submit(ctx("att_1"))
+    assert ark.task(job).body["safety_identifier"] == "user-7f3a"
+    with pytest.raises(UpstreamError) as err:
+        await provider.recover(ctx("att_2"), submitted_after, frozenset())
+    assert err.value.code == "submit_uncertain"

@@ -77,7 +77,10 @@ class ArkProvider:
             "generate_audio": req.generate_audio,
             "return_last_frame": req.return_last_frame,
             "callback_url": ctx.callback_url,
-            MARKER_FIELD: attempt_marker(ctx.attempt_id) if ctx.attempt_id else None,
+            # The client's own end-user id goes to Ark as sent (Ark's abuse tracking needs
+            # it); only where there is none does the field carry this attempt's marker.
+            MARKER_FIELD: _client_identifier(ctx)
+            or (attempt_marker(ctx.attempt_id) if ctx.attempt_id else None),
         }
         # Ark fields a client sent on the Ark surface go to Ark unchanged; a remix, edit or
         # extend made on the OpenAI surface is Ark's omni reference task of that type.
@@ -162,7 +165,9 @@ class ArkProvider:
             raise UpstreamError(
                 f"route {route.name}: no attempt marker to look for", code="submit_uncertain"
             )
-        marker = attempt_marker(ctx.attempt_id)
+        # With the client's identifier in the field, no job can be told for ours: only a
+        # list proving that no job was created since the attempt lets it be sent again.
+        marker = None if _client_identifier(ctx) else attempt_marker(ctx.attempt_id)
         cutoff = submitted_after - RECOVER_SLACK_SECONDS
         recent_items = 0
         echoes = False
@@ -185,7 +190,7 @@ class ArkProvider:
             ):
                 raise self._http.malformed("a task list without items, ids or created_at")
             for item in items:
-                if item.get(MARKER_FIELD) == marker:
+                if marker is not None and item.get(MARKER_FIELD) == marker:
                     return str(item["id"])
             stamps = [i["created_at"] for i in items]
             if stamps != sorted(stamps, reverse=True):
@@ -208,6 +213,14 @@ class ArkProvider:
                 "so it cannot tell whether this task's job exists",
                 code="submit_uncertain",
             )
+        if recent_items and marker is None:
+            raise UpstreamError(
+                f"route {route.name}: {recent_items} {route.upstream_model} tasks were created "
+                f"around the interrupted submit, which carried the client's own "
+                f"{MARKER_FIELD} instead of an attempt marker, so this task's job cannot be "
+                "told apart; it was not resubmitted and nothing was adopted",
+                code="submit_uncertain",
+            )
         if recent_items and not echoes:
             # Jobs were created meanwhile but none shows a marker: this upstream may not
             # echo it, so "not found" proves nothing. Fail rather than pay twice.
@@ -218,6 +231,12 @@ class ArkProvider:
                 code="submit_uncertain",
             )
         return None
+
+
+def _client_identifier(ctx: TaskContext) -> str | None:
+    """The ``safety_identifier`` the client sent on the Ark surface, if any."""
+    value = ctx.request.extras.get(MARKER_FIELD)
+    return value if isinstance(value, str) and value else None
 
 
 PROVIDER_CLASS = ArkProvider
