@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from conftest import TEST_BASE
+from db_template import seed_database
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import create_key
@@ -30,7 +31,7 @@ def make_settings(tmp_path: Path, **kw: Any) -> Settings:
         "key_cache_seconds": 5,
     }
     values.update(kw)
-    return Settings(**values)
+    return seed_database(Settings(**values))
 
 
 @contextlib.asynccontextmanager

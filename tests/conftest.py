@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from db_template import seed_database
 from fakes.s3 import S3Server, running_s3_server
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
@@ -42,13 +43,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "var",
-        public_url=TEST_BASE,
-        allow_private_urls=True,
-        worker_poll_interval=0.05,
-        render_processes=1,
-        key_cache_seconds=0,
+    return seed_database(
+        Settings(
+            data_dir=tmp_path / "var",
+            public_url=TEST_BASE,
+            allow_private_urls=True,
+            worker_poll_interval=0.05,
+            render_processes=1,
+            key_cache_seconds=0,
+        )
     )
 
 

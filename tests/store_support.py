@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from db_template import copy_migrated_sqlite
 from postgres_support import new_database
 from videogate.store import Store
 from videogate.store.migrate import upgrade
@@ -21,10 +22,11 @@ async def migrated_store(backend: str, tmp_path: Path, name: str) -> AsyncIterat
     ``name``_<random> on PostgreSQL (dropped afterwards)."""
     async with contextlib.AsyncExitStack() as stack:
         if backend == "sqlite":
+            copy_migrated_sqlite(tmp_path / f"{name}.db")
             url = f"sqlite:///{tmp_path / name}.db"
         else:
             url = await stack.enter_async_context(new_database(name))
-        await upgrade(url)
+        await upgrade(url)  # on SQLite the copy is at head: this checks and does nothing
         store = Store.open(url)
         try:
             yield store
