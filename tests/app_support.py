@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from conftest import TEST_BASE
+from conftest import TEST_BASE, shared_tls
 from db_template import seed_database
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
@@ -36,7 +36,7 @@ def make_settings(tmp_path: Path, **kw: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, run_worker: bool = False) -> AsyncIterator[FastAPI]:
-    app = create_app(settings, run_worker=run_worker)
+    app = create_app(settings, run_worker=run_worker, tls=shared_tls())
     async with app.router.lifespan_context(app):
         yield app
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -50,6 +51,7 @@ def create_app(
     migrate: bool = True,
     freeze_gc: bool = False,
     clock: Clock | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> FastAPI:
     """The HTTP app; with ``run_worker`` it also runs a task worker in-process.
 
@@ -57,12 +59,13 @@ def create_app(
     out of the garbage collector's reach: the collector then never walks the app's
     long-lived objects (modules, models, settings) again, only what requests allocate.
     ``clock`` is the engine's time (tests pass a fake one); the system clock by default.
+    ``tls`` is the outbound HTTP client's certificate verification (``open_context``).
     """
     metrics = Metrics(multiprocess_dir=settings.prometheus_multiproc_dir)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = await open_context(settings, migrate=migrate, metrics=metrics, clock=clock)
+        ctx = await open_context(settings, migrate=migrate, metrics=metrics, clock=clock, tls=tls)
         app.state.api = build_state(ctx)
         if freeze_gc:
             gc.collect()
