@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conftest import LiveServer, free_port, make_live_key
+from conftest import LiveServer, free_port, make_live_key, shared_tls
 from fakes import FakeArk, FakeRelay
 from media_factory import png_bytes, wav_file
 from videogate.api.app import create_app
@@ -70,7 +70,7 @@ def start_videogate(data_dir: Path) -> Iterator[Videogate]:
         key_cache_seconds=0,
         poll_after_ms=100,  # the hint the SDK follows: keeps the tests quick
     )
-    app = create_app(settings)
+    app = create_app(settings, tls=shared_tls())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

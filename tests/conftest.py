@@ -137,7 +137,7 @@ def run_live_server(
     }
     values.update(overrides)
     settings = Settings(**values)
-    app = create_app(settings)
+    app = create_app(settings, tls=shared_tls())
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from clocks import FakeClock
-from conftest import TEST_BASE
+from conftest import TEST_BASE, shared_tls
 from videogate.api.app import create_app
 from videogate.api.state import ApiState
 from videogate.service.keys import NewKey, create_key
@@ -167,7 +167,7 @@ async def open_api(
 ) -> AsyncIterator[Api]:
     """The app on a fake clock (``settled`` moves it: backoffs take their real length)."""
     clock = clock or FakeClock(start=float(round(time.time())))  # whole seconds: exact sums
-    app = create_app(settings, run_worker=run_worker, clock=clock)
+    app = create_app(settings, run_worker=run_worker, clock=clock, tls=shared_tls())
     async with app.router.lifespan_context(app):
         state: ApiState = app.state.api
         key = await create_key(state.ctx.store, name="hooks")
