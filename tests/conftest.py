@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import socket
 import ssl
 import threading
@@ -35,6 +36,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
+# A module that is slow as a whole says so in its first ``pytestmark`` line.
+_SLOW_MODULE = re.compile(r"^pytestmark = (pytest\.mark\.slow$|\[\s*pytest\.mark\.slow\b)", re.M)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With the slow tier deselected (``-m 'not slow'``, ``make test-fast``), modules that are
+    slow as a whole are not even imported: their imports (torch and diffusers, the MCP SDK,
+    Playwright, …) cost seconds in every xdist worker for tests that would not run."""
+    if not collection_path.name.startswith("test_") or collection_path.suffix != ".py":
+        return None
+    if "not slow" not in (config.option.markexpr or ""):
+        return None
+    if _SLOW_MODULE.search(collection_path.read_text(encoding="utf-8")):
+        return True
+    return None
 
 
 @functools.cache  # read-only once built: one per test process instead of one per app

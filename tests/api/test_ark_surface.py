@@ -58,6 +58,10 @@ SDK_NULLS: dict[str, Any] = {
 }
 
 
+# The slow tier (make test, not make test-fast): the Ark surface end to end with renders.
+pytestmark = pytest.mark.slow
+
+
 def text(prompt: str = "a red fox in snow") -> dict[str, str]:
     return {"type": "text", "text": prompt}
 

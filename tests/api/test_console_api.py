@@ -32,6 +32,10 @@ LOCAL_HEADERS = {
 }
 
 
+# The slow tier (make test, not make test-fast): the console's API end to end with renders.
+pytestmark = pytest.mark.slow
+
+
 def make_settings(tmp_path: Path, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "var",

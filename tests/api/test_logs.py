@@ -55,9 +55,18 @@ async def test_json_lines_carry_role_request_id_and_transitions(
     done = await wait_for_status(client, task_id, auth, timeout=120)
     assert done["status"] == "completed", done
 
-    records = [json.loads(line) for line in json_logs.getvalue().splitlines()]
-    mine = [r for r in records if r.get("task_id") == task_id]
-    transitions = [r["status"] for r in mine if "reason" in r]
+    def transitions_so_far() -> tuple[list[dict[str, Any]], list[str]]:
+        records = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+        mine = [r for r in records if r.get("task_id") == task_id]
+        return mine, [r["status"] for r in mine if "reason" in r]
+
+    # The worker logs a transition once it has committed it, so a poll may see the task
+    # completed a moment before the last line is written: wait for it (bounded).
+    for _ in range(100):
+        mine, transitions = transitions_so_far()
+        if transitions and transitions[-1] == "succeeded":
+            break
+        await asyncio.sleep(0.05)
     assert transitions == ["queued", "running", "fetching", "succeeded"], mine
     for record in mine:
         assert record["role"] == "serve" and record["level"] == "info"

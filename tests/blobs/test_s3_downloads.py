@@ -23,6 +23,10 @@ from videogate.settings import Settings
 FAST = "doubao-seedance-2-0-fast-260128"
 
 
+# The slow tier (make test, not make test-fast): downloads through a live S3 server.
+pytestmark = pytest.mark.slow
+
+
 def s3_app_settings(tmp_path: Path, s3: S3Server, mode: str) -> Settings:
     env = s3.env()
     return Settings(

@@ -26,6 +26,10 @@ MODEL = "doubao-seedance-2-0-fast-260128"
 BODY: dict[str, Any] = {"model": MODEL, "prompt": "a fox", "duration": 4, "resolution": "480p"}
 
 
+# The slow tier (make test, not make test-fast): copied providers serving routes end to end.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture
 def copy_provider() -> Iterator[Callable[..., None]]:
     """Copy ``providers/<source>.py`` to ``providers/<kind>.py`` in the installed package,

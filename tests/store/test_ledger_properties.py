@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -31,6 +32,10 @@ ops = st.lists(
     min_size=1,
     max_size=40,
 )
+
+
+# The slow tier (make test, not make test-fast): property-based runs of the ledger.
+pytestmark = pytest.mark.slow
 
 
 def new_task(key_id: str, hold: int) -> TaskRecord:

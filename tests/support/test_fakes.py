@@ -33,6 +33,10 @@ TASKS = "/contents/generations/tasks"
 PNG_DATA = "data:image/png;base64,iVBORw0KGgo="
 
 
+# The slow tier (make test, not make test-fast): the fake upstream servers, live.
+pytestmark = pytest.mark.slow
+
+
 def text(prompt: str = "a cat") -> dict[str, Any]:
     return {"type": "text", "text": prompt}
 

@@ -39,6 +39,10 @@ TERMINAL = ("succeeded", "failed", "cancelled", "expired")
 __all__ = ["ark", "ark2"]  # fixtures
 
 
+# The slow tier (make test, not make test-fast): the engine against fake upstreams, faults on.
+pytestmark = pytest.mark.slow
+
+
 def route(name: str, fake: FakeArk, **kw: Any) -> RouteConfig:
     values: dict[str, Any] = {
         "name": name,

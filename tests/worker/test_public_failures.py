@@ -24,6 +24,10 @@ ROUTE = "ark-eu-primary"
 INTERNAL = re.compile(r"\b(route|routes|fetching|worker)\b|its status is|ark-eu-primary", re.I)
 
 
+# The slow tier (make test, not make test-fast): failures end to end against fake upstream servers.
+pytestmark = pytest.mark.slow
+
+
 async def shown_messages(h: Harness, task_id: str) -> list[str]:
     v1 = (await h.client.get(f"/v1/videos/{task_id}", headers=h.auth)).json()
     on_ark = (await h.client.get(f"{ARK_TASKS}/{task_id}", headers=h.auth)).json()

@@ -30,6 +30,10 @@ BODY: dict[str, Any] = {"model": MODEL, "prompt": "a fox", "duration": 4, "resol
 __all__ = ["ark", "ark2"]  # fixtures
 
 
+# The slow tier (make test, not make test-fast): routing end to end against fake upstream servers.
+pytestmark = pytest.mark.slow
+
+
 def route(name: str, fake: FakeArk, **kw: Any) -> RouteConfig:
     values: dict[str, Any] = {
         "name": name,

@@ -8,12 +8,18 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from webhook_support import Api, Receiver, api, receiver, settings, settled
 
 __all__ = ["api", "receiver", "settings"]  # fixtures
 
 ARK_TASKS = "/api/v3/contents/generations/tasks"
 FAST = "doubao-seedance-2-0-fast-260128"
+
+
+# The slow tier (make test, not make test-fast): each surface's webhooks to a live receiver.
+pytestmark = pytest.mark.slow
 
 
 def payloads(receiver: Receiver) -> list[dict[str, Any]]:

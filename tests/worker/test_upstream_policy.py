@@ -29,6 +29,10 @@ from videogate.worker.retry import (
 __all__ = ["engine"]  # the fixture, shared with test_engine_faults
 
 
+# The slow tier (make test, not make test-fast): the engine against fake Ark and relay servers.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture
 def ark() -> Iterator[FakeArk]:
     with FakeArk(queued_seconds=0.05, running_seconds=0.2) as fake:

@@ -47,6 +47,10 @@ MODEL = "sandbox"
 __all__ = ["api", "receiver", "settings"]  # fixtures
 
 
+# The slow tier (make test, not make test-fast): webhook delivery end to end to a live receiver.
+pytestmark = pytest.mark.slow
+
+
 async def create(api: Api, callback_url: str | None, **body: Any) -> httpx.Response:
     payload: dict[str, Any] = {
         "model": MODEL,
