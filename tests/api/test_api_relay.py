@@ -13,6 +13,10 @@ from media_factory import probe_mp4
 FAST = "doubao-seedance-2-0-fast-260128"
 
 
+# The slow tier (make test, not make test-fast): the relay surface end to end with renders.
+pytestmark = pytest.mark.slow
+
+
 async def create(
     client: httpx.AsyncClient, auth: dict[str, str], **body: object
 ) -> dict[str, object]:

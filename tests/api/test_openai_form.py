@@ -28,6 +28,10 @@ UPLOAD_LIMIT = 1024 * 1024
 Files = dict[str, tuple[str | None, bytes | str, str] | tuple[None, str]]
 
 
+# The slow tier (make test, not make test-fast): OpenAI forms end to end with renders.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The shared settings with a small upload limit, so 'too large' is cheap to test."""
