@@ -120,12 +120,16 @@ class SqliteTaskWriter:
             self._open = None
 
     async def _begin(self) -> None:
+        await self._when_unlocked(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+
+    async def _when_unlocked(self, run: Callable[[], T]) -> T:
+        """``run()``, tried again while another connection holds the write lock (this
+        connection's busy timeout is 0: waiting in SQLite would block the event loop)."""
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         delay = 0.0005
         while True:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
+                return run()
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
@@ -233,27 +237,13 @@ class SqliteTaskWriter:
     # 100 ms a try). Here the statement runs to its commit in one go: the lock is held
     # for microseconds.
 
-    async def _statement(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    async def statement(self, sql: str, params: Sequence[Any]) -> list[Any]:
         """One statement in its own (autocommit) transaction; its RETURNING rows."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        delay = 0.0005
-        while True:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise ServiceUnavailable(
-                        f"the database stayed locked for {LOCK_WAIT_SECONDS:.0f} s; retry shortly",
-                        retry_after=1,
-                    ) from None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        return await self._when_unlocked(lambda: self._conn.execute(sql, params).fetchall())
 
     async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[TaskRecord]:
         """``TaskStore.claim_due`` in one statement."""
-        rows = await self._statement(_CLAIM_SQL, (owner, now + lease, now, now, limit))
+        rows = await self.statement(_CLAIM_SQL, (owner, now + lease, now, now, limit))
         return [task_from_row(r) for r in rows]
 
     async def update_held(
@@ -278,7 +268,7 @@ class SqliteTaskWriter:
             params.append(if_next_run_at)
         status = values.get("status", expected_status)
         if status == expected_status:
-            return bool(await self._statement(sql + " RETURNING id", params))
+            return bool(await self.statement(sql + " RETURNING id", params))
 
         def change(conn: sqlite3.Connection) -> bool:
             row = conn.execute(sql + " RETURNING callback_url", params).fetchone()
@@ -305,10 +295,6 @@ class SqliteTaskWriter:
                 conn.execute("ROLLBACK")
             raise
         return result
-
-    async def statement(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """One statement in its own transaction (see ``_statement``)."""
-        return await self._statement(sql, params)
 
     def close(self) -> None:
         self.reset()
