@@ -4,8 +4,10 @@
 
               create            claim+submit          upstream done        result stored
     (none) ──────────► queued ───────────────► running ────────────► fetching ─────────► succeeded
-                         │  no capacity: stays     │ poll / callback           │
-                         │  queued, retried later  ├──────────────► failed ◄───┘ (fetch error)
+                         │  no capacity: stays     │ poll / callback  ▲        │
+                         │  queued, retried later  │                  └────────┤ result on another
+                         │                         │                           │ worker's disk
+                         │                         ├──────────────► failed ◄───┘ (fetch error)
                          └── cancel ─► cancelled   └── deadline ──► expired
 
 Inside videogate a task is always in one of :class:`TaskStatus`. The surfaces show other

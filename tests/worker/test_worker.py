@@ -124,6 +124,42 @@ async def test_a_lapsed_lease_is_taken_over(ctx: AppContext, tmp_path: Path) -> 
     assert await drive(survivor, task_id, ctx) == "succeeded"
 
 
+async def test_a_result_left_on_a_dead_workers_disk_is_polled_again(
+    ctx: AppContext, tmp_path: Path
+) -> None:
+    """A worker killed between a local job and the copy leaves a ``fetching`` task whose
+    file:// result lies in its own data directory: the survivor runs the job again (the
+    sandbox re-renders), never submits again, and never fails the task."""
+    provider = FakeProvider()
+    theirs = tmp_path / "other-worker" / "work" / "sbx-1" / "video.mp4"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"\x00\x00\x00\x18ftypmp42 theirs")
+    for gone in (theirs, tmp_path / "var" / "work" / "gone" / "video.mp4"):
+        provider.polls.append(done_result(tmp_path))
+        task_id = await new_task(ctx)
+        async with ctx.store.sessions.begin() as s:
+            await s.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(
+                    status="fetching",
+                    route="fake",
+                    upstream_id="up-1",
+                    upstream_result={"video_url": gone.as_uri()},
+                    next_run_at=ctx.clock.now(),
+                )
+            )
+        worker = fake_worker(ctx, provider, owner="survivor")
+        assert await drive(worker, task_id, ctx) == "succeeded"
+        row = await ctx.store.tasks.get(task_id)
+        assert row is not None and row.video_key
+        copy = tmp_path / "copy.mp4"
+        await ctx.blobs.get_file(row.video_key, copy)
+        assert copy.read_bytes() == (tmp_path / "var" / "work" / "v.mp4").read_bytes()
+    assert provider.submitted == []
+    assert theirs.exists()  # another worker's disk is never touched
+
+
 async def test_a_step_longer_than_the_lease_keeps_its_task(ctx: AppContext, tmp_path: Path) -> None:
     """The worker renews the lease of a task it is stepping every third of the lease, so a
     step that outlasts the lease many times over is never taken over by another worker.

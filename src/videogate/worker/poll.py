@@ -10,7 +10,7 @@ from videogate.providers.base import Route
 from videogate.statuses import TERMINAL
 from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.host import StepHost
-from videogate.worker.results import complete_with_result, remove_scratch
+from videogate.worker.results import complete_with_result, remove_scratch, result_elsewhere
 from videogate.worker.retry import poll_delay
 
 log = logging.getLogger("videogate.worker")
@@ -144,4 +144,25 @@ class Poller:
 
     async def fetch(self, row: TaskRecord) -> None:
         """Copy the result into our own storage, then complete the task."""
+        missing = result_elsewhere(self.ctx, row)
+        if missing is not None:
+            await self._poll_again(row, missing)
+            return
         await complete_with_result(self.ctx, self.w.owner, row)
+
+    async def _poll_again(self, row: TaskRecord, missing: str) -> None:
+        # The job's files are on another worker's disk (it stopped before copying them):
+        # back to ``running``, so that a poll here runs the local job again or downloads the
+        # upstream's result again. Neither submits anything, so nothing is paid twice.
+        log.warning(
+            "task %s: its result %s is not on this worker's disk; polling the job again",
+            row.id,
+            missing,
+        )
+        now = self.w.clock.now()
+        await self.ctx.store.tasks.transition(
+            row.id,
+            self.w.owner,
+            "fetching",
+            TaskChange(status="running", upstream_result=None, updated_at=now, next_run_at=now),
+        )

@@ -34,6 +34,26 @@ RESULT_NAMES = {
 log = logging.getLogger("videogate.tasks")
 
 
+def result_elsewhere(ctx: AppContext, row: TaskRecord) -> str | None:
+    """The first ``file://`` result of ``row`` that is not on this worker's disk, or None.
+
+    A local job (the sandbox, a local model, a relay's downloaded content) leaves its result
+    in the work directory of the worker that ran it. With several workers, each with its own
+    data directory, a worker killed between the job and the copy leaves a ``fetching`` task
+    whose files only its own disk held: the job must run again here, not fail the task.
+    """
+    for url in (row.upstream_result or {}).values():
+        if not url:
+            continue
+        parts = urlsplit(str(url))
+        if parts.scheme != "file":
+            continue
+        path = Path(url2pathname(parts.path)).resolve()
+        if not path.is_relative_to(ctx.work_dir.resolve()) or not path.is_file():
+            return str(path)
+    return None
+
+
 async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
     """Put the result behind ``url`` at blob ``key``; raise an UpstreamError to retry when
     the download failed, a final one when the content is wrong."""
