@@ -14,13 +14,10 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from _common import Server, percentile
+from _fake_control import FakeLog
 from _tasks_db import Row
-
-if TYPE_CHECKING:
-    from fakes import FakeArk
 
 LOST_AFTER = 5.0  # a task seen this long after its callback was answered: the hint was lost
 SAMPLE_SECONDS = 0.1  # database sampling period while waiting
@@ -57,11 +54,15 @@ class ModeResult:
     create_errors: Counter[str] = field(default_factory=Counter)
     create_seconds: float = math.nan  # first POST → last answer
     submitted_seconds: float = math.nan  # first POST → the last task running upstream
+    all_submitted: float = math.nan  # wall clock: the last task running upstream
     submit_latency: list[float] = field(default_factory=list)  # created → started, here
     hold_seconds: float = math.nan
     hold_polls: int = 0
     hold_window: float = math.nan
+    hold_from: float = math.nan  # wall clock: the measured end of the hold
+    hold_to: float = math.nan
     hold_cpu: float | None = None
+    fake_hold_cpu: float | None = None  # the fake's process, same window
     completion_spread: float = math.nan  # first → last upstream completion
     latencies: list[float] = field(default_factory=list)  # upstream done → completed here
     discovery: list[float] = field(default_factory=list)  # upstream done → the poll that saw it
@@ -77,6 +78,10 @@ class ModeResult:
     wait_seconds: float = math.nan  # first upstream completion → the last task ended here
     wait_polls: int = 0
     wait_cpu: float | None = None
+    fake_wait_cpu: float | None = None  # from the fake's first completion to the end here
+    callbacks_idle_after: float | None = None  # every task ended → the fake's sender idle
+    callbacks_dropped: int = 0
+    callbacks_before_completed: int = 0  # success callback answered before completed here
     gets_after_success: int = 0  # polls at or after the task's upstream completion
     result_downloads: int = 0
     max_leased: int = 0
@@ -103,7 +108,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
     topology: str = "split"
-    fakes: list[FakeArk] = field(default_factory=list)
+    server_cpus: set[int] | None = None  # --pin: videogate's processes
+    other_cpus: set[int] | None = None  # --pin: the fake, this script, its load client
 
 
 def engine_default(model: str, name: str) -> int | None:
@@ -128,21 +134,23 @@ def poll_cap() -> int | None:
 
 
 def collect(
-    result: ModeResult, fake: FakeArk, rows: list[Row], hold_from: float, hold_to: float
+    result: ModeResult, fake: FakeLog, rows: list[Row], hold_from: float, hold_to: float
 ) -> None:
     """Per-task latencies and stages from our rows and the fake's tasks and request log."""
     upstream = fake.tasks
     gets: dict[str, list[float]] = defaultdict(list)
     downloads: dict[str, list[float]] = defaultdict(list)
     all_gets: list[float] = []
+    result.fake_errors += fake.internal_errors
+    result.callbacks_dropped = fake.callbacks_dropped
     for rec in fake.requests:
         if rec.endpoint == "create" and rec.status == 200:
             result.submits.append(rec.at)
         if rec.endpoint == "get":
-            gets[rec.path_params.get("task_id", "")].append(rec.at)
+            gets[rec.key or ""].append(rec.at)
             all_gets.append(rec.at)
         elif rec.endpoint == "result":
-            name = rec.path_params.get("name", "")
+            name = rec.key or ""
             if name.endswith(".mp4"):
                 downloads[name.removesuffix(".mp4")].append(rec.at)
     for times in (*gets.values(), *downloads.values(), all_gets, result.submits):
@@ -153,10 +161,9 @@ def collect(
     done_at = {uid: t.completed_at for uid, t in upstream.items() if t.completed_at is not None}
     first_callback: dict[str, float] = {}
     for cb in fake.callbacks:
-        answered = cb.response_status is not None and 200 <= cb.response_status < 300
-        result.callbacks_sent[f"{cb.status} {'answered' if answered else 'not answered'}"] += 1
+        ok = cb.answered
+        result.callbacks_sent[f"{cb.status} {'answered' if ok else 'not answered'}"] += 1
         if cb.status == "succeeded":
-            ok = cb.response_status is not None and 200 <= cb.response_status < 300
             result.callback_outcomes[
                 f"{cb.status} → {cb.response_status if ok else cb.error or cb.response_status}"
             ] += 1
@@ -194,6 +201,8 @@ def collect(
                 result.to_download.append(fetch - seen[-1])
             result.download.append(row.completed_at - fetch)
         callback = first_callback.get(row.upstream_id)
+        if callback is not None and callback <= row.completed_at:
+            result.callbacks_before_completed += 1
         after = task_gets[bisect_left(task_gets, done) :]
         if callback is not None and after:
             result.after_callback.append(after[0] - callback)
@@ -242,7 +251,21 @@ def submit_line(m: ModeResult) -> str:
         line += f" ({per_s / ceiling:.0%} of it)" if not math.isnan(per_s) else ""
         line += f", {m.ceiling.get('gets_per_s', 0):.0f} polls/s (bare client, concurrency "
         line += f"{CEILING_CONCURRENCY}, {int(m.ceiling.get('errors', 0))} errors)"
+        if "create_cpu_us" in m.ceiling:
+            c = m.ceiling
+            line += (
+                f"\n    CPU per request (10 ms ticks): the fake {c['create_cpu_us']:.0f} µs per "
+                f"create, {c.get('get_cpu_us', math.nan):.0f} µs per poll; the bare client "
+                f"{c.get('client_cpu_us', math.nan):.0f} µs"
+            )
     return line
+
+
+def fake_cpu(seconds: float | None, window: float, polls: int) -> str:
+    """``; the fake N% of one CPU, M µs per poll`` (empty when unknown)."""
+    if seconds is None or not polls or window <= 0:
+        return ""
+    return f"; the fake {seconds / window:.0%} of one CPU, {seconds / polls * 1e6:.0f} µs per poll"
 
 
 def print_report(args: argparse.Namespace, report: Report) -> None:
@@ -296,6 +319,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"  hold: {m.hold_polls} upstream polls in {fmt(m.hold_window, 1)} s, server "
                 f"CPU {m.hold_cpu / m.hold_window:.0%} of one CPU, "
                 f"{m.hold_cpu / m.hold_polls * 1e6:.0f} µs per poll"
+                + fake_cpu(m.fake_hold_cpu, m.hold_window, m.hold_polls)
             )
         if m.wait_cpu is not None:
             print(
@@ -303,6 +327,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"{m.gets_after_success} polls at or after the upstream completion "
                 f"(1 per task is the least); server CPU "
                 f"{m.wait_cpu:.1f} s"
+                + (f", the fake's {m.fake_wait_cpu:.1f} s" if m.fake_wait_cpu is not None else "")
             )
         print(
             f"  worker (sampled every {SAMPLE_SECONDS:g} s, {m.samples} samples): "
@@ -310,10 +335,19 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
             f"most {m.max_due} due and unclaimed; {m.stalled_samples} samples with due tasks "
             "unclaimed while slots were free"
         )
+        if not m.callbacks:
+            print(f"  callbacks configured and dropped by the fake: {m.callbacks_dropped}")
         if m.sockets:
             print(f"  client sockets to the fake at the end: {m.sockets}")
         if m.callbacks:
             print(f"  callbacks the fake sent (attempts): {dict(m.callbacks_sent) or 'none'}")
+            idle = m.callbacks_idle_after
+            print(
+                "  the fake's callback sender: "
+                + ("still busy at the end" if idle is None else f"idle {idle:.1f} s after")
+                + f" every task ended here; {m.callbacks_before_completed} success callbacks "
+                "answered before their task was completed here"
+            )
             print(
                 f"  callbacks on success: {dict(m.callback_outcomes) or 'none'}, answered for "
                 f"{len(m.callback_delay)} of {len(m.latencies)} tasks by the end of the wait; "
