@@ -164,7 +164,10 @@ async def open_context(
             "migrating the database", settings, clock, upgrade, settings.effective_database_url
         )
     pool = PoolOptions(
-        settings.db_pool_size, settings.db_max_overflow, settings.db_statement_cache_size
+        settings.db_pool_size,
+        settings.db_max_overflow,
+        settings.db_statement_cache_size,
+        settings.db_hot_pool_size,
     )
     store = Store.open(
         settings.effective_database_url, pool, secret_key=settings.secret_key, clock=clock

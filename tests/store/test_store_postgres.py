@@ -4,6 +4,8 @@ migrations build matches the tables (claim indexes included)."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,13 +15,16 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from postgres_support import PG_ADMIN, pg_available
 from store_support import make_task
 from videogate.signing import hash_api_key
 from videogate.store import Store
-from videogate.store.db import PoolOptions
+from videogate.store.db import PoolOptions, is_infrastructure
 from videogate.store.migrate import upgrade
+from videogate.store.pg_fast import PgHotPool, PostgresTaskReader
 from videogate.store.records import KeyRecord
 from videogate.store.tables import Base
 
@@ -121,7 +126,6 @@ async def test_migrations_build_exactly_the_tables_on_postgresql(pg_url: str) ->
 @pytest.mark.postgres
 async def test_a_due_task_wakes_a_worker_in_another_process(pg_url: str) -> None:
     """A create or a callback written by one process wakes the listener of another."""
-    import asyncio
 
     from videogate.settings import to_async_url
     from videogate.store.due_signal import listen_for_due
@@ -151,3 +155,54 @@ async def test_a_due_task_wakes_a_worker_in_another_process(pg_url: str) -> None
         stop.set()
         await asyncio.wait_for(listener, 30)
         await api_side.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("statement_cache_size", [256, 0])
+async def test_the_poll_read_has_connections_of_its_own(
+    pg_url: str, statement_cache_size: int
+) -> None:
+    """The poll's read runs on the hot pool: it answers while every connection of
+    SQLAlchemy's pool is taken, many at once share its few connections, it prepares named
+    statements only when the statement cache is on (PgBouncer), and it comes back after
+    its connections are terminated."""
+    store = Store.open(pg_url, PoolOptions(1, 0, statement_cache_size, hot_size=1))
+    try:
+        assert store.hot is not None
+        key, _ = await key_with_secret(store)
+        task = make_task(key.id)
+        await store.tasks.insert(task)
+        async with store.engine.connect() as held:  # SQLAlchemy's only connection
+            await held.execute(text("SELECT 1"))
+            got = await asyncio.wait_for(
+                asyncio.gather(*(store.tasks.get(task.id, key.id) for _ in range(20))), 60
+            )
+        assert [t.id if t else None for t in got] == [task.id] * 20
+        assert got[0] is not None and got[0].request == task.request  # JSON decoded
+        assert await store.tasks.get(task.id, "key_someone_else") is None
+        named = await store.hot.fetchval("SELECT count(*) FROM pg_prepared_statements")
+        assert (named > 0) is (statement_cache_size > 0)
+        assert await drop_connections(pg_url) >= 1
+        again = await store.tasks.get(task.id)
+        assert again is not None and again.id == task.id
+    finally:
+        await store.close()
+
+
+async def test_the_poll_read_on_a_server_that_is_down_is_a_503() -> None:
+    """Nothing listens on the port: the read is tried twice, then it is an
+    ``OperationalError`` (what the API answers with 503, the worker retries later)."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hot = PgHotPool(
+        {"host": "127.0.0.1", "port": port, "user": "postgres", "database": "none"},
+        size=1,
+        statement_cache_size=0,
+    )
+    try:
+        with pytest.raises(OperationalError) as caught:
+            await PostgresTaskReader(hot).get("vid_x", None)
+        assert is_infrastructure(caught.value)
+    finally:
+        await hot.close()

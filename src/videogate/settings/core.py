@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(
         default=5, ge=0, description="PostgreSQL connections a process may open beyond the pool"
     )
+    db_hot_pool_size: int = Field(
+        default=3,
+        ge=1,
+        description="PostgreSQL connections each process keeps beside the pool for the poll's "
+        "read (opened on first use; see docs/performance.md)",
+    )
     db_statement_cache_size: int = Field(
         default=256,
         ge=0,

@@ -14,6 +14,7 @@ from videogate.store.db import PoolOptions, create_engine, session_factory
 from videogate.store.files import FileStore
 from videogate.store.keys import KeyStore
 from videogate.store.ledger import LedgerStore
+from videogate.store.pg_fast import PgHotPool
 from videogate.store.reports import ReportStore
 from videogate.store.retention import RetentionStore
 from videogate.store.routes import RouteStateStore
@@ -30,7 +31,12 @@ class Store:
     """The database, by concern: ``tasks``, ``keys``, ``files``."""
 
     def __init__(
-        self, engine: AsyncEngine, *, secret_key: str = "", clock: Clock | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        secret_key: str = "",
+        clock: Clock | None = None,
+        pool: PoolOptions | None = None,
     ) -> None:
         self.engine = engine
         # Times the store stamps itself (an attempt's start and end, a transition without
@@ -40,7 +46,18 @@ class Store:
         self.dialect = engine.dialect.name
         self._secret_key = secret_key
         self._box: SecretBox | None = None
-        self.tasks = TaskStore(engine, self.sessions, dialect=self.dialect, clock=self.clock)
+        pool = pool or PoolOptions()
+        #: PostgreSQL: the connections of the poll's read, beside SQLAlchemy's pool.
+        self.hot = (
+            PgHotPool.for_engine(
+                engine, size=pool.hot_size, statement_cache_size=pool.statement_cache_size
+            )
+            if self.dialect == "postgresql"
+            else None
+        )
+        self.tasks = TaskStore(
+            engine, self.sessions, dialect=self.dialect, clock=self.clock, hot=self.hot
+        )
         self.keys = KeyStore(self.sessions, self.secret_box)
         self.files = FileStore(self.sessions)
         self.attempts = AttemptStore(self.sessions, self.clock, self.tasks.writer)
@@ -62,7 +79,8 @@ class Store:
         """``pool``: the PostgreSQL pool (``PoolOptions``); ``secret_key``: the configured
         service secret (``VIDEOGATE_SECRET_KEY``); empty means the one generated into this
         database; ``clock``: the engine's (the system clock by default)."""
-        return cls(create_engine(url, pool), secret_key=secret_key, clock=clock)
+        engine = create_engine(url, pool)
+        return cls(engine, secret_key=secret_key, clock=clock, pool=pool)
 
     async def service_secret(self) -> str:
         """Signs URLs and seals secrets at rest: the configured one, else the generated."""
@@ -86,6 +104,8 @@ class Store:
 
     async def close(self) -> None:
         self.tasks.close()
+        if self.hot is not None:
+            await self.hot.close()
         await self.engine.dispose()
 
     async def shared_secret(self, name: str) -> str:

@@ -26,12 +26,14 @@ class PoolOptions:
     """Connection pool of one process (see the settings ``db_pool_size`` and friends).
 
     ``statement_cache_size`` 0 turns prepared-statement caching off and names statements
-    uniquely, as PgBouncer in transaction mode needs.
+    uniquely, as PgBouncer in transaction mode needs. ``hot_size``: the connections kept
+    beside the pool for the poll's read (``store/pg_fast.py``), opened on first use.
     """
 
     size: int = 5
     max_overflow: int = 5
     statement_cache_size: int = 256
+    hot_size: int = 3
 
 
 def is_infrastructure(exc: BaseException) -> bool:

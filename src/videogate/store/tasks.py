@@ -20,9 +20,10 @@ from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
 from videogate.store.db import retry_if_disconnected
 from videogate.store.due_signal import notify_due
-from videogate.store.fastread import PostgresTaskReader, SqliteTaskReader
+from videogate.store.fastread import SqliteTaskReader
 from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.leases import TASK_COLUMNS, TaskLeases, record_status_change, task_record
+from videogate.store.pg_fast import PgHotPool, PostgresTaskReader
 from videogate.store.records import TaskRecord
 from videogate.store.tables import Task, TaskEvent
 
@@ -81,12 +82,14 @@ class TaskStore(TaskLeases):
         *,
         dialect: str,
         clock: Clock | None = None,
+        hot: PgHotPool | None = None,
     ) -> None:
+        """``hot``: on PostgreSQL, the connections of the poll's read (``pg_fast.py``)."""
         super().__init__(sessions, dialect=dialect, clock=clock or SystemClock())
         self._engine = engine
         self._fast: SqliteTaskReader | None = None
         self._writer: SqliteTaskWriter | None = None
-        self._pg_fast = PostgresTaskReader(engine) if dialect == "postgresql" else None
+        self._pg_fast = PostgresTaskReader(hot) if hot is not None else None
         database = engine.url.database
         if dialect == "sqlite" and database and database != ":memory:":
             self._fast = SqliteTaskReader(database)
@@ -194,8 +197,8 @@ class TaskStore(TaskLeases):
     async def get(self, task_id: str, key_id: str | None = None) -> TaskRecord | None:
         """The task, or None; with ``key_id`` only if that key owns it (and has not deleted it).
 
-        This is the poll's hot path: a plain Core query on a pooled connection, no ORM
-        session, and the record built straight from the row (on SQLite, see ``fastread``).
+        This is the poll's hot path: no ORM session, and the record built straight from
+        the row (on SQLite, see ``fastread``; on PostgreSQL, ``pg_fast``).
         """
         if self._fast is not None:
             return self._fast.get(task_id, key_id)

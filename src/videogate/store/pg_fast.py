@@ -1,0 +1,169 @@
+"""PostgreSQL's hot path: a few asyncpg connections of the store's own, beside SQLAlchemy's.
+
+The poll's read is one SELECT by primary key. Through SQLAlchemy's pool each one paid a
+checkout and a return (two greenlet hand-offs, the pool's bookkeeping), and 200 concurrent
+polls queued for the 5 connections that every other query of the process shares. Here
+the statement goes straight to an ``asyncpg`` pool kept for these statements alone:
+one round trip, a prepared statement (or an unnamed one with a statement cache size of 0,
+as PgBouncer in transaction mode needs), no reset query on release (a single statement
+outside a transaction leaves no session state behind).
+
+A connection the server dropped (a restart, an idle timeout, a failover) is thrown away
+and the statement tried once more on another; a failure after that, or a server that
+cannot be reached, is an :class:`~sqlalchemy.exc.OperationalError` like any other database
+trouble of the store (a 503 for the API, "try again" for the worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from videogate.store.fastread import TASK_COLUMNS_SQL
+from videogate.store.records import TaskRecord
+
+# SQLSTATE classes of a connection that is gone: 08 connection exception, 57 operator
+# intervention (a terminated backend, a server shutting down).
+_CONNECTION_GONE = ("08", "57")
+_BY_ID = f"SELECT {TASK_COLUMNS_SQL} FROM tasks WHERE id = $1"
+# A key's own reads never see a task it deleted (OpenAI's DELETE).
+_BY_ID_AND_KEY = _BY_ID + " AND key_id = $2 AND deleted_at IS NULL"
+# SQLAlchemy's pool waits this long for a connection before it gives up (its default).
+_ACQUIRE_TIMEOUT = 30.0
+# Keyword arguments of SQLAlchemy's asyncpg adapter that asyncpg.connect does not take.
+_ADAPTER_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+class PgHotPool:
+    """An ``asyncpg`` pool of at most ``size`` connections, opened on first use.
+
+    ``connect_kwargs`` are what SQLAlchemy's dialect passes to ``asyncpg.connect`` for the
+    engine's URL (host, credentials, ``ssl`` …), so both pools reach the same server the
+    same way. JSON columns decode with ``json.loads`` and encode with ``json.dumps``, as
+    SQLAlchemy's codecs do on its own connections.
+    """
+
+    def __init__(
+        self, connect_kwargs: dict[str, Any], *, size: int, statement_cache_size: int
+    ) -> None:
+        self._connect_kwargs = {k: v for k, v in connect_kwargs.items() if k not in _ADAPTER_ONLY}
+        self._size = size
+        self._statement_cache_size = statement_cache_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine, *, size: int, statement_cache_size: int) -> PgHotPool:
+        """The hot pool of a PostgreSQL engine: same server, same credentials."""
+        _, kwargs = engine.dialect.create_connect_args(engine.url)
+        return cls(dict(kwargs), size=size, statement_cache_size=statement_cache_size)
+
+    async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
+        """The first row of one statement (run in a transaction of its own)."""
+        return await self._run(lambda conn: conn.fetchrow(sql, *args), sql, args)
+
+    async def fetchval(self, sql: str, *args: object) -> Any:
+        """The first column of the first row of one statement."""
+        return await self._run(lambda conn: conn.fetchval(sql, *args), sql, args)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _run(self, call: Callable[[Any], Any], sql: str, args: tuple[object, ...]) -> Any:
+        try:
+            return await self._once(call, sql, args)
+        except _Disconnected:
+            try:
+                return await self._once(call, sql, args)
+            except _Disconnected as again:
+                raise again.error from again.error.orig
+
+    async def _once(self, call: Callable[[Any], Any], sql: str, args: tuple[object, ...]) -> Any:
+        pool = self._pool or await self._open()
+        try:
+            async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:
+                try:
+                    return await call(conn)
+                except BaseException as exc:
+                    if _is_gone(exc) or not isinstance(exc, Exception):
+                        # Dead, or cancelled mid-statement (its protocol state unknown):
+                        # the pool opens a fresh connection next time.
+                        conn.terminate()
+                    raise
+        except (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+            # The server cannot be reached, the transport broke (or the server's goodbye
+            # to a terminated backend arrived while the connection sat idle and left its
+            # protocol mid-error), or no connection came free in time.
+            raise _Disconnected(OperationalError(sql, args, exc)) from exc
+        except asyncpg.PostgresError as exc:
+            error = OperationalError(sql, args, exc)
+            if _is_gone(exc):
+                raise _Disconnected(error) from exc
+            raise error from exc
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                if self._closed:
+                    raise OperationalError("", (), asyncpg.InterfaceError("the store is closed"))
+                self._pool = await asyncpg.create_pool(
+                    min_size=0,  # connections open on first use: a quiet process holds none
+                    max_size=self._size,
+                    # Never closed for idleness: the timer it re-arms costs ~10-20 µs per
+                    # release. A connection the server closes meanwhile is retried once.
+                    max_inactive_connection_lifetime=0,
+                    statement_cache_size=self._statement_cache_size,
+                    init=_json_codecs,
+                    reset=_no_reset,
+                    **self._connect_kwargs,
+                )
+            return self._pool
+
+
+def _is_gone(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in _CONNECTION_GONE
+
+
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Nothing to reset: each use is one statement outside a transaction (asyncpg still
+    rolls back a transaction left open). The default costs a round trip per release."""
+
+
+class _Disconnected(Exception):
+    """The connection was dead (and is discarded): the statement may be tried again."""
+
+    def __init__(self, error: OperationalError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class PostgresTaskReader:
+    """The poll's read: one SELECT of a task's row on the hot pool."""
+
+    def __init__(self, pool: PgHotPool) -> None:
+        self._pool = pool
+
+    async def get(self, task_id: str, key_id: str | None) -> TaskRecord | None:
+        if key_id is None:
+            row = await self._pool.fetchrow(_BY_ID, task_id)
+        else:
+            row = await self._pool.fetchrow(_BY_ID_AND_KEY, task_id, key_id)
+        return None if row is None else TaskRecord(*row)
