@@ -126,17 +126,17 @@ async def hold(mode: Mode) -> None:
     measure_from = hold_end - min(HOLD_MEASURE_SECONDS, args.running_seconds)
     log(f"{result.name}: holding every task running upstream for {args.running_seconds:g} s")
     await sleep_until(measure_from, end)
-    cpu_before, fake_before = mode.engine.cpu_seconds(), mode.fake.cpu_seconds()
+    cpu_before, fake_before = mode.engine.cpu_seconds(), mode.fake.sched_times()
     measure_from = time.time()
     await sleep_until(hold_end, end)
-    cpu_after, fake_after = mode.engine.cpu_seconds(), mode.fake.cpu_seconds()
+    cpu_after, fake_after = mode.engine.cpu_seconds(), mode.fake.sched_times()
     hold_end = time.time()
     result.hold_from, result.hold_to = measure_from, hold_end
     result.hold_window = hold_end - measure_from
     if cpu_before is not None and cpu_after is not None:
         result.hold_cpu = cpu_after - cpu_before
-    if fake_before is not None and fake_after is not None:
-        result.fake_hold_cpu = fake_after - fake_before
+    result.fake_hold_cpu = fake_after[0] - fake_before[0]
+    result.fake_hold_waited = fake_after[1] - fake_before[1]
     if time.monotonic() >= end:
         raise TimeoutError("out of time while holding")
 
@@ -145,7 +145,8 @@ async def complete_and_wait(mode: Mode) -> None:
     """4. The fake completes every task over the spread; watch our database meanwhile."""
     result, args = mode.result, mode.args
     start = time.time() + 0.2
-    cpu_before, fake_before = mode.engine.cpu_seconds(), mode.fake.cpu_seconds()
+    cpu_before, fake_before = mode.engine.cpu_seconds(), mode.fake.sched_times()
+    wait_from = time.time()
     count = await mode.fake.complete(start, args.spread)
     log(f"{result.name}: the fake completes {count} tasks over {args.spread:g} s; waiting here")
     completions_end = start + args.spread
@@ -170,8 +171,9 @@ async def complete_and_wait(mode: Mode) -> None:
             )
             break
         await asyncio.sleep(SAMPLE_SECONDS)
-    cpu_after, fake_after = mode.engine.cpu_seconds(), mode.fake.cpu_seconds()
+    cpu_after, fake_after = mode.engine.cpu_seconds(), mode.fake.sched_times()
+    result.wait_window = time.time() - wait_from
     if cpu_before is not None and cpu_after is not None:
         result.wait_cpu = cpu_after - cpu_before
-    if fake_before is not None and fake_after is not None:
-        result.fake_wait_cpu = fake_after - fake_before
+    result.fake_wait_cpu = fake_after[0] - fake_before[0]
+    result.fake_wait_waited = fake_after[1] - fake_before[1]

@@ -62,7 +62,8 @@ class ModeResult:
     hold_from: float = math.nan  # wall clock: the measured end of the hold
     hold_to: float = math.nan
     hold_cpu: float | None = None
-    fake_hold_cpu: float | None = None  # the fake's process, same window
+    fake_hold_cpu: float = math.nan  # the fake's threads, same window: on a CPU
+    fake_hold_waited: float = math.nan  # … and runnable but waiting for one
     completion_spread: float = math.nan  # first → last upstream completion
     latencies: list[float] = field(default_factory=list)  # upstream done → completed here
     discovery: list[float] = field(default_factory=list)  # upstream done → the poll that saw it
@@ -78,7 +79,9 @@ class ModeResult:
     wait_seconds: float = math.nan  # first upstream completion → the last task ended here
     wait_polls: int = 0
     wait_cpu: float | None = None
-    fake_wait_cpu: float | None = None  # from the fake's first completion to the end here
+    wait_window: float = math.nan  # the fake told to complete → every task ended here
+    fake_wait_cpu: float = math.nan  # the fake's threads in that window: on a CPU
+    fake_wait_waited: float = math.nan  # … and runnable but waiting for one
     callbacks_idle_after: float | None = None  # every task ended → the fake's sender idle
     callbacks_dropped: int = 0
     callbacks_before_completed: int = 0  # success callback answered before completed here
@@ -248,24 +251,36 @@ def submit_line(m: ModeResult) -> str:
     if ceiling:
         per_s = (len(m.submits) - 1) / (last - first) if last > first else math.nan
         line += f"\n    the fake's own ceiling: {ceiling:.0f} creates/s"
-        line += f" ({per_s / ceiling:.0%} of it)" if not math.isnan(per_s) else ""
-        line += f", {m.ceiling.get('gets_per_s', 0):.0f} polls/s (bare client, concurrency "
+        line += f" ({per_s / ceiling:.1%} of it)" if not math.isnan(per_s) else ""
+        line += f", {m.ceiling.get('gets_per_s', 0):.0f} polls/s (raw client, concurrency "
         line += f"{CEILING_CONCURRENCY}, {int(m.ceiling.get('errors', 0))} errors)"
         if "create_cpu_us" in m.ceiling:
-            c = m.ceiling
-            line += (
-                f"\n    CPU per request (10 ms ticks): the fake {c['create_cpu_us']:.0f} µs per "
-                f"create, {c.get('get_cpu_us', math.nan):.0f} µs per poll; the bare client "
-                f"{c.get('client_cpu_us', math.nan):.0f} µs"
-            )
+            line += "\n" + ceiling_cpu(m.ceiling)
     return line
 
 
-def fake_cpu(seconds: float | None, window: float, polls: int) -> str:
-    """``; the fake N% of one CPU, M µs per poll`` (empty when unknown)."""
-    if seconds is None or not polls or window <= 0:
+def ceiling_cpu(c: dict[str, float]) -> str:
+    """The ceiling run's CPU per request: what the fake would take on a CPU of its own."""
+    create, get = c["create_cpu_us"], c.get("get_cpu_us", math.nan)
+    return (
+        f"    per request, on a CPU / waiting for one (µs): the fake {create:.0f} / "
+        f"{c.get('create_waited_us', math.nan):.0f} per create, {get:.0f} / "
+        f"{c.get('get_waited_us', math.nan):.0f} per poll; the bare client "
+        f"{c.get('client_cpu_us', math.nan):.0f} / {c.get('client_waited_us', math.nan):.0f}"
+        f"\n    the fake alone on a CPU: ~{1e6 / create if create > 0 else math.nan:.0f} "
+        f"creates/s, ~{1e6 / get if get > 0 else math.nan:.0f} polls/s"
+    )
+
+
+def fake_cpu(cpu: float, waited: float, window: float, polls: int) -> str:
+    """``; the fake N% of one CPU (waited W% for one), M µs per poll`` (empty when unknown):
+    a fake that waits for a CPU answers late, and the figures are partly the fake's."""
+    if math.isnan(cpu) or not polls or not window > 0:
         return ""
-    return f"; the fake {seconds / window:.0%} of one CPU, {seconds / polls * 1e6:.0f} µs per poll"
+    return (
+        f"; the fake {cpu / window:.0%} of one CPU (its threads waited {waited / window:.0%} "
+        f"of the time for one), {cpu / polls * 1e6:.0f} µs per poll"
+    )
 
 
 def print_report(args: argparse.Namespace, report: Report) -> None:
@@ -319,7 +334,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"  hold: {m.hold_polls} upstream polls in {fmt(m.hold_window, 1)} s, server "
                 f"CPU {m.hold_cpu / m.hold_window:.0%} of one CPU, "
                 f"{m.hold_cpu / m.hold_polls * 1e6:.0f} µs per poll"
-                + fake_cpu(m.fake_hold_cpu, m.hold_window, m.hold_polls)
+                + fake_cpu(m.fake_hold_cpu, m.fake_hold_waited, m.hold_window, m.hold_polls)
             )
         if m.wait_cpu is not None:
             print(
@@ -327,7 +342,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"{m.gets_after_success} polls at or after the upstream completion "
                 f"(1 per task is the least); server CPU "
                 f"{m.wait_cpu:.1f} s"
-                + (f", the fake's {m.fake_wait_cpu:.1f} s" if m.fake_wait_cpu is not None else "")
+                + fake_cpu(m.fake_wait_cpu, m.fake_wait_waited, m.wait_window, m.wait_polls)
             )
         print(
             f"  worker (sampled every {SAMPLE_SECONDS:g} s, {m.samples} samples): "
