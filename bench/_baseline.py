@@ -6,6 +6,7 @@ Imported as ``_baseline`` by ``api_bench.py``; not a test, not part of the packa
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -34,6 +35,9 @@ if __name__ == "__main__":  # else granian imports it as a module and serves ``a
     uvicorn.run(app, host=os.environ["BENCH_HOST"], port=int(os.environ["BENCH_PORT"]),
                 log_level="warning", access_log=False, loop=os.environ["BENCH_LOOP"])
 """
+# ``videogate serve``/``api`` run uvloop as this loop (accepting every waiting connection
+# per turn, src/videogate/cli/serving_loop.py): the bare app runs on the same one.
+EAGER_UVLOOP = "videogate.cli.serving_loop:new_event_loop"
 GRANIAN = "granian"  # a --loop value: both servers on granian (its loop: auto) instead
 
 
@@ -48,6 +52,13 @@ def granian_argv(
     argv += ["--loop", "auto", "--log-level", "warning", "--no-ws", "--working-dir"]
     argv += [str(work), *(["--factory"] if factory else []), target]
     return argv
+
+
+def uvicorn_loop(loop: str) -> str:
+    """uvicorn's ``loop`` for a ``--loop`` value, as ``videogate`` chooses it."""
+    if loop in ("auto", "uvloop") and importlib.util.find_spec("uvloop") is not None:
+        return EAGER_UVLOOP
+    return loop
 
 
 async def start_bare(
@@ -69,7 +80,7 @@ async def start_bare(
         BENCH_POLL_AFTER_MS=poll_after,
         BENCH_HOST=HOST,
         BENCH_PORT=str(port),
-        BENCH_LOOP=loop,
+        BENCH_LOOP=uvicorn_loop(loop),
     )
     argv = [sys.executable, "-c", BARE_APP]
     if loop == GRANIAN:

@@ -414,7 +414,11 @@ def main() -> None:
         f"{machine_line()} (other processes on the machine skew every figure)",
         versions(),
         f"event loop of both servers: {', '.join(args.loop)} (uvicorn 'auto' picks "
-        + ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
+        + (
+            "uvloop, accepting every waiting connection per turn"
+            if importlib.util.find_spec("uvloop")
+            else "asyncio"
+        )
         + "), HTTP parser: "
         + ("httptools" if importlib.util.find_spec("httptools") else "h11"),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -226,7 +227,7 @@ def _uvicorn(settings: Settings, *, run_worker: bool, workers: int = 1) -> None:
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": settings.access_log,
-        "loop": settings.http_loop,
+        "loop": _loop_option(settings.http_loop),
         "log_config": None,  # our handler (logs.py) formats uvicorn's records too
     }
     if workers > 1:
@@ -247,6 +248,15 @@ def _uvicorn(settings: Settings, *, run_worker: bool, workers: int = 1) -> None:
     with _shared_metrics(settings, make=False):
         app = create_app(settings, run_worker=run_worker, migrate=False, freeze_gc=True)
         uvicorn.run(app, **options)
+
+
+def _loop_option(http_loop: str) -> str:
+    """uvicorn's ``loop``: uvloop (``auto`` when it is installed) as
+    ``serving_loop.EagerAcceptLoop``, which accepts every waiting connection per loop turn
+    (plain uvloop admits one a turn: seconds of wait for the last of 200 clients)."""
+    if http_loop == "asyncio" or importlib.util.find_spec("uvloop") is None:
+        return http_loop
+    return "videogate.cli.serving_loop:new_event_loop"
 
 
 @contextlib.contextmanager
