@@ -165,7 +165,7 @@ async def test_the_poll_read_has_connections_of_its_own(
     """The poll's read runs on the hot pool: it answers while every connection of
     SQLAlchemy's pool is taken, many at once share its few connections, it prepares named
     statements only when the statement cache is on (PgBouncer), and it comes back after
-    its connections are terminated."""
+    its connections are terminated (creates too)."""
     store = Store.open(pg_url, PoolOptions(1, 0, statement_cache_size, hot_size=1))
     try:
         assert store.hot is not None
@@ -185,6 +185,11 @@ async def test_the_poll_read_has_connections_of_its_own(
         assert await drop_connections(pg_url) >= 1
         again = await store.tasks.get(task.id)
         assert again is not None and again.id == task.id
+        # Creates are written on the hot pool too, and retried once the same way.
+        assert await drop_connections(pg_url) >= 1
+        created = make_task(key.id)
+        assert await store.tasks.insert(created) == created
+        assert await store.tasks.insert(make_task(key.id), max_unfinished=5) is not None
     finally:
         await store.close()
 

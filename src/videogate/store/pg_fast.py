@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -67,11 +67,11 @@ class PgHotPool:
 
     async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
         """The first row of one statement (run in a transaction of its own)."""
-        return await self._run(lambda conn: conn.fetchrow(sql, *args), sql, args)
+        return await self.run(lambda conn: conn.fetchrow(sql, *args), sql, args)
 
     async def fetchval(self, sql: str, *args: object) -> Any:
         """The first column of the first row of one statement."""
-        return await self._run(lambda conn: conn.fetchval(sql, *args), sql, args)
+        return await self.run(lambda conn: conn.fetchval(sql, *args), sql, args)
 
     async def close(self) -> None:
         self._closed = True
@@ -79,7 +79,16 @@ class PgHotPool:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    async def _run(self, call: Callable[[Any], Any], sql: str, args: tuple[object, ...]) -> Any:
+    async def run(
+        self,
+        call: Callable[[asyncpg.Connection], Awaitable[Any]],
+        sql: str,
+        args: tuple[object, ...],
+    ) -> Any:
+        """``call(connection)``, and once more on another connection if this one turned
+        out dead; ``sql`` and ``args`` describe it in the error. Errors other than the
+        connection's own propagate as ``call`` raised them (a ``PostgresError`` as an
+        ``OperationalError``)."""
         try:
             return await self._once(call, sql, args)
         except _Disconnected:
@@ -88,7 +97,12 @@ class PgHotPool:
             except _Disconnected as again:
                 raise again.error from again.error.orig
 
-    async def _once(self, call: Callable[[Any], Any], sql: str, args: tuple[object, ...]) -> Any:
+    async def _once(
+        self,
+        call: Callable[[asyncpg.Connection], Awaitable[Any]],
+        sql: str,
+        args: tuple[object, ...],
+    ) -> Any:
         pool = self._pool or await self._open()
         try:
             async with pool.acquire(timeout=_ACQUIRE_TIMEOUT) as conn:

@@ -24,6 +24,7 @@ from videogate.store.fastread import SqliteTaskReader
 from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.leases import TASK_COLUMNS, TaskLeases, record_status_change, task_record
 from videogate.store.pg_fast import PgHotPool, PostgresTaskReader
+from videogate.store.pg_fastwrite import PgTaskWriter
 from videogate.store.records import TaskRecord
 from videogate.store.tables import Task, TaskEvent
 
@@ -90,6 +91,7 @@ class TaskStore(TaskLeases):
         self._fast: SqliteTaskReader | None = None
         self._writer: SqliteTaskWriter | None = None
         self._pg_fast = PostgresTaskReader(hot) if hot is not None else None
+        self._pg_writer = PgTaskWriter(hot) if hot is not None else None
         database = engine.url.database
         if dialect == "sqlite" and database and database != ":memory:":
             self._fast = SqliteTaskReader(database)
@@ -134,8 +136,9 @@ class TaskStore(TaskLeases):
 
     async def _insert(self, task: TaskRecord, max_unfinished: int | None) -> TaskRecord | None:
         event = _outbox_values(task) if task.callback_url else None
-        if self._writer is not None and task.status not in TERMINAL:
-            outcome = await self._writer.insert(
+        writer = self._writer or self._pg_writer
+        if writer is not None and task.status not in TERMINAL:
+            outcome = await writer.insert(
                 task.values(),
                 ledger.hold_values(task),
                 event,
