@@ -17,7 +17,13 @@ import httpx
 from _common import Server, http_clients, log, sleep_until
 from _fake_control import FakeUpstream
 from _tasks_db import Db
-from _upstream_report import SAMPLE_SECONDS, ModeResult, Report, worker_concurrency
+from _upstream_report import (
+    SAMPLE_SECONDS,
+    ModeResult,
+    Report,
+    claim_batch,
+    worker_concurrency,
+)
 
 MODEL = "doubao-seedance-2-0-fast-260128"
 SUBMIT_SECONDS = 150.0  # creating N tasks and the worker submitting all of them upstream
@@ -152,6 +158,7 @@ async def complete_and_wait(mode: Mode) -> None:
     completions_end = start + args.spread
     wait_deadline = min(time.monotonic() + 0.2 + args.spread + WAIT_SECONDS, mode.end)
     concurrency = worker_concurrency() or 0
+    batch = claim_batch()
     while True:
         sample = mode.db.sample()
         result.samples += 1
@@ -159,6 +166,8 @@ async def complete_and_wait(mode: Mode) -> None:
         result.max_due = max(result.max_due, sample.due)
         if sample.due > 0 and sample.leased < concurrency:  # 0: unknown, never
             result.stalled_samples += 1
+            if concurrency - sample.leased >= batch:
+                result.stalled_batch_samples += 1
         if (
             sample.terminal >= result.created
             and time.time() >= completions_end

@@ -90,6 +90,7 @@ class ModeResult:
     max_leased: int = 0
     max_due: int = 0
     stalled_samples: int = 0  # due tasks unclaimed while the worker had free slots
+    stalled_batch_samples: int = 0  # … a whole claim batch of them
     samples: int = 0
     sockets: str = ""
     outcomes: Counter[str] = field(default_factory=Counter)  # non-succeeded, with reasons
@@ -130,6 +131,12 @@ def worker_concurrency() -> int | None:
 
 def route_poll_limit() -> int | None:
     return engine_default("RouteConfig", "max_concurrent_polls")
+
+
+def claim_batch() -> int:
+    """How many free slots the worker waits for before it claims again (``worker/loop.py``:
+    concurrency // 8, claiming costs a write); fewer free slots are no stall."""
+    return max(1, (worker_concurrency() or 0) // 8)
 
 
 def poll_cap() -> int | None:
@@ -272,14 +279,14 @@ def ceiling_cpu(c: dict[str, float]) -> str:
     )
 
 
-def fake_cpu(cpu: float, waited: float, window: float, polls: int) -> str:
-    """``; the fake N% of one CPU (waited W% for one), M µs per poll`` (empty when unknown):
-    a fake that waits for a CPU answers late, and the figures are partly the fake's."""
-    if math.isnan(cpu) or not polls or not window > 0:
+def fake_cpu(cpu: float, waited: float, window: float, count: int, unit: str) -> str:
+    """``; the fake N% of one CPU (waited W% for one), M µs per <unit>`` (empty when
+    unknown): a fake that waits for a CPU answers late, and the figures are partly its own."""
+    if math.isnan(cpu) or not count or not window > 0:
         return ""
     return (
         f"; the fake {cpu / window:.0%} of one CPU (its threads waited {waited / window:.0%} "
-        f"of the time for one), {cpu / polls * 1e6:.0f} µs per poll"
+        f"of the time for one), {cpu / count * 1e6:.0f} µs per {unit}"
     )
 
 
@@ -334,7 +341,7 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"  hold: {m.hold_polls} upstream polls in {fmt(m.hold_window, 1)} s, server "
                 f"CPU {m.hold_cpu / m.hold_window:.0%} of one CPU, "
                 f"{m.hold_cpu / m.hold_polls * 1e6:.0f} µs per poll"
-                + fake_cpu(m.fake_hold_cpu, m.fake_hold_waited, m.hold_window, m.hold_polls)
+                + fake_cpu(m.fake_hold_cpu, m.fake_hold_waited, m.hold_window, m.hold_polls, "poll")
             )
         if m.wait_cpu is not None:
             print(
@@ -342,13 +349,20 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"{m.gets_after_success} polls at or after the upstream completion "
                 f"(1 per task is the least); server CPU "
                 f"{m.wait_cpu:.1f} s"
-                + fake_cpu(m.fake_wait_cpu, m.fake_wait_waited, m.wait_window, m.wait_polls)
+                + fake_cpu(
+                    m.fake_wait_cpu,
+                    m.fake_wait_waited,
+                    m.wait_window,
+                    m.wait_polls + m.result_downloads + len(m.callback_delay),
+                    "poll, download or callback",
+                )
             )
         print(
             f"  worker (sampled every {SAMPLE_SECONDS:g} s, {m.samples} samples): "
             f"at most {m.max_leased} tasks leased (concurrency {worker_concurrency()}), at "
             f"most {m.max_due} due and unclaimed; {m.stalled_samples} samples with due tasks "
-            "unclaimed while slots were free"
+            f"unclaimed while slots were free, {m.stalled_batch_samples} while ≥ "
+            f"{claim_batch()} were (the worker's claim batch)"
         )
         if not m.callbacks:
             print(f"  callbacks configured and dropped by the fake: {m.callbacks_dropped}")
