@@ -124,6 +124,7 @@ class Router:
         self._rng = random.Random()
         # (model, group) -> the routes serving it: the routes never change after start-up.
         self._serving: dict[tuple[str, str], tuple[Route, ...]] = {}
+        self._of_model: dict[str, tuple[str, ...]] = {}
 
     @property
     def routes(self) -> list[Route]:
@@ -138,6 +139,17 @@ class Router:
             and route.model == model
             and ("*" in route.groups or group in route.groups)
         )
+
+    def names_of(self, model: str) -> tuple[str, ...]:
+        """The names of every enabled route of ``model``, whatever its groups (what a
+        submit reads the state of before it knows the key's group)."""
+        found = self._of_model.get(model)
+        if found is None:
+            if len(self._of_model) >= 10_000:  # stay bounded, as ``serving``
+                self._of_model.clear()
+            found = tuple(r.name for r in self._routes if r.enabled and r.model == model)
+            self._of_model[model] = found
+        return found
 
     def serving(self, model: str, group: str) -> tuple[Route, ...]:
         """The usable routes of ``model`` for ``group``, in configuration order (for

@@ -197,6 +197,80 @@ async def test_a_reschedule_is_compare_and_set_too(store: Store) -> None:
     )  # released
 
 
+async def test_a_submit_reads_attempts_group_breakers_and_load_at_once(store: Store) -> None:
+    key = await make_key(store)
+    task, other = make_task(key.id), make_task(key.id)
+    for t in (task, other):
+        await store.tasks.insert(t)
+    now = time.time()
+    empty = await store.attempts.submit_view(task.id, key.id, ["r1", "r2"])
+    assert (empty.attempts, empty.group, empty.benched_until, empty.in_flight) == (
+        [],
+        "default",
+        {},
+        {},
+    )
+    first = await store.attempts.reserve(task.id, "r1", "ark", 5, now=now)
+    second = await store.attempts.reserve(task.id, "r2", "ark", 5, now=now + 1)
+    assert first is not None and second is not None
+    await store.attempts.finish(first.id, "failed", error_code="x")
+    await store.route_state.failure("r2", "boom", now, threshold=1, cooldown=60)
+    (claimed,) = await store.tasks.claim_due("w1", 1, now, lease=30)
+    assert await store.tasks.transition(
+        claimed.id, "w1", "queued", TaskChange(status="running", route="r1")
+    )
+    view = await store.attempts.submit_view(task.id, key.id, ["r1", "r2", "r3"])
+    assert [(a.id, a.route, a.state) for a in view.attempts] == [
+        (first.id, "r1", "failed"),
+        (second.id, "r2", "submitting"),
+    ]
+    assert view.group == "default" and view.benched_until.get("r1") is None
+    assert view.benched_until["r2"] == now + 60 and "r3" not in view.benched_until
+    assert view.in_flight == {"r1": 1}
+    assert (await store.attempts.submit_view(other.id, "key_gone", [])).group is None
+
+
+async def test_adopt_runs_the_task_and_ends_its_attempt_in_one_write(store: Store) -> None:
+    key = await make_key(store)
+    task, cancelled = make_task(key.id), make_task(key.id)
+    for t in (task, cancelled):
+        await store.tasks.insert(t)
+    now = time.time()
+    await store.route_state.failure("r1", "boom", now, threshold=3, cooldown=60)
+    claimed = await store.tasks.claim_due("w1", 2, now, lease=30)
+    assert len(claimed) == 2
+    attempt = await store.attempts.reserve(task.id, "r1", "ark", 5, owner="w1", now=now)
+    assert attempt is not None
+    running = TaskChange(status="running", route="r1", upstream_id="up-1", next_run_at=now + 1)
+    assert not await store.tasks.adopt(  # not held by w2: nothing changes
+        task.id, "w2", running, route="r1", upstream_id="up-1", attempt_id=None, now=now
+    )
+    assert await store.tasks.adopt(
+        task.id, "w1", running, route="r1", upstream_id="up-1", attempt_id=attempt.id, now=now
+    )
+    got = await store.tasks.get(task.id)
+    assert got is not None
+    assert (got.status, got.upstream_id, got.lease_owner) == ("running", "up-1", None)
+    [done] = await store.attempts.for_task(task.id)
+    assert (done.state, done.upstream_id) == ("submitted", "up-1")
+    state = (await store.route_state.all())["r1"]
+    assert (state.consecutive_failures, state.last_success_at) == (0, now)
+    # Cancelled while it was being submitted: the job is kept on the task, to be stopped.
+    assert await store.tasks.cancel(cancelled.id, key.id, now)
+    assert not await store.tasks.adopt(
+        cancelled.id, "w1", running, route="r2", upstream_id="up-2", attempt_id=None, now=now
+    )
+    got = await store.tasks.get(cancelled.id)
+    assert got is not None
+    assert (got.status, got.route, got.upstream_id, got.next_run_at) == (
+        "cancelled",
+        "r2",
+        "up-2",
+        now,
+    )
+    assert (await store.route_state.all())["r2"].last_success_at == now
+
+
 async def test_cancel_only_touches_unfinished_tasks(store: Store) -> None:
     key = await make_key(store)
     queued, finished = make_task(key.id), make_task(key.id, status="succeeded", due=None)

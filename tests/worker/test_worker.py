@@ -163,8 +163,8 @@ async def test_a_result_left_on_a_dead_workers_disk_is_polled_again(
 async def test_a_step_longer_than_the_lease_keeps_its_task(ctx: AppContext, tmp_path: Path) -> None:
     """The worker renews the lease of a task it is stepping every third of the lease, so a
     step that outlasts the lease many times over is never taken over by another worker.
-    (Its submit step, still recording the attempt when the task is claimed again for its
-    first poll, used to end the renewals of that poll.)"""
+    (A submit step still running when the task is claimed again for its first poll used
+    to end the renewals of that poll.)"""
     clock = ctx.clock
     assert isinstance(clock, FakeClock)
     lease = ctx.settings.lease_seconds
@@ -192,15 +192,16 @@ async def test_a_step_longer_than_the_lease_keeps_its_task(ctx: AppContext, tmp_
             done.set()
 
     ctx.store.tasks.renew = renew  # type: ignore[method-assign]
-    real_finish = ctx.store.attempts.finish
+    real_adopt = ctx.store.tasks.adopt
 
-    async def finish(attempt_id: str, state: str, **values: Any) -> bool:
-        # The submit step records its attempt after handing the task on: keep it busy
-        # until the task's first poll has been claimed, as a slow database write would.
+    async def adopt(*args: Any, **kwargs: Any) -> bool:
+        moved = await real_adopt(*args, **kwargs)
+        # The submit step goes on after handing the task on (it used to record its
+        # attempt then): keep it busy until the task's first poll has been claimed.
         await polling.wait()
-        return await real_finish(attempt_id, state, **values)
+        return moved
 
-    ctx.store.attempts.finish = finish  # type: ignore[method-assign]
+    ctx.store.tasks.adopt = adopt  # type: ignore[method-assign]
 
     async def advance(seconds: float) -> None:
         """Move time only while no renewal is being written (it measures from its end)."""

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from videogate.clock import Clock
 from videogate.ids import new_id
 from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.rows import detached
-from videogate.store.tables import Attempt, RouteState, Task
+from videogate.store.submit_view import SubmitView, view_from_rows, view_params, view_sql
+from videogate.store.tables import Attempt, Task
 
 _ATTEMPT_COLUMNS = [c.name for c in Attempt.__table__.columns]
 _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)})"
     f" VALUES ({', '.join('?' for _ in _ATTEMPT_COLUMNS)})"
+)
+
+_LOCK_ROUTE = (
+    "INSERT INTO route_state (name, consecutive_failures) VALUES (:name, 0)"
+    " ON CONFLICT (name) DO UPDATE SET name = excluded.name"
 )
 
 
@@ -48,8 +55,8 @@ class AttemptStore:
         longer holds the queued task (its lease lapsed and another worker claimed it).
 
         The count and the insert are one transaction that first locks the route's
-        ``route_state`` row, so concurrent workers (any process) cannot both take the
-        last slot. The row must exist (see ``RouteStateStore.ensure``). The holder check
+        ``route_state`` row (made if missing; on SQLite the database's write lock), so
+        concurrent workers (any process) cannot both take the last slot. The holder check
         is in the same transaction: a worker whose lease lapsed (a database outage
         stopped its renewals) must not send a create while the task's new holder, seeing
         no attempt, sends its own — one task, two paid jobs. ``now`` is the engine's clock
@@ -65,9 +72,8 @@ class AttemptStore:
             )
         async with self._sessions.begin() as s:
             # A write first: on PostgreSQL a row lock, on SQLite the database write lock.
-            await s.execute(
-                update(RouteState).where(RouteState.name == route).values(name=RouteState.name)
-            )
+            # The route's row is made if missing, so there is always one to lock.
+            await s.execute(text(_LOCK_ROUTE), {"name": route})
             if owner is not None:
                 # Locks the task row too (PostgreSQL): a claim waits for, or skips, it.
                 held = await s.execute(
@@ -133,6 +139,15 @@ class AttemptStore:
         )
         async with self._sessions.begin() as s:
             return bool((await s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def submit_view(self, task_id: str, key_id: str, routes: Sequence[str]) -> SubmitView:
+        """What a submit of the task reads before choosing among ``routes``, in one
+        statement (``store/submit_view.py``); SQLite: on the in-loop connection."""
+        sql, params = view_sql(len(routes)), view_params(task_id, key_id, routes)
+        if self._writer is not None:
+            return view_from_rows(await self._writer.statement(sql, params))
+        async with self._sessions() as s:
+            return view_from_rows((await s.execute(text(sql), params)).all())
 
     async def stale(self, older_than: float, now: float, limit: int = 100) -> list[Attempt]:
         """Attempts still ``submitting`` since before ``older_than`` whose task nobody

@@ -26,7 +26,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -237,8 +237,9 @@ class SqliteTaskWriter:
     # 100 ms a try). Here the statement runs to its commit in one go: the lock is held
     # for microseconds.
 
-    async def statement(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        """One statement in its own (autocommit) transaction; its RETURNING rows."""
+    async def statement(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+        """One statement in its own (autocommit) transaction; its rows (a SELECT's, or
+        an UPDATE's RETURNING)."""
         return await self._when_unlocked(lambda: self._conn.execute(sql, params).fetchall())
 
     async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[TaskRecord]:
@@ -258,29 +259,49 @@ class SqliteTaskWriter:
     ) -> bool:
         """``TaskStore.transition`` to an unfinished status (no money moves): the update
         and, on a change of status of a task with a webhook, its outbox row."""
-        names = list(values)
-        params: list[Any] = [_encode(n, values[n]) for n in names]
-        sql = f"UPDATE tasks SET {', '.join(f'{_quoted(n)} = ?' for n in names)}"
-        sql += " WHERE id = ? AND lease_owner = ? AND status = ?"
-        params += [task_id, owner, expected_status]
-        if check_next_run_at:  # IS: also true for NULL = NULL
-            sql += " AND next_run_at IS ?"
-            params.append(if_next_run_at)
-        status = values.get("status", expected_status)
-        if status == expected_status:
+        if values.get("status", expected_status) == expected_status:
+            sql, params = _held_update(
+                task_id, owner, expected_status, values, if_next_run_at, check_next_run_at
+            )
             return bool(await self.statement(sql + " RETURNING id", params))
+        return await self.transaction(
+            lambda conn: self.change_held(
+                conn,
+                task_id,
+                owner,
+                expected_status,
+                values,
+                event_at,
+                if_next_run_at=if_next_run_at,
+                check_next_run_at=check_next_run_at,
+            )
+        )
 
-        def change(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(sql + " RETURNING callback_url", params).fetchone()
-            if row is None:
-                return False
-            if row[0]:
-                event = {"task_id": task_id, "status": status, "created_at": event_at}
-                event.update(state="pending", attempts=0, next_attempt_at=event_at)
-                conn.execute(self._event.sql, self._event.values(event))
-            return True
-
-        return await self.transaction(change)
+    def change_held(
+        self,
+        conn: sqlite3.Connection,
+        task_id: str,
+        owner: str,
+        expected_status: str,
+        values: dict[str, Any],
+        event_at: float,
+        *,
+        if_next_run_at: Any = None,
+        check_next_run_at: bool = False,
+    ) -> bool:
+        """:meth:`update_held` inside an open transaction of ``conn`` (this writer's)."""
+        sql, params = _held_update(
+            task_id, owner, expected_status, values, if_next_run_at, check_next_run_at
+        )
+        row = conn.execute(sql + " RETURNING callback_url", params).fetchone()
+        if row is None:
+            return False
+        status = values.get("status", expected_status)
+        if row[0] and status != expected_status:
+            event = {"task_id": task_id, "status": status, "created_at": event_at}
+            event.update(state="pending", attempts=0, next_attempt_at=event_at)
+            conn.execute(self._event.sql, self._event.values(event))
+        return True
 
     async def transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
         """``write(conn)`` in one ``BEGIN IMMEDIATE`` transaction, run to its commit
@@ -319,6 +340,26 @@ _CLAIM_SQL = (
     " (SELECT id FROM tasks WHERE next_run_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
     f" ORDER BY next_run_at LIMIT ?) RETURNING {TASK_COLUMNS_SQL}"
 )
+
+
+def _held_update(
+    task_id: str,
+    owner: str,
+    expected_status: str,
+    values: dict[str, Any],
+    if_next_run_at: Any,
+    check_next_run_at: bool,
+) -> tuple[str, list[Any]]:
+    """The compare-and-set ``UPDATE`` of a held task (no ``RETURNING``) and its parameters."""
+    names = list(values)
+    params: list[Any] = [_encode(n, values[n]) for n in names]
+    sql = f"UPDATE tasks SET {', '.join(f'{_quoted(n)} = ?' for n in names)}"
+    sql += " WHERE id = ? AND lease_owner = ? AND status = ?"
+    params += [task_id, owner, expected_status]
+    if check_next_run_at:  # IS: also true for NULL = NULL
+        sql += " AND next_run_at IS ?"
+        params.append(if_next_run_at)
+    return sql, params
 
 
 def _quoted(name: str) -> str:

@@ -7,10 +7,11 @@ its money and its webhook event in the same transaction, so neither is lost or d
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,22 @@ _TASK_TABLE = Task.__table__
 #: Every column of ``tasks``, in the record's field order (attribute = column name here).
 TASK_COLUMNS = tuple(_TASK_TABLE.c[name] for name in TASK_FIELDS)
 _ANY = object()
+# The statements of ``TaskLeases.adopt`` (named parameters: sqlite3 and text() alike).
+_ROUTE_SUCCESS = (
+    "INSERT INTO route_state (name, consecutive_failures, last_success_at)"
+    " VALUES (:route, 0, :now) ON CONFLICT (name) DO UPDATE"
+    " SET consecutive_failures = 0, benched_until = NULL, last_success_at = :now"
+)
+_ORPHANED_SUBMIT = (
+    "UPDATE tasks SET route = :route, upstream_id = :upstream_id, next_run_at = :now"
+    " WHERE id = :task AND upstream_id IS NULL AND status IN ("
+    + ", ".join(f"'{status}'" for status in sorted(TERMINAL))
+    + ")"
+)
+_ATTEMPT_SUBMITTED = (
+    "UPDATE attempts SET state = 'submitted', upstream_id = :upstream_id, finished_at = :now"
+    " WHERE id = :attempt AND state = 'submitting'"
+)
 
 
 def task_record(row: Row[Any] | Sequence[Any]) -> TaskRecord:
@@ -150,6 +167,22 @@ class TaskLeases:
                 if_next_run_at is not _ANY,
                 float(values.get("updated_at") or self._clock.now()),
             )
+        async with self._sessions.begin() as s:
+            return await self._transition_in(
+                s, task_id, owner, expected_status, values, charged_micros, if_next_run_at
+            )
+
+    async def _transition_in(
+        self,
+        s: AsyncSession,
+        task_id: str,
+        owner: str,
+        expected_status: str,
+        values: dict[str, Any],
+        charged_micros: int | None,
+        if_next_run_at: float | object | None = _ANY,
+    ) -> bool:
+        """:meth:`transition` (``values`` with the lease's) in the session's transaction."""
         stmt = (
             update(Task)
             .where(Task.id == task_id, Task.lease_owner == owner, Task.status == expected_status)
@@ -158,21 +191,65 @@ class TaskLeases:
         )
         if if_next_run_at is not _ANY:  # only if nobody rescheduled it meanwhile
             stmt = stmt.where(Task.next_run_at == if_next_run_at)
+        row = (await s.execute(stmt)).first()
+        if row is None:
+            return False
+        new_status = values.get("status")
+        if new_status is not None and new_status != expected_status:
+            charged = (charged_micros or 0) if new_status == "succeeded" else None
+            await record_status_change(
+                s,
+                task_id,
+                new_status,
+                row,
+                charged=charged,
+                now=float(values.get("updated_at") or self._clock.now()),
+            )
+        return True
+
+    async def adopt(
+        self,
+        task_id: str,
+        owner: str,
+        change: TaskChange,
+        *,
+        route: str,
+        upstream_id: str,
+        attempt_id: str | None,
+        now: float,
+    ) -> bool:
+        """Hand a queued task its upstream job: ``queued`` → ``change`` (running on
+        ``route`` as ``upstream_id``), in one transaction with the route's success (its
+        breaker starts over) and attempt ``attempt_id`` marked ``submitted``. A task no
+        longer queued under ``owner`` (cancelled meanwhile) keeps the job's id for a
+        worker to stop it upstream, or it would run, and be billed, with nobody watching.
+        True when the task moved."""
+        values = change.values() | {"lease_owner": None, "lease_until": None}
+        params = {"task": task_id, "route": route, "upstream_id": upstream_id, "now": now}
+        params["attempt"] = attempt_id
+        if self._writer is not None:
+            writer = self._writer
+
+            def write(conn: sqlite3.Connection) -> bool:
+                conn.execute(_ROUTE_SUCCESS, params)
+                moved = writer.change_held(conn, task_id, owner, "queued", values, now)
+                if not moved:
+                    conn.execute(_ORPHANED_SUBMIT, params)
+                if attempt_id is not None:
+                    conn.execute(_ATTEMPT_SUBMITTED, params)
+                return moved
+
+            return await writer.transaction(write)
         async with self._sessions.begin() as s:
-            row = (await s.execute(stmt)).first()
-            if row is None:
-                return False
-            if new_status is not None and new_status != expected_status:
-                charged = (charged_micros or 0) if new_status == "succeeded" else None
-                await record_status_change(
-                    s,
-                    task_id,
-                    new_status,
-                    row,
-                    charged=charged,
-                    now=float(values.get("updated_at") or self._clock.now()),
-                )
-            return True
+            # The route's row first, as the reservation locks it (PostgreSQL row locks
+            # taken in one order everywhere cannot deadlock).
+            await s.execute(text(_ROUTE_SUCCESS), params)
+            moved = await self._transition_in(s, task_id, owner, "queued", values, None)
+            if not moved:
+                await s.execute(text(_ORPHANED_SUBMIT), params)
+            if attempt_id is not None:
+                await s.execute(text(_ATTEMPT_SUBMITTED), params)
+            return moved
 
     async def orphaned_submit(self, task_id: str, route: str, upstream_id: str, now: float) -> None:
         """Record the upstream job of a task that ended (cancelled, expired) mid-submit, so a

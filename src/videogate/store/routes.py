@@ -13,7 +13,12 @@ from videogate.store.tables import RouteState
 def is_benched(state: RouteState | None, now: float) -> bool:
     """Whether the circuit breaker keeps the route out of rotation at ``now``: the one test
     the engine's route choice, ``videogate routes`` and the metrics gauge all use."""
-    return state is not None and state.benched_until is not None and state.benched_until > now
+    return state is not None and is_benched_until(state.benched_until, now)
+
+
+def is_benched_until(benched_until: float | None, now: float) -> bool:
+    """:func:`is_benched` from the end of the route's bench alone."""
+    return benched_until is not None and benched_until > now
 
 
 class RouteStateStore:

@@ -16,7 +16,8 @@ from videogate.errors import Disposition, UpstreamError
 from videogate.logs import bound, log_transition
 from videogate.providers.base import Route
 from videogate.store.records import TaskChange, TaskRecord
-from videogate.store.routes import is_benched
+from videogate.store.routes import is_benched_until
+from videogate.store.submit_view import AttemptRef, SubmitView
 from videogate.store.tables import Attempt
 from videogate.worker.host import StepHost
 from videogate.worker.retry import asks_again, honoured_retry_after, resubmit_delay
@@ -43,8 +44,11 @@ class Submitter:
         self.ctx = worker.ctx
 
     async def submit(self, row: TaskRecord) -> None:
-        attempts = await self.ctx.store.attempts.for_task(row.id)
-        for attempt in reversed(attempts):
+        store = self.ctx.store
+        router = self.ctx.router
+        # The attempts, the key's group and the routes' state and load: one read.
+        view = await store.attempts.submit_view(row.id, row.key_id, router.names_of(row.model))
+        for attempt in reversed(view.attempts):
             if attempt.state == "submitting":
                 with bound(route=attempt.route):
                     await self.recover(row, attempt)
@@ -52,14 +56,13 @@ class Submitter:
             if attempt.state == "submitted" and attempt.upstream_id:
                 # Created upstream, but the worker lost the task (its lease lapsed) before
                 # the task took the id: this job is the task's, never submit another.
-                route = self.ctx.router.get(attempt.route)
+                route = router.get(attempt.route)
                 if route is not None:
                     with bound(route=route.name):
                         await self.adopt(row, route, attempt.upstream_id)
                     return
-        key = await self.ctx.store.keys.get(row.key_id)
-        group = key.group if key is not None else "default"
-        candidates = self.ctx.router.candidates(row.model, group)
+        group = view.group if view.group is not None else "default"
+        candidates = router.candidates(row.model, group)
         if not candidates:
             await self.w.finish_failed(
                 row,
@@ -67,10 +70,10 @@ class Submitter:
                 f"model {row.model} is no longer served for this key's group ({group})",
             )
             return
-        choice = await self.choose(candidates)
+        choice = self.choose(candidates, view)
         if not choice.routes:
             # Every route is full or benched: wait in `queued`, no error to the client.
-            await self.ctx.store.tasks.transition(
+            await store.tasks.transition(
                 row.id,
                 self.w.owner,
                 "queued",
@@ -90,7 +93,7 @@ class Submitter:
             if outcome is not FULL:
                 errors.append(outcome)
         if not errors:  # every open route filled up meanwhile: wait for capacity
-            await self.ctx.store.tasks.transition(
+            await store.tasks.transition(
                 row.id,
                 self.w.owner,
                 "queued",
@@ -99,18 +102,16 @@ class Submitter:
             return
         await self.all_failed(row, errors)
 
-    async def choose(self, candidates: list[Route]) -> Choice:
+    def choose(self, candidates: list[Route], view: SubmitView) -> Choice:
+        """The candidates neither benched nor full as ``view`` saw them (the reservation
+        counts again, exactly)."""
         now = self.w.clock.now()
-        states = await self.ctx.store.route_state.all()
-        healthy = [r for r in candidates if not is_benched(states.get(r.name), now)]
+        benched = view.benched_until
+        healthy = [r for r in candidates if not is_benched_until(benched.get(r.name), now)]
         if not healthy:
-            soonest = min(
-                s.benched_until or now
-                for s in states.values()
-                if s.name in {r.name for r in candidates}
-            )
+            soonest = min(benched.get(r.name) or now for r in candidates)
             return Choice([], wait_until=max(soonest, now + 0.5))
-        counts = await self.ctx.store.attempts.in_flight([r.name for r in healthy])
+        counts = view.in_flight
         open_routes = [r for r in healthy if counts.get(r.name, 0) < r.max_in_flight]
         if not open_routes:
             return Choice([], wait_until=now + CAPACITY_WAIT)
@@ -126,7 +127,6 @@ class Submitter:
         # Everything before the reservation: from the attempt's commit to the end of the
         # create call, only the call itself (bounded by the total timeout) takes time.
         tctx = await self.w.task_context(row, route, files=True)
-        await store.route_state.ensure(route.name)
         attempt = await store.attempts.reserve(
             row.id,
             route.name,
@@ -193,13 +193,13 @@ class Submitter:
             self.w.clock.monotonic() - started
         )
         metrics.route_submits.labels(route.name, "submitted").inc()
-        # The task row takes the upstream id first: from then on the job is ours to poll.
-        await self.adopt(row, route, upstream_id)
-        await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
+        # The task takes the upstream id with the attempt's end: from then on the job is
+        # ours to poll.
+        await self.adopt(row, route, upstream_id, attempt.id)
         return None
 
     async def resolve_lost_answer(
-        self, row: TaskRecord, route: Route, attempt: Attempt, exc: UpstreamError
+        self, row: TaskRecord, route: Route, attempt: Attempt | AttemptRef, exc: UpstreamError
     ) -> str | None:
         """After a create whose answer was lost: adopt the job found by the marker, or fail
         over like after a 5xx when the upstream shows for certain that there is none."""
@@ -218,8 +218,7 @@ class Submitter:
             return None
         if found is not None:
             log.info("task %s: found upstream job %s after a lost answer", row.id, found)
-            await self.adopt(row, route, found)
-            await store.attempts.finish(attempt.id, "submitted", upstream_id=found)
+            await self.adopt(row, route, found, attempt.id)
             return None
         await store.attempts.finish(
             attempt.id,
@@ -231,7 +230,7 @@ class Submitter:
         return f"{route.name}: {exc.message}"
 
     async def uncertain(
-        self, row: TaskRecord, route: Route, attempt: Attempt, exc: UpstreamError
+        self, row: TaskRecord, route: Route, attempt: Attempt | AttemptRef, exc: UpstreamError
     ) -> None:
         """Whether the job exists cannot be told: fail the task (refunding it) rather than
         adopt a job that may be another task's or submit one that may exist already."""
@@ -247,13 +246,15 @@ class Submitter:
         )
         await self.w.finish_failed(row, "submit_interrupted", PUBLIC_WORDING["submit_interrupted"])
 
-    async def adopt(self, row: TaskRecord, route: Route, upstream_id: str) -> None:
+    async def adopt(
+        self, row: TaskRecord, route: Route, upstream_id: str, attempt_id: str | None = None
+    ) -> None:
+        """The task runs as ``upstream_id``; ``attempt_id``, the attempt that created the
+        job, is marked submitted in the same transaction."""
         now = self.w.clock.now()
-        await self.ctx.store.route_state.success(route.name, now)
-        moved = await self.ctx.store.tasks.transition(
+        moved = await self.ctx.store.tasks.adopt(
             row.id,
             self.w.owner,
-            "queued",
             TaskChange(
                 status="running",
                 route=route.name,
@@ -265,16 +266,18 @@ class Submitter:
                 errors_in_a_row=0,
                 next_run_at=now if route.capabilities.local else now + 1.0,
             ),
+            route=route.name,
+            upstream_id=upstream_id,
+            attempt_id=attempt_id,
+            now=now,
         )
+        # Not moved: cancelled while we were submitting; the store kept the job's id on
+        # the task, for a worker to stop it upstream (aftercare).
         if moved:
             log_transition(
                 log, row.id, "running", f"submitted to route {route.name} as {upstream_id}"
             )
             self.ctx.metrics.queue_wait.labels(row.model).observe(now - row.created_at)
-        if not moved:
-            # Cancelled while we were submitting: keep the id and let a worker stop the job
-            # upstream, or it would run (and be billed) with nobody watching it.
-            await self.ctx.store.tasks.orphaned_submit(row.id, route.name, upstream_id, now)
 
     async def all_failed(self, row: TaskRecord, errors: list[str]) -> None:
         rounds = row.errors_in_a_row + 1
@@ -306,7 +309,7 @@ class Submitter:
             ),
         )
 
-    async def recover(self, row: TaskRecord, attempt: Attempt) -> None:
+    async def recover(self, row: TaskRecord, attempt: AttemptRef) -> None:
         """A worker died between recording an attempt and recording its upstream id."""
         store = self.ctx.store
         route = self.ctx.router.get(attempt.route)
@@ -337,8 +340,7 @@ class Submitter:
             log.info(
                 "task %s: found upstream job %s after an interrupted submit", row.id, upstream_id
             )
-            await store.attempts.finish(attempt.id, "submitted", upstream_id=upstream_id)
-            await self.adopt(row, route, upstream_id)
+            await self.adopt(row, route, upstream_id, attempt.id)
             return
         settled_at = attempt.created_at + self.w.settings.upstream_total_timeout_seconds + 5
         if self.w.clock.now() < settled_at:
