@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from videogate.errors import AuthenticationFailed
-from videogate.service.keys import KeyAuthenticator, create_key
+from videogate.service.keys import Caller, KeyAuthenticator, create_key
 from videogate.store import Store
 from videogate.store.migrate import upgrade
 from videogate.store.records import KeyRecord
@@ -89,12 +89,23 @@ async def test_refresh_ahead_serves_the_old_entry_and_refreshes_once(store: Stor
     assert keys.lookups == 1
     clock.now += TTL * 0.2  # past half the TTL: answered at once, ONE refresh behind
     keys.gate.clear()
+    started = 0
+    lookup = auth._lookup
+
+    def counting_lookup(key_hash: str) -> asyncio.Future[Caller | None]:
+        nonlocal started
+        started += 1
+        return lookup(key_hash)
+
+    auth._lookup = counting_lookup  # type: ignore[method-assign]
     callers = await asyncio.wait_for(
         asyncio.gather(*(auth.authenticate(f"Bearer {key.key}") for _ in range(30))), 5
     )
     assert {c.key_id for c in callers} == {key.id}
     await settle()
     assert keys.lookups == 2
+    # One refresh started, not one per request of the turn that found the entry old.
+    assert started == 1
     keys.gate.set()
     await settle()
     # The refreshed entry is aged from its own lookup: fresh again, no further lookups.

@@ -134,7 +134,6 @@ class KeyAuthenticator:
         # key hash -> (caller, fetched at)
         self._cache: dict[str, tuple[Caller, float]] = {}
         self._inflight: dict[str, asyncio.Future[Caller | None]] = {}
-        self._refreshing: set[asyncio.Task[None]] = set()
         # Bumped by forget(): a lookup that started before it must not re-cache its row.
         self._generation = 0
 
@@ -189,15 +188,10 @@ class KeyAuthenticator:
         return caller
 
     def _refresh_in_background(self, key_hash: str) -> None:
-        async def refresh() -> None:
-            try:
-                await self._lookup(key_hash)
-            except Exception as exc:  # the entry lapses at its TTL; the next miss retries
-                log.warning("refreshing a cached API key failed: %s", exc)
-
-        task = asyncio.create_task(refresh())
-        self._refreshing.add(task)
-        task.add_done_callback(self._refreshing.discard)
+        # The lookup is in flight from here on, not from when a task would first run:
+        # every other request of this loop turn sees it and starts no refresh of its own
+        # (a task per request of the turn, hundreds under load, before).
+        self._lookup(key_hash).add_done_callback(_log_refresh_failure)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after it was revoked here)."""
@@ -205,3 +199,9 @@ class KeyAuthenticator:
         for key_hash, (caller, _) in list(self._cache.items()):
             if caller.key_id == key_id:
                 self._cache.pop(key_hash, None)
+
+
+def _log_refresh_failure(done: asyncio.Future[Caller | None]) -> None:
+    """The entry lapses at its TTL if its refresh failed; the next miss retries."""
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("refreshing a cached API key failed: %s", done.exception())
