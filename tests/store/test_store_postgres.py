@@ -180,6 +180,18 @@ async def test_the_poll_read_has_connections_of_its_own(
         assert [t.id if t else None for t in got] == [task.id] * 20
         assert got[0] is not None and got[0].request == task.request  # JSON decoded
         assert await store.tasks.get(task.id, "key_someone_else") is None
+        # Reads of one batch keep their own owner and "deleted" checks.
+        deleted = make_task(key.id)
+        await store.tasks.insert(deleted)
+        assert await store.tasks.mark_deleted(deleted.id, time.time())
+        mixed = await asyncio.gather(
+            store.tasks.get(deleted.id, key.id),
+            store.tasks.get(deleted.id),
+            store.tasks.get(task.id, "key_someone_else"),
+            store.tasks.get("video_missing", key.id),
+            store.tasks.get(task.id, key.id),
+        )
+        assert [t.id if t else None for t in mixed] == [None, deleted.id, None, None, task.id]
         named = await store.hot.fetchval("SELECT count(*) FROM pg_prepared_statements")
         assert (named > 0) is (statement_cache_size > 0)
         assert await drop_connections(pg_url) >= 1

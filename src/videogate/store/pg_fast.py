@@ -1,12 +1,13 @@
 """PostgreSQL's hot path: a few asyncpg connections of the store's own, beside SQLAlchemy's.
 
-The poll's read is one SELECT by primary key. Through SQLAlchemy's pool each one paid a
+The poll's read is a SELECT by primary key. Through SQLAlchemy's pool each one paid a
 checkout and a return (two greenlet hand-offs, the pool's bookkeeping), and 200 concurrent
 polls queued for the 5 connections that every other query of the process shares. Here
-the statement goes straight to an ``asyncpg`` pool kept for these statements alone:
-one round trip, a prepared statement (or an unnamed one with a statement cache size of 0,
-as PgBouncer in transaction mode needs), no reset query on release (a single statement
-outside a transaction leaves no session state behind).
+the statement goes straight to an ``asyncpg`` pool kept for the hot statements alone
+(these reads, and creates: ``pg_fastwrite.py``): one round trip, a prepared statement (or
+an unnamed one with a statement cache size of 0, as PgBouncer in transaction mode needs),
+no reset query on release (a single statement outside a transaction leaves no session
+state behind), and reads that arrive together share one statement.
 
 A connection the server dropped (a restart, an idle timeout, a failover) is thrown away
 and the statement tried once more on another; a failure after that, or a server that
@@ -31,9 +32,7 @@ from videogate.store.records import TaskRecord
 # SQLSTATE classes of a connection that is gone: 08 connection exception, 57 operator
 # intervention (a terminated backend, a server shutting down).
 _CONNECTION_GONE = ("08", "57")
-_BY_ID = f"SELECT {TASK_COLUMNS_SQL} FROM tasks WHERE id = $1"
-# A key's own reads never see a task it deleted (OpenAI's DELETE).
-_BY_ID_AND_KEY = _BY_ID + " AND key_id = $2 AND deleted_at IS NULL"
+_BY_IDS = f"SELECT {TASK_COLUMNS_SQL} FROM tasks WHERE id = ANY($1::varchar[])"
 # SQLAlchemy's pool waits this long for a connection before it gives up (its default).
 _ACQUIRE_TIMEOUT = 30.0
 # Keyword arguments of SQLAlchemy's asyncpg adapter that asyncpg.connect does not take.
@@ -64,6 +63,16 @@ class PgHotPool:
         """The hot pool of a PostgreSQL engine: same server, same credentials."""
         _, kwargs = engine.dialect.create_connect_args(engine.url)
         return cls(dict(kwargs), size=size, statement_cache_size=statement_cache_size)
+
+    @property
+    def size(self) -> int:
+        """At most this many connections."""
+        return self._size
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        """Every row of one statement (run in a transaction of its own)."""
+        rows: list[asyncpg.Record] = await self.run(lambda conn: conn.fetch(sql, *args), sql, args)
+        return rows
 
     async def fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None:
         """The first row of one statement (run in a transaction of its own)."""
@@ -170,14 +179,60 @@ class _Disconnected(Exception):
 
 
 class PostgresTaskReader:
-    """The poll's read: one SELECT of a task's row on the hot pool."""
+    """The poll's read, batched: the reads that arrive while the hot pool is busy share
+    one ``SELECT … WHERE id = ANY($1)``.
+
+    At most as many statements are in flight as the pool has connections. The first read
+    of a quiet moment goes out on the loop's next turn, alone; under load, the reads that
+    arrive while every connection is busy wait for the next free one and go together: one
+    round trip, one statement for PostgreSQL to run, instead of one each. (At 200
+    concurrent polls each read used to queue for a connection anyway.) The owner and
+    "deleted" checks of a key's read are made on the row here.
+    """
 
     def __init__(self, pool: PgHotPool) -> None:
         self._pool = pool
+        self._waiting: dict[str, list[asyncio.Future[TaskRecord | None]]] = {}
+        self._readers: set[asyncio.Task[None]] = set()
+        self._starting = False
 
     async def get(self, task_id: str, key_id: str | None) -> TaskRecord | None:
-        if key_id is None:
-            row = await self._pool.fetchrow(_BY_ID, task_id)
-        else:
-            row = await self._pool.fetchrow(_BY_ID_AND_KEY, task_id, key_id)
-        return None if row is None else TaskRecord(*row)
+        done: asyncio.Future[TaskRecord | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(task_id, []).append(done)
+        if not self._starting and len(self._readers) < self._pool.size:
+            self._starting = True
+            reader = asyncio.ensure_future(self._read())
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+        task = await done
+        if task is None or (
+            key_id is not None and (task.key_id != key_id or task.deleted_at is not None)
+        ):
+            return None
+        return task
+
+    async def _read(self) -> None:
+        """Read what is waiting, batch after batch, until nothing is."""
+        self._starting = False
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                rows = await self._pool.fetch(_BY_IDS, list(batch))
+            except BaseException as exc:
+                for waiters in batch.values():
+                    for done in waiters:
+                        if done.done():
+                            continue
+                        if isinstance(exc, Exception):
+                            done.set_exception(exc)
+                        else:
+                            done.cancel()
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            found = {row[0]: TaskRecord(*row) for row in rows}
+            for task_id, waiters in batch.items():
+                task = found.get(task_id)
+                for done in waiters:
+                    if not done.done():
+                        done.set_result(task)
