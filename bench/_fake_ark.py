@@ -29,9 +29,11 @@ import asyncio
 import sys
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -93,14 +95,48 @@ class Completer:
         return self._thread is not None and not self._thread.is_alive()
 
 
-def snapshot(fake: FakeArk, completer: Completer) -> dict[str, Any]:
+class SendTimes:
+    """When each callback POST started (the fake records only when it ended): an httpx event
+    hook on the client the fake's sender uses, so its queueing and the receiver's answer time
+    can be told apart."""
+
+    def __init__(self) -> None:
+        # (task id, status) → the start of each attempt, in order (attempts are sequential)
+        self.starts: dict[tuple[str, str], list[float]] = defaultdict(list)
+
+    async def hook(self, request: httpx.Request) -> None:
+        with_body = orjson.loads(request.content)
+        self.starts[(str(with_body.get("id")), str(with_body.get("status")))].append(time.time())
+
+    def started(self, task_id: str, status: str, attempt: int) -> float | None:
+        starts = self.starts.get((task_id, status), [])
+        return starts[attempt - 1] if 0 < attempt <= len(starts) else None
+
+    def install(self, fake: FakeArk) -> None:
+        """The fake's sender creates its client lazily unless one is there (a private
+        attribute of ``tests/fakes``: the bench only, never the tests)."""
+        sender = fake._sender
+        sender._client = httpx.AsyncClient(trust_env=False, event_hooks={"request": [self.hook]})
+
+
+def snapshot(fake: FakeArk, completer: Completer, sends: SendTimes) -> dict[str, Any]:
     """Tasks, requests and callbacks as lists of fields (a few MB at most for 5,000 tasks)."""
     tasks = [[t.id, t.seq, t.status, t.completed_at] for t in fake.tasks.values()]
     requests = [
         [r.endpoint, r.status, r.at, r.path_params.get("task_id") or r.path_params.get("name")]
         for r in fake.requests
     ]
-    callbacks = [[c.task_id, c.status, c.response_status, c.error, c.at] for c in fake.callbacks]
+    callbacks = [
+        [
+            c.task_id,
+            c.status,
+            c.response_status,
+            c.error,
+            c.at,
+            sends.started(c.task_id, c.status, c.attempt),
+        ]
+        for c in fake.callbacks
+    ]
     return {
         "tasks": tasks,
         "requests": requests,
@@ -110,7 +146,7 @@ def snapshot(fake: FakeArk, completer: Completer) -> dict[str, Any]:
     }
 
 
-def control_app(fake: FakeArk) -> Starlette:
+def control_app(fake: FakeArk, sends: SendTimes) -> Starlette:
     completer = Completer(fake)
 
     async def healthz(request: Request) -> Response:
@@ -145,7 +181,7 @@ def control_app(fake: FakeArk) -> Starlette:
         return json({"idle": idle})
 
     async def log(request: Request) -> Response:
-        return json(await asyncio.to_thread(snapshot, fake, completer))
+        return json(await asyncio.to_thread(snapshot, fake, completer, sends))
 
     return Starlette(
         routes=[
@@ -185,10 +221,12 @@ def main() -> None:
     )
     if args.drop_callbacks:
         fake.callback_drop_rate = 1.0  # configured on every create, delivered never
+    sends = SendTimes()
+    sends.install(fake)
     fake.start()
     try:
         config = uvicorn.Config(
-            control_app(fake),
+            control_app(fake, sends),
             host="127.0.0.1",
             port=args.control_port,
             log_config=None,

@@ -49,7 +49,8 @@ class Callback:
     status: str  # the task status the callback carried
     response_status: int | None  # None: no HTTP answer
     error: str | None
-    at: float
+    at: float  # when the attempt ended (answered, failed or timed out)
+    started: float | None = None  # when its POST started (None: not recorded)
 
     @property
     def answered(self) -> bool:

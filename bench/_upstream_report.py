@@ -70,6 +70,8 @@ class ModeResult:
     to_download: list[float] = field(default_factory=list)  # that poll → result download
     download: list[float] = field(default_factory=list)  # result download → completed here
     callback_delay: list[float] = field(default_factory=list)  # upstream done → callback answered
+    callback_queued: list[float] = field(default_factory=list)  # upstream done → its POST began
+    callback_answer: list[float] = field(default_factory=list)  # that POST began → answered
     callback_outcomes: Counter[str] = field(default_factory=Counter)
     callbacks_sent: Counter[str] = field(default_factory=Counter)  # every status, by outcome
     after_callback: list[float] = field(default_factory=list)  # callback answered → seen
@@ -170,6 +172,7 @@ def collect(
 
     done_at = {uid: t.completed_at for uid, t in upstream.items() if t.completed_at is not None}
     first_callback: dict[str, float] = {}
+    callback_started: dict[str, float] = {}  # of the attempt that was answered
     for cb in fake.callbacks:
         ok = cb.answered
         result.callbacks_sent[f"{cb.status} {'answered' if ok else 'not answered'}"] += 1
@@ -179,9 +182,14 @@ def collect(
             ] += 1
             if ok and cb.task_id not in first_callback:
                 first_callback[cb.task_id] = cb.at
+                if cb.started is not None:
+                    callback_started[cb.task_id] = cb.started
     for uid, at in first_callback.items():
         if uid in done_at:
             result.callback_delay.append(at - done_at[uid])
+            if uid in callback_started:
+                result.callback_queued.append(callback_started[uid] - done_at[uid])
+                result.callback_answer.append(at - callback_started[uid])
 
     ends: list[float] = []
     for row in rows:
@@ -382,6 +390,11 @@ def print_report(args: argparse.Namespace, report: Report) -> None:
                 f"{len(m.callback_delay)} of {len(m.latencies)} tasks by the end of the wait; "
                 f"upstream done → callback answered (p50/p90/p99/max s) "
                 f"{spread_of(m.callback_delay)}"
+            )
+            print(
+                f"    upstream done → its POST began (the fake's sender) "
+                f"{spread_of(m.callback_queued)}; POST began → answered (videogate) "
+                f"{spread_of(m.callback_answer)}"
             )
             print(
                 "  callback answered → the poll that saw success (p50/p90/p99/max s) "
