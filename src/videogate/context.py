@@ -21,6 +21,7 @@ from videogate.catalog import ModelSpec
 from videogate.clock import Clock, SystemClock
 from videogate.errors import VideogateError
 from videogate.fetch import UrlGuard, guard_from_settings
+from videogate.httppool import ShardedTransport
 from videogate.metrics import Metrics
 from videogate.routing import Router, build_catalog_and_routes
 from videogate.settings import Settings
@@ -196,15 +197,16 @@ async def open_context(
         http=httpx.AsyncClient(
             timeout=httpx.Timeout(settings.reference_timeout_seconds, connect=10.0),
             follow_redirects=False,
-            # Keep a connection per concurrent step alive: httpx's default of 20 churns
-            # sockets when a worker polls many tasks at once.
-            limits=httpx.Limits(
+            # Keep a connection per concurrent step alive (httpx's default of 20 churns
+            # sockets when a worker polls many tasks at once), in pools of a few each: in
+            # one pool, a request's cost grows with the square of its size (httppool.py).
+            transport=ShardedTransport(
                 max_connections=settings.worker_concurrency * 2,
-                max_keepalive_connections=settings.worker_concurrency,
+                max_keepalive=settings.worker_concurrency,
+                verify=tls or httpx.create_ssl_context(trust_env=False),
             ),
             # An ambient proxy would bypass the SSRF guard's address pinning (see fetch.py).
             trust_env=False,
-            verify=tls or httpx.create_ssl_context(trust_env=False),
         ),
         guard=guard_from_settings(settings),
         router=router,
