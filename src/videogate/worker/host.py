@@ -40,6 +40,10 @@ class StepHost(Protocol):
 
     def route_of(self, row: TaskRecord) -> Route: ...
 
+    def forget(self, task_id: str) -> None:
+        """The task ended here: drop what the worker kept for its steps."""
+        ...
+
     async def task_context(
         self, row: TaskRecord, route: Route, *, files: bool = False, attempt_id: str | None = None
     ) -> TaskContext: ...

@@ -19,12 +19,13 @@ from videogate.errors import StorageUnavailable, UpstreamError, VideogateError
 from videogate.logs import bind, current_setup, install, log_transition
 from videogate.providers import ProviderDeps, load_provider
 from videogate.providers.base import Provider, Route, TaskContext
-from videogate.request import GenerationRequest, stored_surface
+from videogate.request import stored_surface
 from videogate.statuses import TERMINAL
 from videogate.store.due_signal import listen_for_due
 from videogate.store.records import TaskChange, TaskRecord
 from videogate.worker.aftercare import Aftercare
 from videogate.worker.callbacks import ark_callback_url
+from videogate.worker.memo import TaskMemo
 from videogate.worker.poll import Poller
 from videogate.worker.reference_files import drop_reference_files, reference_files
 from videogate.worker.retention import run_sweeper
@@ -67,6 +68,8 @@ class Worker:
         self._pool: ProcessPoolExecutor | None = None
         self._providers: dict[str, Provider] = {}
         self._slots_freed = asyncio.Event()
+        # Each task's parsed request and callback URL, from its first step here.
+        self._memo = TaskMemo(lambda task_id: ark_callback_url(ctx, task_id))
         self._deps = ProviderDeps(settings=ctx.settings, http=ctx.http, run_cpu=self._run_cpu)
         self._submitter = Submitter(self)
         self._poller = Poller(self)
@@ -281,7 +284,7 @@ class Worker:
         self, row: TaskRecord, route: Route, *, files: bool = False, attempt_id: str | None = None
     ) -> TaskContext:
         """What the provider sees; with ``files`` the references are local files too."""
-        req = GenerationRequest.model_validate(row.request)
+        req, callback_url = self._memo.of(row)
         paths = await reference_files(self.ctx, row.id, req) if files else {}
         urls = {
             ref.label: self._upstream_reference_url(ref.url, ref.blob_key) for ref in req.references
@@ -299,12 +302,14 @@ class Worker:
             reference_paths=paths,
             reference_urls=urls,
             work_dir=self.ctx.work_dir,
-            callback_url=(
-                ark_callback_url(self.ctx, row.id) if route.capabilities.accepts_callbacks else None
-            ),
+            callback_url=callback_url if route.capabilities.accepts_callbacks else None,
             report_progress=report_progress,
             attempt_id=attempt_id,
         )
+
+    def forget(self, task_id: str) -> None:
+        """The task ended here: drop what this worker kept for its steps."""
+        self._memo.forget(task_id)
 
     def _upstream_reference_url(self, url: str, blob_key: str | None) -> str:
         """What an upstream fetches: the client's own URL, or a signed one of ours."""
@@ -346,6 +351,7 @@ class Worker:
             ),
         )
         drop_reference_files(self.ctx, row.id)
+        self.forget(row.id)
         if done:
             log_transition(log, row.id, status, f"{code}: {message}", error_code=code)
             self.ctx.metrics.tasks_finished.labels(

@@ -149,6 +149,7 @@ class Poller:
             await self._poll_again(row, missing)
             return
         await complete_with_result(self.ctx, self.w.owner, row)
+        self.w.forget(row.id)
 
     async def _poll_again(self, row: TaskRecord, missing: str) -> None:
         # The job's files are on another worker's disk (it stopped before copying them):
