@@ -166,6 +166,9 @@ async def test_requests_beyond_the_concurrency_cap_are_shed_at_once(tmp_path: Pa
         r = await client.get("/v1/videos", headers={"Authorization": key})
         assert "limit of 2 requests" in error(r, 503, "overloaded")
         assert r.headers["retry-after"] == "1"
+        # A poll too (the hot lane of api/hot.py counts against the same cap).
+        r = await client.get("/v1/videos/video_x", headers={"Authorization": key})
+        error(r, 503, "overloaded")
         r = await client.get(ARK_TASKS, headers={"Authorization": key})
         error(r, 429, "ServerOverloaded")
         assert r.headers["retry-after"] == "1"

@@ -34,21 +34,30 @@ SHED_RETRY_AFTER_SECONDS = 1
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+class InFlight:
+    """Requests being served by this process, counted by every edge that serves them (the
+    app's middleware stack and the hot routes' lane in ``api/hot.py``)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class EdgeMiddleware:
     """Load shedding and streamed body caps (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, in_flight: InFlight | None = None) -> None:
         self.app = app
         self.max_in_flight = settings.max_concurrent_requests
         self.json_limit = settings.max_json_body_bytes
         self.form_limit = form_body_limit(settings)
-        self.in_flight = 0
+        self.counter = in_flight if in_flight is not None else InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight and scope["path"] not in NEVER_SHED:
+        counter = self.counter
+        if counter.n >= self.max_in_flight and scope["path"] not in NEVER_SHED:
             await self._refuse(
                 scope,
                 receive,
@@ -60,7 +69,7 @@ class EdgeMiddleware:
                 ),
             )
             return
-        self.in_flight += 1
+        counter.n += 1
         try:
             if scope["method"] in _NO_BODY_METHODS:
                 # Never read by a handler; the server's flow control keeps it off the heap.
@@ -73,7 +82,7 @@ class EdgeMiddleware:
                 return
             await self.app(scope, _capped(receive, limit, what), send)
         finally:
-            self.in_flight -= 1
+            counter.n -= 1
 
     def _limit_for(self, scope: Scope) -> tuple[int, str]:
         content_type = _header(scope, b"content-type") or b""
