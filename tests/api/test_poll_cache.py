@@ -17,6 +17,7 @@ from videogate.service.finished_cache import FinishedTaskCache
 from videogate.service.keys import create_key
 from videogate.settings import Settings
 from videogate.signing import URL_WINDOW_SECONDS, url_window, window_expiry
+from videogate.views.relay import RequestViews, relay_task
 
 BODY = {"model": "sandbox", "prompt": "cache", "duration": 4, "resolution": "480p"}
 
@@ -123,3 +124,39 @@ async def test_unfinished_polls_are_read_from_the_table_every_time(settings: Set
             assert await state.ctx.store.tasks.cancel(task_id, row.key_id, 1.0)
             after = (await c.get(f"/v1/videos/{task_id}", headers=auth)).json()
             assert after["status"] == "failed" and after["error"]["code"] == "cancelled"
+
+
+async def test_task_bodies_show_the_same_with_the_per_task_request_memo(
+    settings: Settings,
+) -> None:
+    """``RequestViews`` (the parsed request per task) changes no field of any body, for
+    each surface's shapes; and it holds at most its bound."""
+    app = create_app(settings, run_worker=False)
+    async with app.router.lifespan_context(app):
+        state: ApiState = app.state.api
+        auth = {"Authorization": f"Bearer {(await create_key(state.ctx.store)).key}"}
+        bodies = [
+            BODY,
+            {**BODY, "ratio": "9:16", "generate_audio": False},
+            {"model": "sandbox", "prompt": "openai", "seconds": "4", "size": "720x1280"},
+            {"prompt": "an alias, OpenAI's shape"},
+        ]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            ids = []
+            for body in bodies:
+                created = await c.post("/v1/videos", json=body, headers=auth)
+                assert created.status_code == 200, created.text
+                ids.append(str(created.json()["id"]))
+            for task_id in ids:
+                polls = [(await c.get(f"/v1/videos/{task_id}", headers=auth)).json() for _ in "ab"]
+                row = await state.ctx.store.tasks.get(task_id)
+                assert row is not None
+                fresh = relay_task(row, state.ctx.signer, state.ctx.settings.url_ttl_seconds)
+                assert polls[0] == polls[1] == fresh
+        small = RequestViews(max_entries=2)
+        for task_id in ids:
+            row = await state.ctx.store.tasks.get(task_id)
+            assert row is not None
+            small.of(row)
+        assert len(small) == 2

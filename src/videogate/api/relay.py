@@ -193,7 +193,10 @@ async def create_video(request: Request) -> Response:
             raise as_form_error(exc) from None
         # "queued", not the relay's "submitted": OpenAI clients loop
         # `while video.status in ("queued", "in_progress")` from the create response.
-        return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
+        return json_response(
+            relay_task(task, state.ctx.signer, ttl, views=state.views),
+            headers=poll_headers(request),
+        )
     if not content_type.startswith("application/json"):
         raise InvalidRequest(
             "send the body as application/json (API.md §1.1), or as multipart/form-data "
@@ -204,7 +207,8 @@ async def create_video(request: Request) -> Response:
     req = to_generation_request(body)
     task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
     return json_response(
-        relay_task(task, state.ctx.signer, ttl, on_create=True), headers=poll_headers(request)
+        relay_task(task, state.ctx.signer, ttl, on_create=True, views=state.views),
+        headers=poll_headers(request),
     )
 
 
@@ -228,7 +232,8 @@ async def poll_video(request: Request) -> Response:
     if body is None:
         ticket = finished.ticket()
         task = await state.tasks.get(caller, task_id)
-        body = orjson.dumps(relay_task(task, state.ctx.signer, state.ctx.settings.url_ttl_seconds))
+        ttl = state.ctx.settings.url_ttl_seconds
+        body = orjson.dumps(relay_task(task, state.ctx.signer, ttl, views=state.views))
         if task.status in TERMINAL:
             finished.put(ticket, RELAY_SURFACE, task.id, task.key_id, body)
     return Response(body, media_type="application/json", headers=poll_headers(request))
@@ -264,7 +269,7 @@ async def list_videos(request: Request) -> Response:
         search=search,
     )
     ttl = state.ctx.settings.url_ttl_seconds
-    data = [relay_task(t, state.ctx.signer, ttl) for t in rows]
+    data = [relay_task(t, state.ctx.signer, ttl, views=state.views) for t in rows]
     return json_response(
         {
             "object": "list",
@@ -303,7 +308,9 @@ async def cancel_video(task_id: str, request: Request) -> Response:
     caller = await state.caller(request)
     task = await state.tasks.cancel(caller, task_id)
     ttl = state.ctx.settings.url_ttl_seconds
-    return json_response(relay_task(task, state.ctx.signer, ttl), headers=poll_headers(request))
+    return json_response(
+        relay_task(task, state.ctx.signer, ttl, views=state.views), headers=poll_headers(request)
+    )
 
 
 VARIANTS = {

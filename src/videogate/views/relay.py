@@ -11,6 +11,7 @@ orientation); relay-shaped ones show the real output size, and their create resp
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from videogate.media.sizes import openai_size
@@ -53,15 +54,87 @@ def billing_detail(task: TaskRecord) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What a task's body shows of its stored request (which never changes after the
+    create): parsed and resolved once per task by :class:`RequestViews`."""
+
+    public_model: str
+    prompt: str
+    ratio: str
+    width: int
+    height: int
+    resolution: str
+    duration: int
+    # OpenAI's ``seconds`` of an extend before the task knows its own: the stitched total.
+    extended_seconds: float | None
+    openai_size: str | None  # the size shown to OpenAI-shaped tasks; None: the real one
+    remixed_from: str | None
+    generate_audio: bool
+    relay_surface: bool
+
+    @classmethod
+    def of(cls, request: dict[str, Any]) -> RequestView:
+        req = GenerationRequest.model_validate(request)
+        ratio, width, height = resolve_output(req)
+        extended = None
+        if req.operation == "extend" and req.source_seconds:
+            extended = req.duration + req.source_seconds
+        return cls(
+            public_model=req.public_model,
+            prompt=req.prompt,
+            ratio=ratio,
+            width=width,
+            height=height,
+            resolution=req.resolution,
+            duration=req.duration,
+            extended_seconds=extended,
+            openai_size=(
+                openai_size(ratio, req.resolution, req.size) if req.surface == "openai" else None
+            ),
+            remixed_from=req.source_task_id if req.operation == "remix" else None,
+            generate_audio=req.generate_audio,
+            relay_surface=req.surface == "relay",
+        )
+
+
+class RequestViews:
+    """Task id → :class:`RequestView`, at most ``max_entries`` (the oldest dropped first):
+    a poll of a running task parses its stored request once, not on every poll."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._views: dict[str, RequestView] = {}
+
+    def of(self, task: TaskRecord) -> RequestView:
+        view = self._views.get(task.id)
+        if view is None:
+            view = RequestView.of(task.request)
+            if self._max > 0:
+                if len(self._views) >= self._max:
+                    del self._views[next(iter(self._views))]
+                self._views[task.id] = view
+        return view
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+
 def relay_task(
-    task: TaskRecord, signer: UrlSigner, ttl: int, *, on_create: bool = False
+    task: TaskRecord,
+    signer: UrlSigner,
+    ttl: int,
+    *,
+    on_create: bool = False,
+    views: RequestViews | None = None,
 ) -> dict[str, Any]:
-    req = GenerationRequest.model_validate(task.request)
-    ratio, width, height = resolve_output(req)
+    """The task as ``/v1/videos`` shows it; ``views`` memoizes the request's part."""
+    req = views.of(task) if views is not None else RequestView.of(task.request)
+    ratio, width, height = req.ratio, req.width, req.height
     if task.width and task.height:
         width, height = task.width, task.height
     status = RELAY_STATUS[task.status]
-    if on_create and task.status == "queued" and req.surface == "relay":
+    if on_create and task.status == "queued" and req.relay_surface:
         status = "submitted"
     video_url = expires_at = last_frame_url = thumbnail_url = None
     if task.status == "succeeded" and not task.media_deleted:
@@ -69,15 +142,13 @@ def relay_task(
         last_frame_url, _ = signed_url(signer, task.last_frame_key, ttl)
         thumbnail_url, _ = signed_url(signer, task.thumbnail_key, ttl)
     seconds = task.seconds if task.seconds is not None else req.duration
-    if task.seconds is None and req.operation == "extend" and req.source_seconds:
-        seconds = req.duration + req.source_seconds  # OpenAI: the stitched total
+    if task.seconds is None and req.extended_seconds is not None:
+        seconds = req.extended_seconds  # OpenAI: the stitched total
     error = None
     if task.error_code:
         error = {"code": task.error_code, "message": task.error_message or task.error_code}
     progress = 100 if task.status == "succeeded" else task.progress
-    size = f"{width}x{height}"
-    if req.surface == "openai":
-        size = openai_size(ratio, req.resolution, req.size)
+    size = req.openai_size if req.openai_size is not None else f"{width}x{height}"
     return {
         "id": task.id,
         "object": "video",
@@ -99,7 +170,7 @@ def relay_task(
         "seconds": str(int(seconds)) if seconds and seconds > 0 else str(req.duration),
         "size": size,
         "output_size": f"{width}x{height}",
-        "remixed_from_video_id": req.source_task_id if req.operation == "remix" else None,
+        "remixed_from_video_id": req.remixed_from,
         "seed": task.seed,
         "generate_audio": req.generate_audio,
         "usage": {"completion_tokens": task.completion_tokens} if task.completion_tokens else None,
