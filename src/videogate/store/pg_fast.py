@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -57,6 +57,7 @@ class PgHotPool:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, *, size: int, statement_cache_size: int) -> PgHotPool:
@@ -82,7 +83,15 @@ class PgHotPool:
         """The first column of the first row of one statement."""
         return await self.run(lambda conn: conn.fetchval(sql, *args), sql, args)
 
+    def spawn(self, statements: Coroutine[Any, Any, None]) -> None:
+        """Run ``statements`` in the background; :meth:`close` waits for them."""
+        task = asyncio.ensure_future(statements)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None

@@ -5,8 +5,7 @@ ledger and outbox rows and the ``NOTIFY``, each a round trip with SQLAlchemy's s
 machinery around it, plus ``BEGIN`` and ``COMMIT``: ~4 ms of CPU per create here. Now:
 
 - **a key without a cap**: one statement, its own transaction. Data-modifying ``WITH``
-  clauses take the hold, insert the task, its ledger row and its outbox row, and the
-  final ``SELECT`` sends ``NOTIFY videogate_due`` (delivered at commit). A key with no
+  clauses take the hold, insert the task, its ledger row and its outbox row. A key with no
   balance (``NULL``: unlimited) is not updated at all, so its creates do not queue on its
   row lock; a key with a balance is, and the ``UPDATE``'s re-check of the balance after
   the lock makes the hold exact however many creates race.
@@ -18,6 +17,14 @@ machinery around it, plus ``BEGIN`` and ``COMMIT``: ~4 ms of CPU per create here
   held it. As on the session path, concurrent creates of the key wait on the row, so the
   cap is exact across processes.
 
+The workers are woken by a ``NOTIFY videogate_due`` sent right after the commit, one for
+all the creates that committed while the previous one was on its way. Inside each
+create's transaction it serialized every create: PostgreSQL takes a database-wide lock
+for a notifying transaction's commit and holds it through the commit's WAL flush (~2 ms
+here), so creates could not share a flush: at most ~500 a second. A notification lost
+with the process between the commit and the NOTIFY costs what a lost one always did: the
+workers' next periodic look (``worker_poll_interval``) finds the task.
+
 A ``UNIQUE`` violation (the key's Idempotency-Key taken by a concurrent create) undoes the
 whole write and is an :class:`~sqlalchemy.exc.IntegrityError` as before. A connection
 found dead is replaced and the write tried once more; if the first try had committed
@@ -27,6 +34,7 @@ the create counts as done.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
@@ -42,6 +50,7 @@ from videogate.store.tables import Base, LedgerEntry, Task, TaskEvent
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 _UNFINISHED = "(" + ", ".join(f"'{s}'" for s in UNFINISHED) + ")"
 _TASK_PKEY = "tasks_pkey"
+log = logging.getLogger("videogate.store")
 
 
 class _Columns:
@@ -88,8 +97,7 @@ _N_ROWS = _N_TASK + _N_LEDGER + len(_EVENT.attrs)
 _KEY, _WITH_EVENT, _MICROS = (f"${_N_ROWS + i}" for i in (1, 2, 3))
 _CAP = _MICROS
 
-# After the task: its ledger row and its outbox row (when asked). The wake-up is sent by
-# the final SELECT (a WITH clause that only reads runs only if the SELECT uses it).
+# After the task: its ledger row and its outbox row (when asked).
 _AFTER_TASK = f"""
   l AS (INSERT INTO ledger ({_LEDGER.names}) SELECT {_LEDGER.marks} FROM t),
   e AS (INSERT INTO task_events ({_EVENT.names}) SELECT {_EVENT.marks} FROM t
@@ -104,7 +112,7 @@ WITH k AS (SELECT balance_micros FROM api_keys WHERE id = {_KEY}::varchar),
   ok AS (SELECT 1 FROM k WHERE balance_micros IS NULL UNION ALL SELECT 1 FROM h),
   t AS (INSERT INTO tasks ({_TASK.names}) SELECT {_TASK.marks} FROM ok RETURNING id),
 {_AFTER_TASK}
-SELECT t.id, pg_notify('{CHANNEL}', t.id) FROM t"""
+SELECT t.id FROM t"""
 
 # Capped, first statement: the hold, which locks the key's row whatever its balance.
 _HOLD = """
@@ -119,8 +127,10 @@ WITH c AS (SELECT count(*) AS n FROM tasks
   t AS (INSERT INTO tasks ({_TASK.names}) SELECT {_TASK.marks} FROM c
         WHERE c.n < {_CAP}::bigint RETURNING id),
 {_AFTER_TASK}
-SELECT c.n, t.id, CASE WHEN t.id IS NOT NULL THEN pg_notify('{CHANNEL}', t.id) END
-FROM c LEFT JOIN t ON true"""
+SELECT c.n, t.id FROM c LEFT JOIN t ON true"""
+
+# Workers wake on any notification (the payload is not read).
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 
 
 class PgTaskWriter:
@@ -129,6 +139,8 @@ class PgTaskWriter:
 
     def __init__(self, pool: PgHotPool) -> None:
         self._pool = pool
+        self._notifying = False
+        self._notify_again = False
 
     async def insert(
         self,
@@ -156,9 +168,7 @@ class PgTaskWriter:
                 async with conn.transaction():
                     if await conn.fetchval(_HOLD, key, micros) is None:
                         return -1
-                    count, created, _ = await conn.fetchrow(
-                        _CREATE_BELOW_CAP, *args, max_unfinished
-                    )
+                    count, created = await conn.fetchrow(_CREATE_BELOW_CAP, *args, max_unfinished)
                     if created is None:
                         # Undo the hold: the transaction rolls back on the way out.
                         raise _CapReached(int(count))
@@ -171,7 +181,31 @@ class PgTaskWriter:
                 raise IntegrityError(_CREATE, None, exc) from exc
 
         result: int | None = await self._pool.run(write, _CREATE, tuple(args))
+        if result is None:
+            self._wake_workers()
         return result
+
+    def _wake_workers(self) -> None:
+        """``NOTIFY videogate_due`` once the create has committed, for every create that
+        committed while the previous one was on its way (see the module doc)."""
+        if self._notifying:
+            self._notify_again = True
+        else:
+            self._notifying = True
+            self._pool.spawn(self._notify())
+
+    async def _notify(self) -> None:
+        try:
+            while True:
+                self._notify_again = False
+                try:
+                    await self._pool.fetchval(_NOTIFY)
+                except Exception as exc:  # the workers' periodic look finds the tasks
+                    log.warning("could not wake the workers (they look again soon): %s", exc)
+                if not self._notify_again:
+                    return
+        finally:
+            self._notifying = False
 
 
 class _CapReached(Exception):
