@@ -223,3 +223,25 @@ async def test_the_poll_read_on_a_server_that_is_down_is_a_503() -> None:
         assert is_infrastructure(caught.value)
     finally:
         await hot.close()
+
+
+@pytest.mark.postgres
+async def test_one_retry_is_enough_when_every_hot_connection_was_dropped(pg_url: str) -> None:
+    """A restart drops every connection of the hot pool at once: the read still answers
+    (a dead connection found retires the others too, as SQLAlchemy's pool does, so the
+    single retry does not land on another dead one whose goodbye is still in flight)."""
+    store = Store.open(pg_url, PoolOptions(1, 0, 256, hot_size=3))
+    try:
+        assert store.hot is not None
+        key, _ = await key_with_secret(store)
+        task = make_task(key.id)
+        await store.tasks.insert(task)
+        opened = await asyncio.gather(
+            *(store.hot.fetchval("SELECT pg_backend_pid()") for _ in range(3))
+        )
+        assert len(set(opened)) == 3  # three idle connections now
+        assert await drop_connections(pg_url) >= 3
+        got = await store.tasks.get(task.id, key.id)
+        assert got is not None and got.id == task.id
+    finally:
+        await store.close()

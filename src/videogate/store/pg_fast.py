@@ -18,6 +18,7 @@ trouble of the store (a 503 for the API, "try again" for the worker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -129,19 +130,30 @@ class PgHotPool:
                 except BaseException as exc:
                     if _is_gone(exc) or not isinstance(exc, Exception):
                         # Dead, or cancelled mid-statement (its protocol state unknown):
-                        # the pool opens a fresh connection next time.
-                        conn.terminate()
+                        # the pool opens a fresh connection next time. (A connection the
+                        # transport closed was handed back to the pool already.)
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
                     raise
-        except (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+        except TimeoutError as exc:  # no connection came free in time, or none opened
+            raise OperationalError(sql, args, exc) from exc
+        except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
             # The server cannot be reached, the transport broke (or the server's goodbye
             # to a terminated backend arrived while the connection sat idle and left its
-            # protocol mid-error), or no connection came free in time.
-            raise _Disconnected(OperationalError(sql, args, exc)) from exc
+            # protocol mid-error).
+            raise await self._gone(pool, OperationalError(sql, args, exc)) from exc
         except asyncpg.PostgresError as exc:
             error = OperationalError(sql, args, exc)
             if _is_gone(exc):
-                raise _Disconnected(error) from exc
+                raise await self._gone(pool, error) from exc
             raise error from exc
+
+    @staticmethod
+    async def _gone(pool: asyncpg.Pool, error: OperationalError) -> _Disconnected:
+        """As SQLAlchemy's pool does after a disconnect: the other connections were most
+        likely dropped too (a restart, a failover), so each is replaced when next taken."""
+        await pool.expire_connections()
+        return _Disconnected(error)
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
