@@ -194,7 +194,7 @@ async def create_video(request: Request) -> Response:
         # "queued", not the relay's "submitted": OpenAI clients loop
         # `while video.status in ("queued", "in_progress")` from the create response.
         return json_response(
-            relay_task(task, state.ctx.signer, ttl, views=state.views),
+            relay_task(task, state.ctx.signer, ttl, views=state.tasks.views),
             headers=poll_headers(request),
         )
     if not content_type.startswith("application/json"):
@@ -207,7 +207,7 @@ async def create_video(request: Request) -> Response:
     req = to_generation_request(body)
     task, _ = await state.tasks.create(caller, req, idempotency_key=idempotency_key)
     return json_response(
-        relay_task(task, state.ctx.signer, ttl, on_create=True, views=state.views),
+        relay_task(task, state.ctx.signer, ttl, on_create=True, views=state.tasks.views),
         headers=poll_headers(request),
     )
 
@@ -233,7 +233,7 @@ async def poll_video(request: Request) -> Response:
         ticket = finished.ticket()
         task = await state.tasks.get(caller, task_id)
         ttl = state.ctx.settings.url_ttl_seconds
-        body = orjson.dumps(relay_task(task, state.ctx.signer, ttl, views=state.views))
+        body = orjson.dumps(relay_task(task, state.ctx.signer, ttl, views=state.tasks.views))
         if task.status in TERMINAL:
             finished.put(ticket, RELAY_SURFACE, task.id, task.key_id, body)
     return Response(body, media_type="application/json", headers=poll_headers(request))
@@ -269,7 +269,7 @@ async def list_videos(request: Request) -> Response:
         search=search,
     )
     ttl = state.ctx.settings.url_ttl_seconds
-    data = [relay_task(t, state.ctx.signer, ttl, views=state.views) for t in rows]
+    data = [relay_task(t, state.ctx.signer, ttl, views=state.tasks.views) for t in rows]
     return json_response(
         {
             "object": "list",
@@ -309,7 +309,8 @@ async def cancel_video(task_id: str, request: Request) -> Response:
     task = await state.tasks.cancel(caller, task_id)
     ttl = state.ctx.settings.url_ttl_seconds
     return json_response(
-        relay_task(task, state.ctx.signer, ttl, views=state.views), headers=poll_headers(request)
+        relay_task(task, state.ctx.signer, ttl, views=state.tasks.views),
+        headers=poll_headers(request),
     )
 
 

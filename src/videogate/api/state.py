@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
@@ -10,7 +10,6 @@ from videogate.context import AppContext
 from videogate.service.keys import Caller, KeyAuthenticator
 from videogate.service.limits import RequestLimiter
 from videogate.service.tasks import TaskService
-from videogate.views.relay import RequestViews
 
 
 @dataclass
@@ -19,8 +18,6 @@ class ApiState:
     auth: KeyAuthenticator
     tasks: TaskService
     limits: RequestLimiter | None = None
-    # What task bodies show of each task's stored request, parsed once per task.
-    views: RequestViews = field(default_factory=RequestViews)
 
     async def caller(self, request: Request) -> Caller:
         """The authenticated key; each call counts against its requests-per-minute limit."""

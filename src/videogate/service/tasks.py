@@ -44,6 +44,7 @@ from videogate.service.references import check_routes_can_serve, resolve_referen
 from videogate.statuses import UNFINISHED
 from videogate.store.records import TaskRecord, new_task
 from videogate.store.tasks import UnfinishedCapReached
+from videogate.views.relay import RequestView, RequestViews
 from videogate.worker.webhooks import check_callback_url
 
 TASK_PREFIX = "video"
@@ -62,6 +63,9 @@ class TaskService:
         # Encoded poll responses of finished tasks (the API fills it; deletes here empty it).
         self.finished = FinishedTaskCache(ctx.settings.finished_cache_entries)
         ctx.task_changed.append(self.finished.invalidate)
+        # What task bodies show of each task's stored request, parsed once per task (a
+        # create fills it from the request it validated).
+        self.views = RequestViews()
 
     def resolve_alias(self, req: GenerationRequest) -> GenerationRequest:
         """The request with an alias (``sora-2``) replaced by the model serving it; the
@@ -189,6 +193,7 @@ class TaskService:
                 "(videogate keys topup KEY_ID AMOUNT) or ask for a shorter or smaller video"
             )
         task = stored
+        self.views.remember(task.id, RequestView.of_request(resolved.request))
         bind(task_id=task.id, key_id=task.key_id)
         if failed:
             log_transition(log, task.id, task.status, f"{failed.code}: {failed.message}")

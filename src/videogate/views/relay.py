@@ -75,7 +75,12 @@ class RequestView:
 
     @classmethod
     def of(cls, request: dict[str, Any]) -> RequestView:
-        req = GenerationRequest.model_validate(request)
+        """From a task's stored request (its JSON form)."""
+        return cls.of_request(GenerationRequest.model_validate(request))
+
+    @classmethod
+    def of_request(cls, req: GenerationRequest) -> RequestView:
+        """From the request itself (a create has it validated already)."""
         ratio, width, height = resolve_output(req)
         extended = None
         if req.operation == "extend" and req.source_seconds:
@@ -110,11 +115,15 @@ class RequestViews:
         view = self._views.get(task.id)
         if view is None:
             view = RequestView.of(task.request)
-            if self._max > 0:
-                if len(self._views) >= self._max:
-                    del self._views[next(iter(self._views))]
-                self._views[task.id] = view
+            self.remember(task.id, view)
         return view
+
+    def remember(self, task_id: str, view: RequestView) -> None:
+        if self._max <= 0 or task_id in self._views:
+            return
+        if len(self._views) >= self._max:
+            del self._views[next(iter(self._views))]
+        self._views[task_id] = view
 
     def __len__(self) -> int:
         return len(self._views)
