@@ -3,8 +3,9 @@
 An upstream callback reaches whichever API process the load balancer picks, and a create
 lands in an API process with no worker; the worker that should act may be anywhere. The
 write that makes a task due sends ``NOTIFY videogate_due`` in its own transaction
-(delivered at commit, never for a rolled-back write), and every worker LISTENs on a
-connection of its own: a notification wakes its claim loop at once instead of at its
+(delivered at commit, never for a rolled-back write; a create sends one right after its
+commit for the creates committed meanwhile: ``pg_fastwrite.py``), and every worker
+LISTENs on a connection of its own: a notification wakes its claim loop at once instead of at its
 next periodic look (``worker_poll_interval``). A lost notification (the listener was
 reconnecting) costs at most that interval: the periodic look still finds the task.
 
