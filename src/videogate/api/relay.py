@@ -13,8 +13,8 @@ from videogate.api.errors import describe_validation_errors
 from videogate.api.openai_form import as_form_error, read_openai_form, read_openai_json
 from videogate.api.openapi_models import VideoDeleted, VideoList, VideoObject, documented
 from videogate.api.relay_schemas import RelayCreate, to_generation_request
-from videogate.api.responses import blob_response, json_response, query_int
-from videogate.api.state import api_state
+from videogate.api.responses import JSONBytes, blob_response, json_response, query_int
+from videogate.api.state import ApiState, api_state
 from videogate.errors import Gone, InvalidRequest, NotFound
 from videogate.fields import has_nul
 from videogate.request import GenerationRequest, check_request
@@ -161,6 +161,10 @@ def poll_headers(request: Request) -> dict[str, str]:
     return {"openai-poll-after-ms": str(api_state(request).ctx.settings.poll_after_ms)}
 
 
+def _poll_headers(state: ApiState) -> dict[str, str]:
+    return {"openai-poll-after-ms": str(state.ctx.settings.poll_after_ms)}
+
+
 @router.post(
     "/v1/videos",
     summary="Create a video task",
@@ -236,7 +240,7 @@ async def poll_video(request: Request) -> Response:
         body = orjson.dumps(relay_task(task, state.ctx.signer, ttl, views=state.tasks.views))
         if task.status in TERMINAL:
             finished.put(ticket, RELAY_SURFACE, task.id, task.key_id, body)
-    return Response(body, media_type="application/json", headers=poll_headers(request))
+    return JSONBytes(body, headers=_poll_headers(state))
 
 
 @router.get(

@@ -14,10 +14,29 @@ from videogate.errors import InvalidRequest
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+class JSONBytes(Response):
+    """An encoded JSON body, its headers built straight as bytes (Starlette's ``Response``
+    re-encodes and re-checks every header per response: ~10 µs of a ~30 µs poll)."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, body: bytes, status_code: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        raw = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]
+        if headers:
+            raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = raw
+
+
+_JSON = b"application/json"
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    return JSONBytes(orjson.dumps(body), status, headers)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
