@@ -103,6 +103,7 @@ class Store:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        await self.tasks.hints_written()  # a callback answered just before the stop
         self.tasks.close()
         if self.hot is not None:
             await self.hot.close()

@@ -25,6 +25,11 @@ TASK_COLUMNS_SQL = ", ".join(TASK_FIELDS)
 _SQL_BY_ID = f"SELECT {TASK_COLUMNS_SQL} FROM tasks WHERE id = ?"
 # A key's own reads never see a task it deleted (OpenAI's DELETE).
 _SQL_BY_ID_AND_KEY = _SQL_BY_ID + " AND key_id = ? AND deleted_at IS NULL"
+# On ix_tasks_due: only the (few) rows a callback put at 0 are looked at.
+_SQL_HINTED = (
+    "SELECT 1 FROM tasks WHERE next_run_at <= 0"
+    " AND (lease_until IS NULL OR lease_until < ?) LIMIT 1"
+)
 
 
 class SqliteTaskReader:
@@ -47,6 +52,11 @@ class SqliteTaskReader:
         """Changes whenever another connection (any process) commits to the file."""
         (version,) = self._conn.execute("PRAGMA data_version").fetchone()
         return int(version)
+
+    def hinted_due(self, now: float) -> bool:
+        """True while a task made due by a callback (``next_run_at`` 0) waits unheld."""
+        row = self._conn.execute(_SQL_HINTED, (now,)).fetchone()
+        return row is not None
 
     def close(self) -> None:
         self._conn.close()

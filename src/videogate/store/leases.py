@@ -8,7 +8,7 @@ its money and its webhook event in the same transaction, so neither is lost or d
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import or_, select, text, update
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from videogate.clock import Clock
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
+from videogate.store.due_hints import DueHints
 from videogate.store.due_signal import notify_due
 from videogate.store.fastwrite import SqliteTaskWriter
 from videogate.store.records import TASK_FIELDS, TaskChange, TaskRecord
@@ -97,6 +98,8 @@ class TaskLeases:
         self._clock = clock
         # On a SQLite file: the in-loop writer (``fastwrite``), set by ``TaskStore``.
         self._writer: SqliteTaskWriter | None = None
+        # Its callback hints, written in a batch after the callback's answer (``due_hints``).
+        self._hints: DueHints | None = None
 
     async def claim_due(self, owner: str, limit: int, now: float, lease: float) -> list[TaskRecord]:
         """Take up to ``limit`` due tasks that nobody holds (or whose holder's lease lapsed)."""
@@ -262,13 +265,12 @@ class TaskLeases:
         async with self._sessions.begin() as s:
             await s.execute(stmt)
 
-    async def poll_now(self, task_id: str) -> None:
-        """Make a running task due at once (an upstream callback said it changed)."""
-        if self._writer is not None:  # one short statement: the callback is answered at once
-            await self._writer.statement(
-                "UPDATE tasks SET next_run_at = 0.0 WHERE id = ? AND status = 'running'",
-                (task_id,),
-            )
+    async def poll_now(self, task_id: str, then: Callable[[], None] | None = None) -> None:
+        """Make a running task due at once (an upstream callback said it changed), then
+        ``then()``. On SQLite this only queues the write and returns (``due_hints``: it
+        never waits for the write lock); on PostgreSQL it is written and ``NOTIFY``'d."""
+        if self._hints is not None:
+            self._hints.add(task_id, then)
             return
         stmt = (
             update(Task)
@@ -280,6 +282,14 @@ class TaskLeases:
             await s.execute(stmt)
             if self._dialect == "postgresql":  # wake a worker in whichever process
                 await s.execute(notify_due(task_id))
+        if then is not None:
+            then()
+
+    async def hints_written(self) -> None:
+        """Returns once every callback hint queued so far is written (SQLite; at once
+        elsewhere): for an orderly stop, and for tests."""
+        if self._hints is not None:
+            await self._hints.drain()
 
     async def make_due(self, task_id: str, now: float) -> None:
         """Step an unfinished task nobody holds at once (a stale attempt to resolve)."""

@@ -19,6 +19,7 @@ from videogate.errors import AlreadyExists, VideogateError
 from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store import ledger
 from videogate.store.db import retry_if_disconnected
+from videogate.store.due_hints import DueHints
 from videogate.store.due_signal import notify_due
 from videogate.store.fastread import SqliteTaskReader
 from videogate.store.fastwrite import SqliteTaskWriter
@@ -96,6 +97,7 @@ class TaskStore(TaskLeases):
         if dialect == "sqlite" and database and database != ":memory:":
             self._fast = SqliteTaskReader(database)
             self._writer = SqliteTaskWriter(database)
+            self._hints = DueHints(self._writer)
             # Disposing the engine (reconnect everything) applies to this connection too.
             event.listen(engine.sync_engine, "engine_disposed", lambda _: self._writer_reset())
 
@@ -348,6 +350,12 @@ class TaskStore(TaskLeases):
     async def delete(self, task_id: str) -> None:
         async with self._sessions.begin() as s:
             await s.execute(delete(Task).where(Task.id == task_id))
+
+    def hinted_due(self) -> bool:
+        """On a SQLite file: whether a task made due by a callback waits unclaimed (a
+        read on this process's reader, no write). Elsewhere False: PostgreSQL's callbacks
+        wake the worker through ``NOTIFY``, in-process ones through its wake-up event."""
+        return self._fast is not None and self._fast.hinted_due(self._clock.now())
 
     async def committed_elsewhere(self, interval: float = 0.02) -> None:
         """Returns once another connection commits to the SQLite file (a create or a

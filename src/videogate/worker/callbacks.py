@@ -26,9 +26,10 @@ def ark_callback_url(ctx: AppContext, task_id: str) -> str | None:
 
 
 async def receive_callback(ctx: AppContext, token: str) -> None:
-    """Make the task due now, so a worker re-reads it from the upstream."""
+    """Make the task due now, so a worker re-reads it from the upstream; this process's
+    worker is woken once that is written. On SQLite the write follows the answer
+    (``store/due_hints.py``: a lost hint costs the regular poll schedule, never the task)."""
     task_id, _, _ = token.partition(".")
     if not task_id or not hmac.compare_digest(_token(ctx, task_id), token):
         raise NotFound("unknown callback")
-    await ctx.store.tasks.poll_now(task_id)
-    ctx.wakeup.set()
+    await ctx.store.tasks.poll_now(task_id, then=ctx.wakeup.set)

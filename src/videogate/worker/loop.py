@@ -142,13 +142,20 @@ class Worker:
                 failures = 0
                 beat.beat()
                 if started == 0:
+                    # Woken (a callback, a create) while every slot was busy: what woke
+                    # us is still unclaimed and due first (a callback's ``next_run_at``
+                    # is 0): claim at the first free slot, not once a batch is free. On
+                    # SQLite a callback in another process is seen by a read.
+                    first_slot = not self._free() and (
+                        self.ctx.wakeup.is_set() or self.ctx.store.tasks.hinted_due()
+                    )
                     self.ctx.wakeup.clear()
                     self._slots_freed.clear()
                     await self.clock.wait(
                         _first(
                             self.ctx.wakeup.wait(),
                             stop.wait(),
-                            self._enough_free(),
+                            self._slots_freed.wait() if first_slot else self._enough_free(),
                             # SQLite: a callback or a create in another process
                             self.ctx.store.tasks.committed_elsewhere(),
                         ),
@@ -175,8 +182,11 @@ class Worker:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
+    def _free(self) -> int:
+        return max(0, self.settings.worker_concurrency - len(self._active))
+
     async def claim_and_start(self) -> int:
-        free = self.settings.worker_concurrency - len(self._active)
+        free = self._free()
         if free <= 0:
             return 0
         now = self.clock.now()
@@ -251,7 +261,7 @@ class Worker:
         while True:
             self._slots_freed.clear()
             await self._slots_freed.wait()
-            if self.settings.worker_concurrency - len(self._active) >= batch:
+            if self._free() >= batch:
                 return
 
     async def step(self, row: TaskRecord) -> None:
