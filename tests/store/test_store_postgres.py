@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from postgres_support import PG_ADMIN, pg_available
 from store_support import make_task
@@ -243,5 +243,24 @@ async def test_one_retry_is_enough_when_every_hot_connection_was_dropped(pg_url:
         assert await drop_connections(pg_url) >= 3
         got = await store.tasks.get(task.id, key.id)
         assert got is not None and got.id == task.id
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_statement_error_on_the_hot_pool_is_classified_like_sqlalchemys(
+    pg_url: str,
+) -> None:
+    """The statement's own error is not an outage (no 503), a deadlock-class one is."""
+    store = Store.open(pg_url)
+    try:
+        assert store.hot is not None
+        with pytest.raises(DatabaseError) as bad:
+            await store.hot.fetchval("SELECT 1 / 0")
+        assert not isinstance(bad.value, OperationalError)
+        assert not is_infrastructure(bad.value)
+        with pytest.raises(DatabaseError) as busy:
+            await store.hot.fetchval("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$")
+        assert is_infrastructure(busy.value)
     finally:
         await store.close()

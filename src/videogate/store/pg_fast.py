@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from videogate.store.fastread import TASK_COLUMNS_SQL
@@ -106,8 +106,8 @@ class PgHotPool:
     ) -> Any:
         """``call(connection)``, and once more on another connection if this one turned
         out dead; ``sql`` and ``args`` describe it in the error. Errors other than the
-        connection's own propagate as ``call`` raised them (a ``PostgresError`` as an
-        ``OperationalError``)."""
+        connection's own propagate as ``call`` raised them (a ``PostgresError`` as a
+        ``DatabaseError``); a connection that stays dead is an ``OperationalError``."""
         try:
             return await self._once(call, sql, args)
         except _Disconnected:
@@ -143,10 +143,11 @@ class PgHotPool:
             # protocol mid-error).
             raise await self._gone(pool, OperationalError(sql, args, exc)) from exc
         except asyncpg.PostgresError as exc:
-            error = OperationalError(sql, args, exc)
             if _is_gone(exc):
-                raise await self._gone(pool, error) from exc
-            raise error from exc
+                raise await self._gone(pool, OperationalError(sql, args, exc)) from exc
+            # The statement's own trouble, classified by its SQLSTATE as SQLAlchemy's
+            # errors are (``db.is_infrastructure``: a deadlock or a full disk is a 503).
+            raise DatabaseError(sql, args, exc) from exc
 
     @staticmethod
     async def _gone(pool: asyncpg.Pool, error: OperationalError) -> _Disconnected:
