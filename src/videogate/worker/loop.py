@@ -124,6 +124,10 @@ class Worker:
                     if self.clock.now() >= next_sweep:
                         await self.sweeper.sweep()
                         next_sweep = self.clock.now() + self.settings.attempt_sweep_interval_seconds
+                    # Cleared before the claim: a step that ends during it, or before the
+                    # wait below starts (a step may run to its end without yielding, its
+                    # reads and writes in-loop), is not lost.
+                    self._slots_freed.clear()
                     started = await self.claim_and_start()
                 except Exception as exc:
                     failures += 1
@@ -150,7 +154,6 @@ class Worker:
                         self.ctx.wakeup.is_set() or self.ctx.store.tasks.hinted_due()
                     )
                     self.ctx.wakeup.clear()
-                    self._slots_freed.clear()
                     await self.clock.wait(
                         _first(
                             self.ctx.wakeup.wait(),
@@ -259,8 +262,9 @@ class Worker:
         """Returns once a batch of slots is free: claiming costs a write, so not per slot."""
         batch = max(1, self.settings.worker_concurrency // 8)
         while True:
-            self._slots_freed.clear()
+            # Cleared before the claim that found nothing (``run``), not here.
             await self._slots_freed.wait()
+            self._slots_freed.clear()
             if self._free() >= batch:
                 return
 
