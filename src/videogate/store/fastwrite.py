@@ -35,8 +35,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ClauseElement
 
 from videogate.errors import ServiceUnavailable
-from videogate.statuses import UNFINISHED
+from videogate.statuses import TERMINAL, UNFINISHED
 from videogate.store.fastread import TASK_COLUMNS_SQL, task_from_row
+from videogate.store.ledger import settlement
 from videogate.store.records import TaskRecord
 from videogate.store.tables import Base, LedgerEntry, Task, TaskEvent
 
@@ -256,9 +257,11 @@ class SqliteTaskWriter:
         if_next_run_at: Any,
         check_next_run_at: bool,
         event_at: float,
+        charged: int | None = None,
     ) -> bool:
-        """``TaskStore.transition`` to an unfinished status (no money moves): the update
-        and, on a change of status of a task with a webhook, its outbox row."""
+        """``TaskStore.transition``: the update and, on a change of status, its money (a
+        terminal status settles the hold, ``charged`` on success) and, for a task with a
+        webhook, its outbox row."""
         if values.get("status", expected_status) == expected_status:
             sql, params = _held_update(
                 task_id, owner, expected_status, values, if_next_run_at, check_next_run_at
@@ -274,6 +277,7 @@ class SqliteTaskWriter:
                 event_at,
                 if_next_run_at=if_next_run_at,
                 check_next_run_at=check_next_run_at,
+                charged=charged,
             )
         )
 
@@ -288,20 +292,64 @@ class SqliteTaskWriter:
         *,
         if_next_run_at: Any = None,
         check_next_run_at: bool = False,
+        charged: int | None = None,
     ) -> bool:
         """:meth:`update_held` inside an open transaction of ``conn`` (this writer's)."""
         sql, params = _held_update(
             task_id, owner, expected_status, values, if_next_run_at, check_next_run_at
         )
-        row = conn.execute(sql + " RETURNING callback_url", params).fetchone()
+        sql += " RETURNING key_id, hold_micros, currency, callback_url"
+        row = conn.execute(sql, params).fetchone()
         if row is None:
             return False
         status = values.get("status", expected_status)
-        if row[0] and status != expected_status:
+        if status == expected_status:
+            return True
+        key_id, held, currency, callback_url = row
+        if status in TERMINAL:
+            self._settle(conn, task_id, key_id, held or 0, charged, currency or "USD", event_at)
+        if callback_url:
             event = {"task_id": task_id, "status": status, "created_at": event_at}
             event.update(state="pending", attempts=0, next_attempt_at=event_at)
             conn.execute(self._event.sql, self._event.values(event))
         return True
+
+    def _settle(
+        self,
+        conn: sqlite3.Connection,
+        task_id: str,
+        key_id: str,
+        held: int,
+        charged: int | None,
+        currency: str,
+        now: float,
+    ) -> None:
+        """``ledger.settle`` in the transaction: the ledger is unique per (task, kind),
+        so a second settlement fails the whole transition (nothing is paid twice)."""
+        rows, refund, task_values = settlement(
+            key_id=key_id, task_id=task_id, held=held, charged=charged, currency=currency, now=now
+        )
+        try:
+            for entry in rows:
+                conn.execute(self._ledger.sql, self._ledger.values(entry))
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(self._ledger.sql, None, exc) from exc
+        if refund:
+            conn.execute(
+                "UPDATE api_keys SET balance_micros = balance_micros + ?"
+                " WHERE id = ? AND balance_micros IS NOT NULL",
+                (refund, key_id),
+            )
+        conn.execute(
+            "UPDATE tasks SET charged_micros = ?, refunded_micros = ?, billing_state = ?"
+            " WHERE id = ?",
+            (
+                task_values["charged_micros"],
+                task_values["refunded_micros"],
+                task_values["billing_state"],
+                task_id,
+            ),
+        )
 
     async def transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
         """``write(conn)`` in one ``BEGIN IMMEDIATE`` transaction, run to its commit

@@ -157,10 +157,9 @@ class TaskLeases:
         if release:
             values["lease_owner"] = None
             values["lease_until"] = None
-        new_status = values.get("status")
-        if self._writer is not None and new_status not in TERMINAL:
-            # Most steps: a reschedule, or a status with no money to settle (its outbox row
-            # is written with it), run to its commit on the in-loop connection.
+        if self._writer is not None:
+            # SQLite: the update, its money and its outbox row run to their commit on the
+            # in-loop connection.
             return await self._writer.update_held(
                 task_id,
                 owner,
@@ -169,6 +168,7 @@ class TaskLeases:
                 if_next_run_at,
                 if_next_run_at is not _ANY,
                 float(values.get("updated_at") or self._clock.now()),
+                (charged_micros or 0) if values.get("status") == "succeeded" else None,
             )
         async with self._sessions.begin() as s:
             return await self._transition_in(

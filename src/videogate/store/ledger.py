@@ -58,6 +58,32 @@ async def hold(
     return True
 
 
+def settlement(
+    *,
+    key_id: str,
+    task_id: str,
+    held: int,
+    charged: int | None,
+    currency: str,
+    now: float,
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """What settling a hold writes (see :func:`settle`): the ledger rows (attribute name →
+    value), the refund that goes back to the key's balance, and the task's columns."""
+    succeeded = charged is not None
+    charged = max(0, min(charged or 0, held))
+    refund = held - charged
+    entry = {"key_id": key_id, "task_id": task_id, "currency": currency, "created_at": now}
+    rows = [entry | {"kind": "settle", "amount_micros": charged}] if charged else []
+    note = "rest of the hold" if succeeded else "task did not complete"
+    rows.append(entry | {"kind": "refund", "amount_micros": refund, "note": note})
+    task_values = {
+        "charged_micros": charged,
+        "refunded_micros": refund,
+        "billing_state": "settled" if succeeded else "refunded",
+    }
+    return rows, refund, task_values
+
+
 async def settle(
     s: AsyncSession,
     *,
@@ -71,42 +97,18 @@ async def settle(
     """Charge ``charged`` (never more than was held) and give the rest of the hold back;
     ``charged=None`` means the task did not complete: everything goes back.
     Returns the task columns that describe the outcome."""
-    succeeded = charged is not None
-    charged = max(0, min(charged or 0, held))
-    refund = held - charged
-    if charged:
-        s.add(
-            LedgerEntry(
-                key_id=key_id,
-                task_id=task_id,
-                kind="settle",
-                amount_micros=charged,
-                currency=currency,
-                created_at=now,
-            )
-        )
-    s.add(
-        LedgerEntry(
-            key_id=key_id,
-            task_id=task_id,
-            kind="refund",
-            amount_micros=refund,
-            currency=currency,
-            created_at=now,
-            note="rest of the hold" if succeeded else "task did not complete",
-        )
+    rows, refund, task_values = settlement(
+        key_id=key_id, task_id=task_id, held=held, charged=charged, currency=currency, now=now
     )
+    for row in rows:
+        s.add(LedgerEntry(**row))
     if refund:
         await s.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id, ApiKey.balance_micros.is_not(None))
             .values(balance_micros=ApiKey.balance_micros + refund)
         )
-    return {
-        "charged_micros": charged,
-        "refunded_micros": refund,
-        "billing_state": "settled" if succeeded else "refunded",
-    }
+    return task_values
 
 
 @dataclass(frozen=True)
