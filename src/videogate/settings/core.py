@@ -137,8 +137,8 @@ class Settings(BaseSettings):
     db_hot_pool_size: int = Field(
         default=3,
         ge=1,
-        description="PostgreSQL connections each process keeps beside the pool for the poll's "
-        "read (opened on first use; see docs/performance.md)",
+        description="PostgreSQL connections each process keeps beside the pool for polls and "
+        "creates (opened on first use; see docs/performance.md)",
     )
     db_statement_cache_size: int = Field(
         default=256,

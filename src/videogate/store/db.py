@@ -27,7 +27,7 @@ class PoolOptions:
 
     ``statement_cache_size`` 0 turns prepared-statement caching off and names statements
     uniquely, as PgBouncer in transaction mode needs. ``hot_size``: the connections kept
-    beside the pool for the poll's read (``store/pg_fast.py``), opened on first use.
+    beside the pool for polls and creates (``store/pg_fast.py``), opened on first use.
     """
 
     size: int = 5
