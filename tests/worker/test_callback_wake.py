@@ -170,3 +170,33 @@ async def test_hinted_task_takes_the_first_free_slot(ctx: AppContext, wake: str)
             gate.set()
         stop.set()
         await runner
+
+
+async def test_idle_worker_steps_a_task_when_it_is_due_not_at_its_next_look(
+    ctx: AppContext,
+) -> None:
+    """A poll scheduled 0.2 s ahead is claimed when the clock reaches it, though the
+    worker's periodic look (``worker_poll_interval``, here 10 s) is far off."""
+    ctx.settings = ctx.settings.model_copy(update={"worker_poll_interval": 10.0})
+    [task_id] = await running(ctx, 1, due=False)
+    assert ctx.store.tasks.writer is not None
+    await ctx.store.tasks.writer.statement(
+        "UPDATE tasks SET next_run_at = ? WHERE id = ?", (ctx.clock.now() + 0.2, task_id)
+    )
+    provider = Gated()
+    ctx.wakeup = wakeup = Wakeup()
+    worker = fake_worker(ctx, provider)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(wakeup.cleared.wait(), 30)  # it looked: nothing due yet
+        assert provider.polled == []
+        assert isinstance(ctx.clock, FakeClock)
+        ctx.clock.advance(0.25)  # not 0.2: times near 1.8e9 s differ from it by ~1e-7
+        await polled(provider, 1)
+        assert provider.polled == [task_id]
+    finally:
+        for gate in provider.gates.values():
+            gate.set()
+        stop.set()
+        await runner

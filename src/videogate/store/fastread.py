@@ -25,6 +25,8 @@ TASK_COLUMNS_SQL = ", ".join(TASK_FIELDS)
 _SQL_BY_ID = f"SELECT {TASK_COLUMNS_SQL} FROM tasks WHERE id = ?"
 # A key's own reads never see a task it deleted (OpenAI's DELETE).
 _SQL_BY_ID_AND_KEY = _SQL_BY_ID + " AND key_id = ? AND deleted_at IS NULL"
+# On ix_tasks_due: one seek.
+_SQL_NEXT_DUE = "SELECT min(next_run_at) FROM tasks WHERE next_run_at > ?"
 # On ix_tasks_due: only the (few) rows a callback put at 0 are looked at.
 _SQL_HINTED = (
     "SELECT 1 FROM tasks WHERE next_run_at <= 0"
@@ -57,6 +59,11 @@ class SqliteTaskReader:
         """True while a task made due by a callback (``next_run_at`` 0) waits unheld."""
         row = self._conn.execute(_SQL_HINTED, (now,)).fetchone()
         return row is not None
+
+    def next_due_at(self, now: float) -> float | None:
+        """The earliest ``next_run_at`` after ``now`` (the next scheduled step), if any."""
+        (at,) = self._conn.execute(_SQL_NEXT_DUE, (now,)).fetchone()
+        return None if at is None else float(at)
 
     def close(self) -> None:
         self._conn.close()

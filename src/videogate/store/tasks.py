@@ -357,6 +357,12 @@ class TaskStore(TaskLeases):
         wake the worker through ``NOTIFY``, in-process ones through its wake-up event."""
         return self._fast is not None and self._fast.hinted_due(self._clock.now())
 
+    def next_due_at(self) -> float | None:
+        """On a SQLite file: when the next scheduled step is due (a read on this
+        process's reader); None when none is, and elsewhere (a worker then looks every
+        ``worker_poll_interval``)."""
+        return None if self._fast is None else self._fast.next_due_at(self._clock.now())
+
     async def committed_elsewhere(self, interval: float = 0.02) -> None:
         """Returns once another connection commits to the SQLite file (a create or a
         callback in an API process, say): the cross-process wake-up SQLite has, at the

@@ -162,7 +162,7 @@ class Worker:
                             # SQLite: a callback or a create in another process
                             self.ctx.store.tasks.committed_elsewhere(),
                         ),
-                        self.settings.worker_poll_interval,
+                        self._idle_wait(),
                     )
         finally:
             beat.stop()
@@ -184,6 +184,16 @@ class Worker:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def _idle_wait(self) -> float:
+        """How long to wait when nothing was claimed: until the next scheduled step when
+        a slot is free for it (SQLite; one index seek), else the periodic look's interval
+        (a poll due in 0.1 s used to wait for the look, up to 0.5 s)."""
+        interval = self.settings.worker_poll_interval
+        if not self._free():
+            return interval
+        due = self.ctx.store.tasks.next_due_at()
+        return interval if due is None else min(interval, max(0.0, due - self.clock.now()))
 
     def _free(self) -> int:
         return max(0, self.settings.worker_concurrency - len(self._active))
