@@ -14,7 +14,9 @@ call all day — :class:`HotLane` does what those layers do for them, in three:
   handlers (``errors.py``), a bug answered 500 and raised for the server's log, as
   Starlette's ``ServerErrorMiddleware`` does.
 
-Everything else (other routes, ``HEAD``, a ``root_path``) takes the app's whole stack.
+Everything else (other routes, ``HEAD``, a ``root_path``) takes the app's whole stack. A
+middleware added to the app (``add_middleware``) is not run for these two routes: add what
+it does here as well.
 When FastAPI's telemetry is enabled at start-up (an OpenTelemetry provider is
 configured) the lane is not used, so every request is traced as before.
 """
