@@ -21,7 +21,7 @@ from videogate.catalog import ModelSpec
 from videogate.clock import Clock, SystemClock
 from videogate.errors import VideogateError
 from videogate.fetch import UrlGuard, guard_from_settings
-from videogate.httppool import ShardedTransport
+from videogate.httppool import CookielessClient, ShardedTransport
 from videogate.metrics import Metrics
 from videogate.routing import Router, build_catalog_and_routes
 from videogate.settings import Settings
@@ -194,7 +194,8 @@ async def open_context(
         store=store,
         blobs=blobs,
         signer=UrlSigner(secret, settings.effective_public_url, presign=presign),
-        http=httpx.AsyncClient(
+        # No cookie jar: one client serves every tenant's URLs (httppool.py).
+        http=CookielessClient(
             timeout=httpx.Timeout(settings.reference_timeout_seconds, connect=10.0),
             follow_redirects=False,
             # Keep a connection per concurrent step alive (httpx's default of 20 churns

@@ -1,4 +1,4 @@
-"""The sharded HTTP transport: many small pools, connections kept and reused."""
+"""The process's HTTP client: many small pools, connections kept and reused, no cookies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from videogate.httppool import KEEPALIVE_PER_POOL, ShardedTransport
+from videogate.httppool import KEEPALIVE_PER_POOL, CookielessClient, ShardedTransport
 
 
 class KeepAliveServer:
@@ -24,19 +24,24 @@ class KeepAliveServer:
         self.waiting = 0
         self.want = 0
         self.full = asyncio.Event()  # ``want`` requests are waiting for ``release``
+        self.heads: list[bytes] = []  # every request's head, as received
         self._server: asyncio.Server | None = None
         self.url = ""
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            while await reader.readuntil(b"\r\n\r\n"):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                self.heads.append(head.lower())
                 self.waiting += 1
                 if self.waiting >= self.want:
                     self.full.set()
                 await self.release.wait()
                 self.waiting -= 1
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nSet-Cookie: tenant=a; Path=/\r\n"
+                    b"Content-Length: 2\r\n\r\nok"
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -114,3 +119,15 @@ async def test_every_request_gives_its_pool_back(server: KeepAliveServer) -> Non
             await client.get(f"http://127.0.0.1:{port}/")
         assert transport.in_flight() == 0
         assert response.is_closed
+
+
+async def test_the_client_keeps_no_cookie_from_one_answer_for_the_next(
+    server: KeepAliveServer,
+) -> None:
+    async with CookielessClient(trust_env=False) as client:
+        first = await client.get(server.url)
+        assert first.cookies["tenant"] == "a"  # the answer still shows what it set
+        await client.get(server.url)
+        assert not client.cookies
+        await client.get(server.url, headers={"Cookie": "own=1"})
+    assert [b"cookie:" in head for head in server.heads] == [False, False, True]
