@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 from sqlalchemy import select, text
@@ -103,7 +104,10 @@ class Store:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        await self.tasks.hints_written()  # a callback answered just before the stop
+        # A callback answered just before the stop; best effort (a lost hint costs the
+        # task's regular poll schedule), never in the way of closing the rest.
+        with contextlib.suppress(Exception):
+            await self.tasks.hints_written()
         self.tasks.close()
         if self.hot is not None:
             await self.hot.close()
