@@ -471,7 +471,9 @@ class CallbackSender:
                         url,
                         content=payload,
                         headers={"Content-Type": "application/json"},
-                        timeout=self.timeout,
+                        # Waiting for a free connection is the sender's own queue (a
+                        # real upstream queues its callbacks), not the receiver's delay.
+                        timeout=httpx.Timeout(self.timeout, pool=None),
                     )
                     code = r.status_code
                 except httpx.HTTPError as exc:

@@ -200,3 +200,20 @@ async def test_idle_worker_steps_a_task_when_it_is_due_not_at_its_next_look(
             gate.set()
         stop.set()
         await runner
+
+
+async def test_a_callback_saying_the_job_still_runs_does_not_make_the_task_due(
+    ctx: AppContext,
+) -> None:
+    """Ark calls back on creation and at each change: the early ``queued``/``running`` ones
+    would only buy a poll that says "running", ahead of the tasks waiting to be submitted.
+    Any other claim, or none, makes the task due (the body itself is never believed)."""
+    ids = await running(ctx, 5, due=False)
+    claims = ["queued", "running", "succeeded", "failed", None]
+    before = {task_id: await next_run_at(ctx, task_id) for task_id in ids}
+    for task_id, claim in zip(ids, claims, strict=True):
+        await receive_callback(ctx, token(ctx, task_id), claim)
+    await ctx.store.tasks.hints_written()
+    after = [await next_run_at(ctx, task_id) for task_id in ids]
+    assert after[:2] == [before[ids[0]], before[ids[1]]]
+    assert after[2:] == [0.0, 0.0, 0.0]

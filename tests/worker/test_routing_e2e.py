@@ -325,6 +325,13 @@ async def test_callback_makes_the_task_due_and_is_never_trusted(
             "status": "succeeded",
             "content": {"video_url": "http://evil.example/x.mp4"},
         }
+        # "still running" (Ark's early callbacks): answered, the task not made due
+        store = h.state.ctx.store.tasks
+        due = (await store.get(task_id) or pytest.fail("no task")).next_run_at
+        r = await h.client.post(path, json={"id": body_id(ark), "status": "running"})
+        assert r.status_code == 200
+        await store.hints_written()
+        assert (await store.get(task_id) or pytest.fail("no task")).next_run_at == due != 0.0
         polls_before = len(ark.requests_to("get"))
         r = await h.client.post(path, json=forged)
         assert r.status_code == 200
