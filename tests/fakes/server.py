@@ -394,6 +394,10 @@ def storage_error(status: int, code: str, message: str) -> Response:
 # --------------------------------------------------------------------------------------
 
 
+#: Callbacks in flight at once, per fake.
+SENDS_AT_ONCE = 32
+
+
 class CallbackSender:
     """Best-effort POSTs in a private event loop thread; per task in order, tasks concurrent."""
 
@@ -409,6 +413,7 @@ class CallbackSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(SENDS_AT_ONCE)
         self._chains: dict[str, asyncio.Future[None]] = {}
 
     def submit(
@@ -462,19 +467,23 @@ class CallbackSender:
             if previous is not None:
                 await asyncio.wait([previous])
             if self._client is None:
-                self._client = httpx.AsyncClient()
+                limits = httpx.Limits(max_connections=SENDS_AT_ONCE)
+                self._client = httpx.AsyncClient(limits=limits)
+                self._slots = asyncio.Semaphore(SENDS_AT_ONCE)
             for attempt in range(1, retries + 2):
                 code: int | None = None
                 error: str | None = None
                 try:
-                    r = await self._client.post(
-                        url,
-                        content=payload,
-                        headers={"Content-Type": "application/json"},
-                        # Waiting for a free connection is the sender's own queue (a
-                        # real upstream queues its callbacks), not the receiver's delay.
-                        timeout=httpx.Timeout(self.timeout, pool=None),
-                    )
+                    # The sender's own queue (a real upstream queues its callbacks): waiting
+                    # here, not in httpx's pool, whose wait list is scanned on every
+                    # request and response (thousands waiting took the fake's CPU).
+                    async with self._slots:
+                        r = await self._client.post(
+                            url,
+                            content=payload,
+                            headers={"Content-Type": "application/json"},
+                            timeout=self.timeout,
+                        )
                     code = r.status_code
                 except httpx.HTTPError as exc:
                     error = f"{type(exc).__name__}: {exc}"
