@@ -42,6 +42,18 @@ request = function()
 end
 """
 
+#: The same polls, each connection waiting ``%(every_ms)s`` ms after an answer before its next
+#: request: clients polling at a pace, not as fast as the server answers. wrk's latency
+#: counts from the request's send, so the think time is not in it.
+WRK_PACED_LUA = (
+    WRK_LUA
+    + """
+delay = function()
+  return %(every_ms)s
+end
+"""
+)
+
 
 # Results -------------------------------------------------------------------------------
 

@@ -67,7 +67,16 @@ from _common import (
     stop_servers,
     videogate_env,
 )
-from _load import WRK_CREATE_LUA, WRK_LUA, LoadResult, httpx_load, measured, raw_load, wrk_load
+from _load import (
+    WRK_CREATE_LUA,
+    WRK_LUA,
+    WRK_PACED_LUA,
+    LoadResult,
+    httpx_load,
+    measured,
+    raw_load,
+    wrk_load,
+)
 
 TOTAL_SECONDS = 600.0  # hard bound on the whole run
 RESERVE_SECONDS = 20.0  # kept back from the poll phases for shutdown
@@ -162,14 +171,24 @@ class Run:
 
 
 async def poll_load(
-    run: Run, server: Server, port: int, key: str, ids: Sequence[str], target: str, gen: str
+    run: Run,
+    server: Server,
+    port: int,
+    key: str,
+    ids: Sequence[str],
+    target: str,
+    gen: str,
+    paced_ms: int = 0,
 ) -> LoadResult:
-    """Polls of ``ids`` at the run's concurrency with one generator, after a warm-up."""
+    """Polls of ``ids`` at the run's concurrency with one generator, after a warm-up; with
+    ``paced_ms`` (wrk only) each client waits that long after an answer."""
     conc, polls = run.args.concurrency, run.args.polls
     paths = [f"/v1/videos/{i}" for i in ids]
     if gen == "wrk" and run.wrk is not None:
         lua = run.work / "poll.lua"
-        lua.write_text(WRK_LUA % {"ids": ", ".join(f'"{i}"' for i in ids), "key": key})
+        script = WRK_PACED_LUA if paced_ms else WRK_LUA
+        ids_list = ", ".join(f'"{i}"' for i in ids)
+        lua.write_text(script % {"ids": ids_list, "key": key, "every_ms": paced_ms})
         await wrk_load(run.wrk, port, target, lua, conc, 1)  # warm-up
         return await measured(server, wrk_load(run.wrk, port, target, lua, conc, run.args.seconds))
     if gen == "httpx":
@@ -201,6 +220,13 @@ async def compare_polls(
             vg = await poll_load(run, api, port, key, ids, "videogate", gen)
             base = await poll_load(run, bare, bare_port, key, ids, "bare", gen)
             run.report.pairs.append(Pair(f"{phase} [{gen}, {run.loop}]", vg, base))
+        if run.wrk is not None and run.args.paced_ms > 0 and "wrk" in run.args.generators:
+            every = run.args.paced_ms
+            log(f"{phase}: {run.args.concurrency} clients each polling every {every} ms")
+            vg = await poll_load(run, api, port, key, ids, "videogate", "wrk", every)
+            base = await poll_load(run, bare, bare_port, key, ids, "bare", "wrk", every)
+            label = f"{phase}, every {every} ms [wrk, {run.loop}]"
+            run.report.pairs.append(Pair(label, vg, base, paced=True))
     finally:
         bare.stop()
 
@@ -394,6 +420,13 @@ def main() -> None:
         metavar="ADMIN_URL",
         help="also run on a new database made through this URL, e.g. "
         "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    parser.add_argument(
+        "--paced-ms",
+        type=int,
+        default=100,
+        help="after each poll phase, the same C clients each polling every this many ms "
+        "(latency below saturation; 0: skip)",
     )
     parser.add_argument("--render", action="store_true", help="also time one 8 s 720p render")
     parser.add_argument("--pin", action="store_true", help="servers on CPU 0, load on the rest")
