@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -172,3 +174,30 @@ async def test_a_cancelled_request_does_not_cancel_the_shared_lookup(store: Stor
     keys.gate.set()
     assert (await second).key_id == key.id
     assert keys.lookups == 1
+
+
+async def test_closing_waits_for_a_refresh_in_flight(store: Store) -> None:
+    """A refresh-ahead runs beside the request that started it: the server may stop
+    before it ends. Closed before the store, the authenticator ends it, so its database
+    connection goes back to the pool the store then closes; left running, it outlived
+    ``Store.close`` and its connection was never closed (aiosqlite's ResourceWarning when
+    the collector found it, in whatever test ran then)."""
+    key = await create_key(store, name="k")
+    # Stopped before the refresh ran, as it checked out its connection, mid-query.
+    for turns in (0, 1, 3, 10, 30):
+        clock = Clock()
+        auth = KeyAuthenticator(store, TTL, clock=clock)
+        await auth.authenticate(f"Bearer {key.key}")
+        clock.now += TTL * 0.6  # answered from the cache, one refresh started behind it
+        await auth.authenticate(f"Bearer {key.key}")
+        assert auth._inflight
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await auth.aclose()
+        assert not auth._inflight
+        assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    await store.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

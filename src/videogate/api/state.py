@@ -27,6 +27,8 @@ class ApiState:
         return caller
 
     async def aclose(self) -> None:
+        """Before the context closes: nothing started here may use the store after it."""
+        await self.auth.aclose()
         if self.limits is not None:
             await self.limits.close()
 

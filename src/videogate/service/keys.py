@@ -193,6 +193,16 @@ class KeyAuthenticator:
         # (a task per request of the turn, hundreds under load, before).
         self._lookup(key_hash).add_done_callback(_log_refresh_failure)
 
+    async def aclose(self) -> None:
+        """End the lookups in flight (a refresh-ahead runs beside the request that started
+        it): before the store closes, so their connections go back to the pool it closes.
+        One still running when the engine is disposed returns its connection to the
+        discarded pool, where nothing closes it."""
+        lookups = list(self._inflight.values())
+        for lookup in lookups:
+            lookup.cancel()
+        await asyncio.gather(*lookups, return_exceptions=True)
+
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after it was revoked here)."""
         self._generation += 1
