@@ -137,10 +137,18 @@ class AppContext:
         return (target, name) if target is not None else (name, None)
 
     async def close(self) -> None:
-        await self.http.aclose()
-        await self.blobs.close()
-        await self.store.close()
-        self.metrics.process_exited()
+        """Close every part, the store even when closing another failed: a store left
+        open keeps its pooled aiosqlite connections, which nothing closes after."""
+        try:
+            try:
+                await self.http.aclose()
+            finally:
+                await self.blobs.close()
+        finally:
+            try:
+                await self.store.close()
+            finally:
+                self.metrics.process_exited()
 
 
 async def open_context(

@@ -188,3 +188,23 @@ async def test_a_read_only_data_dir_is_a_503(tmp_path: Path) -> None:
             assert r.status_code == 503, r.text
             unavailable(r)
             await ctx.store.engine.dispose()
+
+
+async def test_a_worker_that_ended_in_an_error_does_not_keep_the_store_open(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's stop closes the store whatever the in-process worker ended with: an
+    engine left open keeps its pooled aiosqlite connections, never closed after."""
+    from videogate.worker import Worker
+
+    async def broken(self: Worker, stop: Any) -> None:
+        await stop.wait()
+        raise RuntimeError("the worker broke on its way out")
+
+    monkeypatch.setattr(Worker, "run", broken)
+    app = create_app(settings)
+    with pytest.raises(RuntimeError, match="on its way out"):
+        async with app.router.lifespan_context(app):
+            store: Store = app.state.api.ctx.store
+            assert await store.tasks.count(None) == 0  # a connection in the pool
+    assert store.engine.pool.checkedin() == 0  # type: ignore[attr-defined]  # disposed

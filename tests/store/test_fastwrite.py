@@ -138,3 +138,28 @@ async def test_a_failed_commit_fails_every_create_of_its_batch(store: Store) -> 
     task = held(key.id, 1)
     assert await store.tasks.insert(task) == task
     assert (await store.tasks.get(task.id)) is not None
+
+
+async def test_a_close_cancelled_while_writing_hints_still_disposes_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop cut short while the last callback hints are written (a writer waiting on
+    the lock) still closes the engine's pooled aiosqlite connections."""
+    url = f"sqlite:///{tmp_path / 'closing.db'}"
+    await upgrade(url)
+    s = Store.open(url)
+    await make_key(s)  # a connection in the pool
+    writing = asyncio.Event()
+
+    async def hints_written() -> None:
+        writing.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(s.tasks, "hints_written", hints_written)
+    closing = asyncio.create_task(s.close())
+    await writing.wait()
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    # Disposed: no connection is left in a pool (a new, empty one replaced it).
+    assert s.engine.pool.checkedin() == 0  # type: ignore[attr-defined]

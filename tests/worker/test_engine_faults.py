@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -582,3 +584,24 @@ async def test_a_worker_that_lost_its_task_never_submits_it(engine: Any, ark: Fa
         assert len(ark.requests_to("create")) == 1
         row = await task_row(ctx, task_id)
         assert row.status == "running" and row.upstream_id in ark.tasks
+
+
+async def test_the_store_is_closed_even_when_closing_the_blob_store_fails(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left open, the store's pooled aiosqlite connections were never closed: the
+    collector found them later, in whatever test ran then (a ResourceWarning there)."""
+    ctx = await open_context(settings, clock=FakeClock())
+    assert await ctx.store.tasks.count(None) == 0  # a connection in the pool
+
+    async def broken() -> None:
+        raise StorageUnavailable("the blob store is gone")
+
+    monkeypatch.setattr(ctx.blobs, "close", broken)
+    with pytest.raises(StorageUnavailable):
+        await ctx.close()
+    del ctx
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -108,10 +108,14 @@ def create_app(
         finally:
             app.hot = None
             stop.set()
-            if worker_task is not None:
-                await worker_task
-            await app.state.api.aclose()
-            await ctx.close()
+            try:
+                if worker_task is not None:
+                    await worker_task
+            finally:  # a worker that ended in an error must not leave the store open
+                try:
+                    await app.state.api.aclose()
+                finally:
+                    await ctx.close()
 
     app = VideogateApp(
         title="videogate",

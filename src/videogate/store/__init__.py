@@ -106,12 +106,16 @@ class Store:
     async def close(self) -> None:
         # A callback answered just before the stop; best effort (a lost hint costs the
         # task's regular poll schedule), never in the way of closing the rest.
-        with contextlib.suppress(Exception):
-            await self.tasks.hints_written()
-        self.tasks.close()
-        if self.hot is not None:
-            await self.hot.close()
-        await self.engine.dispose()
+        try:
+            with contextlib.suppress(Exception):
+                await self.tasks.hints_written()
+            self.tasks.close()
+            if self.hot is not None:
+                await self.hot.close()
+        finally:
+            # Also when cancelled or when the hot pool failed to close: an engine not
+            # disposed keeps its pooled connections open until the collector finds them.
+            await self.engine.dispose()
 
     async def shared_secret(self, name: str) -> str:
         """A random value created once and shared by every process on this database."""
