@@ -30,8 +30,6 @@ temporary directory removed (unless ``--keep``).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -40,14 +38,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _api_report import Pair, Report, print_report, versions
+from _api_tasks import CREATE_CONCURRENCY, drain, render_once
 from _baseline import GRANIAN, granian_argv, start_bare
 from _common import (
     HOST,
@@ -84,8 +81,6 @@ PHASE_SECONDS = 60.0  # at most this long for one measured load run
 HTTPX_PHASE_SECONDS = 40.0  # the same for httpx, the slowest generator and the least telling
 DRAIN_SECONDS = 120.0  # at most this long waiting for the created tasks' renders
 WRK_SECONDS = 5
-CREATE_CONCURRENCY = 20
-TERMINAL = ("completed", "failed")
 
 CREATE_BODY = {
     "model": "sandbox",
@@ -94,62 +89,6 @@ CREATE_BODY = {
     "resolution": "480p",
     "generate_audio": False,
 }
-RENDER_BODY = {
-    "model": "sandbox",
-    "prompt": "bench: end-to-end render",
-    "duration": 8,
-    "resolution": "720p",
-    "generate_audio": True,
-}
-
-# Phases ---------------------------------------------------------------------------------
-
-
-async def drain(
-    client: httpx.AsyncClient, ids: Sequence[str], deadline: float
-) -> tuple[Counter[str], float]:
-    """Wait (until ``deadline``) for every task to end; returns their statuses, wait time."""
-    status = dict.fromkeys(ids, "?")
-    started = time.monotonic()
-    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-
-    async def check(task_id: str) -> None:
-        async with gate:
-            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-                response = await client.get(f"/v1/videos/{task_id}")
-                status[task_id] = str(response.json()["status"])
-
-    while True:
-        pending = [i for i, s in status.items() if s not in TERMINAL]
-        if not pending or time.monotonic() >= deadline:
-            break
-        await asyncio.gather(*(check(i) for i in pending))
-        if any(status[i] not in TERMINAL for i in pending):
-            await asyncio.sleep(1.0)
-    return Counter(status.values()), time.monotonic() - started
-
-
-async def render_once(client: httpx.AsyncClient, deadline: float) -> str:
-    started = time.perf_counter()
-    response = await client.post("/v1/videos", json=RENDER_BODY)
-    if response.status_code != 200:
-        return f"create failed: HTTP {response.status_code} {response.text[:200]}"
-    task = response.json()
-    for _ in range(int(120 / 0.2)):
-        if task["status"] in TERMINAL or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.2)
-        task = (await client.get(f"/v1/videos/{task['id']}")).json()
-    seconds = time.perf_counter() - started
-    if task["status"] != "completed":
-        error = task.get("error") or {}
-        return f"{task['status']} after {seconds:.2f} s {error.get('message', '')}".rstrip()
-    return (
-        f"{seconds:.2f} s create → completed ({task['size']}, {task['seconds']} s, "
-        f"audio {task['generate_audio']}; polled every 0.2 s, so ±0.2 s)"
-    )
-
-
 # Orchestration --------------------------------------------------------------------------
 
 
