@@ -43,25 +43,31 @@ def result_elsewhere(ctx: AppContext, row: TaskRecord) -> str | None:
     whose files only its own disk held: the job must run again here, not fail the task.
     """
     for url in (row.upstream_result or {}).values():
-        if not url:
-            continue
-        parts = urlsplit(str(url))
-        if parts.scheme != "file":
-            continue
-        path = Path(url2pathname(parts.path)).resolve()
-        if not path.is_relative_to(ctx.work_dir.resolve()) or not path.is_file():
+        path = _file_path(str(url)) if url else None
+        if path is not None and (not _in_work_dir(ctx, path) or not path.is_file()):
             return str(path)
     return None
+
+
+def _file_path(url: str) -> Path | None:
+    """The local path a ``file://`` URL names (resolved); None for any other scheme."""
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    return Path(url2pathname(parts.path)).resolve()
+
+
+def _in_work_dir(ctx: AppContext, path: Path) -> bool:
+    # Only our own providers hand out file:// URLs, and only inside work_dir.
+    return path.is_relative_to(ctx.work_dir.resolve())
 
 
 async def copy_result(ctx: AppContext, field: str, url: str, key: str) -> None:
     """Put the result behind ``url`` at blob ``key``; raise an UpstreamError to retry when
     the download failed, a final one when the content is wrong."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        # Only our own providers hand out file:// URLs, and only inside work_dir.
-        path = Path(url2pathname(parts.path)).resolve()  # noqa: ASYNC240 - no I/O worth a thread
-        if not path.is_relative_to(ctx.work_dir.resolve()):
+    path = _file_path(url)
+    if path is not None:
+        if not _in_work_dir(ctx, path):
             log.error("refusing to copy a result from %s (outside the work directory)", path)
             raise UpstreamError("the result could not be stored", code="result_invalid")
         await ctx.blobs.put_file(key, path)
