@@ -4,6 +4,7 @@ batch, and the task claimed at the worker's first free slot (fake clock: no time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from videogate.context import AppContext, open_context
 from videogate.providers.base import PollResult, TaskContext
 from videogate.settings import Settings
 from videogate.store.tables import Task
+from videogate.worker import Worker
 from videogate.worker.callbacks import ark_callback_url, receive_callback
 
 CONCURRENCY = 16  # a claim batch is 2 slots
@@ -119,6 +121,24 @@ class Wakeup(asyncio.Event):
         self.cleared.set()
 
 
+@contextlib.asynccontextmanager
+async def worker_running(ctx: AppContext) -> AsyncIterator[tuple[Gated, Wakeup, Worker]]:
+    """A worker stepping ``ctx``'s tasks on a gated provider until the block ends; then
+    every gate opens and the worker stops."""
+    provider = Gated()
+    ctx.wakeup = wakeup = Wakeup()
+    worker = fake_worker(ctx, provider)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(worker.run(stop))
+    try:
+        yield provider, wakeup, worker
+    finally:
+        for gate in provider.gates.values():
+            gate.set()
+        stop.set()
+        await runner
+
+
 async def polled(provider: Gated, count: int) -> None:
     while len(provider.polled) < count:
         provider.changed.clear()
@@ -131,12 +151,7 @@ async def test_hinted_task_takes_the_first_free_slot(ctx: AppContext, wake: str)
     hinted task is claimed then (before: only once a whole batch of slots was free)."""
     busy = await running(ctx, CONCURRENCY, due=True)
     [hinted] = await running(ctx, 1, due=False)
-    provider = Gated()
-    ctx.wakeup = wakeup = Wakeup()
-    worker = fake_worker(ctx, provider)
-    stop = asyncio.Event()
-    runner = asyncio.create_task(worker.run(stop))
-    try:
+    async with worker_running(ctx) as (provider, wakeup, worker):
         await polled(provider, CONCURRENCY)
         assert sorted(provider.polled) == sorted(busy)
         if wake == "in_process":
@@ -165,11 +180,6 @@ async def test_hinted_task_takes_the_first_free_slot(ctx: AppContext, wake: str)
         provider.gates[busy[0]].set()  # one slot frees
         await polled(provider, CONCURRENCY + 1)
         assert provider.polled[-1] == hinted
-    finally:
-        for gate in provider.gates.values():
-            gate.set()
-        stop.set()
-        await runner
 
 
 async def test_idle_worker_steps_a_task_when_it_is_due_not_at_its_next_look(
@@ -183,23 +193,13 @@ async def test_idle_worker_steps_a_task_when_it_is_due_not_at_its_next_look(
     await ctx.store.tasks.writer.statement(
         "UPDATE tasks SET next_run_at = ? WHERE id = ?", (ctx.clock.now() + 0.2, task_id)
     )
-    provider = Gated()
-    ctx.wakeup = wakeup = Wakeup()
-    worker = fake_worker(ctx, provider)
-    stop = asyncio.Event()
-    runner = asyncio.create_task(worker.run(stop))
-    try:
+    async with worker_running(ctx) as (provider, wakeup, _):
         await asyncio.wait_for(wakeup.cleared.wait(), 30)  # it looked: nothing due yet
         assert provider.polled == []
         assert isinstance(ctx.clock, FakeClock)
         ctx.clock.advance(0.25)  # not 0.2: times near 1.8e9 s differ from it by ~1e-7
         await polled(provider, 1)
         assert provider.polled == [task_id]
-    finally:
-        for gate in provider.gates.values():
-            gate.set()
-        stop.set()
-        await runner
 
 
 async def test_a_callback_saying_the_job_still_runs_does_not_make_the_task_due(
